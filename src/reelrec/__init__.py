@@ -1,0 +1,61 @@
+"""reelrec: a neural-network movie recommender.
+
+From MovieLens (or any ratings file) to trained, evaluated, saved recommendations::
+
+    from reelrec import load_movielens, make_split, Recommender, TrainConfig
+    ds = load_movielens("ml-100k", download=True)
+    split = make_split(ds, "holdout90", seed=42)
+    rec = Recommender.train("mf", split.train, split.valid, seed=42)
+    rec.recommend(196, n=10)
+"""
+
+__version__ = "0.1.0"
+
+from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
+from reelrec.data.split import Split, make_split
+from reelrec.errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    DownloadError,
+    ReelrecError,
+    UnknownIdError,
+)
+from reelrec.recommender import Recommender, ScoredItem
+from reelrec.training.trainer import TrainConfig, Trainer
+
+
+def load_movielens(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See :func:`reelrec.data.movielens.load_movielens`."""
+    from reelrec.data.movielens import load_movielens as _load
+
+    return _load(*args, **kwargs)
+
+
+def load_ratings(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See :func:`reelrec.data.tabular.load_ratings`."""
+    from reelrec.data.tabular import load_ratings as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "DownloadError",
+    "RatingScale",
+    "Recommender",
+    "ReelrecError",
+    "ScoredItem",
+    "Split",
+    "TrainConfig",
+    "Trainer",
+    "UnknownIdError",
+    "Vocabulary",
+    "__version__",
+    "load_movielens",
+    "load_ratings",
+    "make_split",
+]

@@ -1,0 +1,305 @@
+"""Core data containers: :class:`Vocabulary` (raw id <-> dense index) and :class:`Dataset`.
+
+Raw ids (whatever the file holds: ints or strings) live at every public boundary; dense
+``int64`` indices ``0..n-1`` live inside arrays and tensors. A vocabulary is sorted, so
+mapping is a vectorised ``searchsorted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from reelrec.errors import DataError, UnknownIdError
+
+
+def _normalise_ids(raw: Any) -> np.ndarray:
+    """Return raw ids as an ``int64`` array when they are all integral, else as strings."""
+    arr = np.asarray(raw)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "b":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            return arr.astype(np.int64)
+        return arr.astype(str)
+    # object / string: integral strings become ints so "12" and 12 name the same movie
+    as_str = arr.astype(str)
+    if as_str.size:
+        try:
+            as_int = as_str.astype(np.int64)
+        except (ValueError, OverflowError):
+            return as_str
+        if np.array_equal(as_int.astype(str), np.char.strip(as_str)):
+            return as_int
+    return as_str
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A sorted set of raw ids and the dense index of each.
+
+    Attributes:
+        ids: the raw ids, sorted and unique (``int64`` or unicode strings).
+        name: what the ids are ("user" or "item"), used in error messages.
+    """
+
+    ids: np.ndarray
+    name: str = "id"
+
+    @classmethod
+    def from_raw(cls, raw: Any, name: str = "id") -> Vocabulary:
+        """Build a vocabulary from raw ids in any order, with repeats."""
+        return cls(np.unique(_normalise_ids(raw)), name)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def is_integer(self) -> bool:
+        return self.ids.dtype.kind == "i"
+
+    def coerce(self, raw: Any) -> np.ndarray:
+        """Raw ids converted to this vocabulary's dtype (ints stay ints, strings stay strings)."""
+        arr = _normalise_ids(raw)
+        if self.is_integer and arr.dtype.kind != "i":
+            return arr  # strings that are not integers never match an int vocabulary
+        if not self.is_integer and arr.dtype.kind == "i":
+            return arr.astype(str)
+        return arr
+
+    def index(self, raw: Any, missing: Literal["error", "negative"] = "error") -> np.ndarray:
+        """Dense indices of ``raw`` ids.
+
+        Args:
+            raw: one raw id or an array of them.
+            missing: ``"error"`` raises :class:`UnknownIdError` naming the first unknown id;
+                ``"negative"`` returns ``-1`` for unknown ids.
+        """
+        arr = self.coerce(raw)
+        if len(self) == 0 or (
+            arr.dtype.kind != self.ids.dtype.kind
+            and not (arr.dtype.kind in "US" and self.ids.dtype.kind in "US")
+        ):
+            pos = np.zeros(arr.shape, dtype=np.int64)
+            found = np.zeros(arr.shape, dtype=bool)
+        else:
+            pos = np.searchsorted(self.ids, arr)
+            pos = np.minimum(pos, len(self) - 1)
+            found = self.ids[pos] == arr
+        if missing == "error" and not np.all(found):
+            bad = arr[~found][0].item()
+            raise UnknownIdError(f"unknown {self.name} id {bad!r} (not in the training data)")
+        return np.where(found, pos, -1).astype(np.int64)
+
+    def __contains__(self, raw: object) -> bool:
+        return bool(self.index(raw, missing="negative")[0] >= 0)
+
+    def raw(self, idx: Any) -> np.ndarray:
+        """Raw ids of dense indices."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"{self.name} index out of range 0..{len(self) - 1}")
+        return self.ids[idx]
+
+    def to_json(self) -> dict[str, Any]:
+        kind = "int" if self.is_integer else "str"
+        return {"name": self.name, "kind": kind, "ids": self.ids.tolist()}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Vocabulary:
+        try:
+            kind = obj["kind"]
+            ids = np.asarray(obj["ids"], dtype=np.int64 if kind == "int" else str)
+            name = str(obj.get("name", "id"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"malformed vocabulary: {exc}") from exc
+        if ids.ndim != 1 or (ids.size > 1 and not np.all(ids[1:] > ids[:-1])):
+            raise DataError("malformed vocabulary: ids must be a sorted list of unique values")
+        return cls(ids, name)
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """The lowest and highest rating of a dataset, and its step (``None`` if continuous)."""
+
+    low: float
+    high: float
+    step: float | None = None
+
+    @classmethod
+    def infer(cls, ratings: np.ndarray) -> RatingScale:
+        if ratings.size == 0:
+            raise DataError("no ratings to infer a rating scale from")
+        low, high = float(ratings.min()), float(ratings.max())
+        levels = np.unique(ratings)
+        step = None
+        if levels.size > 1 and levels.size <= 100:
+            diffs = np.diff(levels)
+            cand = float(diffs.min())
+            if cand > 0 and np.allclose(np.round((levels - low) / cand) * cand + low, levels):
+                step = cand
+        elif levels.size == 1:
+            step = 1.0
+        return cls(low, high, step)
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Ratings as parallel arrays over two vocabularies, plus optional side tables.
+
+    Rows keep the order of the source file (the benchmark protocols index rows by file order).
+
+    Attributes:
+        name: a short label ("ml-100k", or the file's name).
+        users, items: vocabularies of every user and item that has at least one rating.
+        user_index, item_index: ``int64`` dense indices, one per rating.
+        rating: ``float32`` ratings.
+        timestamp: ``int64`` seconds since the epoch per rating, or ``None``.
+        item_info: item metadata indexed by raw item id: ``title`` (str), ``year`` (Int64,
+            may be missing) and ``genres`` (``|``-separated str); may cover more items than
+            the vocabulary. ``None`` when unknown.
+        user_info: user metadata indexed by raw user id (e.g. age, gender, occupation, zip).
+        scale: the rating scale.
+        source: how to reload this data (kept in a run's config for ``reelrec evaluate``).
+    """
+
+    name: str
+    users: Vocabulary
+    items: Vocabulary
+    user_index: np.ndarray
+    item_index: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray | None = None
+    item_info: pd.DataFrame | None = None
+    user_info: pd.DataFrame | None = None
+    scale: RatingScale | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.rating.shape[0]
+        for label, arr in (("user_index", self.user_index), ("item_index", self.item_index)):
+            if arr.shape != (n,):
+                raise DataError(f"{label} has shape {arr.shape}, expected ({n},)")
+        if self.timestamp is not None and self.timestamp.shape != (n,):
+            raise DataError(f"timestamp has shape {self.timestamp.shape}, expected ({n},)")
+        if self.scale is None and n:
+            object.__setattr__(self, "scale", RatingScale.infer(self.rating))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        name: str,
+        item_info: pd.DataFrame | None = None,
+        user_info: pd.DataFrame | None = None,
+        scale: RatingScale | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> Dataset:
+        """Build a dataset from a frame with columns ``user``, ``item``, ``rating`` [, ``timestamp``]."""
+        missing = {"user", "item", "rating"} - set(frame.columns)
+        if missing:
+            raise DataError(f"{name}: missing column(s) {sorted(missing)}")
+        if len(frame) == 0:
+            raise DataError(f"{name}: the ratings file holds no ratings")
+        users_raw = _normalise_ids(frame["user"].to_numpy())
+        items_raw = _normalise_ids(frame["item"].to_numpy())
+        rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(rating)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{name}: rating on data row {row + 1} is not a number ({frame['rating'].iloc[row]!r})"
+            )
+        users = Vocabulary(np.unique(users_raw), "user")
+        items = Vocabulary(np.unique(items_raw), "item")
+        ts = None
+        if "timestamp" in frame.columns:
+            ts_num = pd.to_numeric(frame["timestamp"], errors="coerce")
+            if ts_num.isna().any():
+                row = int(np.flatnonzero(ts_num.isna().to_numpy())[0])
+                raise DataError(f"{name}: timestamp on data row {row + 1} is not a number")
+            ts = ts_num.to_numpy(dtype=np.int64)
+        return cls(
+            name=name,
+            users=users,
+            items=items,
+            user_index=np.searchsorted(users.ids, users_raw).astype(np.int64),
+            item_index=np.searchsorted(items.ids, items_raw).astype(np.int64),
+            rating=rating.astype(np.float32),
+            timestamp=ts,
+            item_info=item_info,
+            user_info=user_info,
+            scale=scale,
+            source=dict(source or {}),
+        )
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return int(self.rating.shape[0])
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def subset(self, rows: np.ndarray | Sequence[int]) -> Dataset:
+        """The ratings at ``rows`` (indices or a boolean mask), keeping both vocabularies."""
+        rows = np.asarray(rows)
+        return replace(
+            self,
+            user_index=self.user_index[rows],
+            item_index=self.item_index[rows],
+            rating=self.rating[rows],
+            timestamp=None if self.timestamp is None else self.timestamp[rows],
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Ratings as a frame of raw ids: ``user``, ``item``, ``rating`` [, ``timestamp``]."""
+        out = {
+            "user": self.users.ids[self.user_index],
+            "item": self.items.ids[self.item_index],
+            "rating": self.rating,
+        }
+        if self.timestamp is not None:
+            out["timestamp"] = self.timestamp
+        return pd.DataFrame(out)
+
+    def user_counts(self) -> np.ndarray:
+        return np.bincount(self.user_index, minlength=self.n_users)
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.item_index, minlength=self.n_items)
+
+    def fingerprint(self) -> str:
+        """A short hash of the ratings (ids, ratings, order), to check a reload is the same data."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (self.users.ids[self.user_index], self.items.ids[self.item_index], self.rating):
+            h.update(
+                np.ascontiguousarray(arr).tobytes() if arr.dtype.kind != "U" else "\x1f".join(arr).encode()
+            )
+        return h.hexdigest()[:16]
+
+    def describe(self) -> str:
+        density = len(self) / max(1, self.n_users * self.n_items)
+        return (
+            f"{self.name}: {len(self):,} ratings, {self.n_users:,} users, {self.n_items:,} items, "
+            f"density {density:.4f}, scale {self.scale.low:g}..{self.scale.high:g}"
+        )

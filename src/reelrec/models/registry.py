@@ -1,0 +1,43 @@
+"""Model names -> classes. Explicit, so a run's config can only name a known model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reelrec.errors import ConfigError
+from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
+from reelrec.models.mf import MatrixFactorization
+
+MODELS: dict[str, type[RatingModel]] = {
+    cls.name: cls for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization)
+}
+
+
+def model_class(name: str) -> type[RatingModel]:
+    """The model class registered under ``name``."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}") from None
+
+
+def make_config(name: str, values: dict[str, Any] | None = None) -> ModelConfig:
+    """A validated config for model ``name``; invalid values raise a one-line ConfigError."""
+    from pydantic import ValidationError
+
+    cls = model_class(name)
+    try:
+        return cls.config_class(**(values or {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(cls.config_class.model_fields) or "none"
+            raise ConfigError(f"model {name} has no setting {field!r} (its settings: {known})") from None
+        raise ConfigError(f"model {name}: {field}: {err['msg']}") from None
+
+
+def build_model(name: str, n_users: int, n_items: int, values: dict[str, Any] | None = None) -> RatingModel:
+    """Instantiate model ``name`` with a validated config."""
+    return model_class(name)(n_users, n_items, make_config(name, values))

@@ -1,0 +1,297 @@
+"""The one training loop shared by every neural model.
+
+Data lives as three tensors on the target device; each epoch draws one permutation and walks
+it in large contiguous slices, so there is no per-sample Python and no DataLoader overhead.
+Early stopping watches validation RMSE (clipped to the rating scale) and restores the best
+weights. A fixed seed gives bit-identical weights on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from reelrec.data.dataset import Dataset, RatingScale
+from reelrec.errors import ConfigError
+from reelrec.models.base import RatingModel
+
+log = logging.getLogger(__name__)
+
+OptimizerName = Literal["adam", "adamw", "adamax", "sgd", "adagrad", "sparse_adam"]
+
+
+class TrainConfig(BaseModel):
+    """Hyperparameters of the training loop (device and seed are runtime options, not here)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(40, ge=1, le=10_000)
+    batch_size: int = Field(4096, ge=1, le=10_000_000)
+    learning_rate: float = Field(3e-3, gt=0, le=10)
+    optimizer: OptimizerName = "adam"
+    weight_decay: float = Field(0.0, ge=0, description="decoupled (adamw) or L2 (others) weight decay")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    lr_schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    lr_gamma: float = Field(0.5, gt=0, le=1, description="decay factor of the step/plateau schedules")
+    lr_step: int = Field(10, ge=1, description="epochs between decays of the step schedule")
+    patience: int = Field(
+        3, ge=0, description="epochs without validation improvement before stopping (0: never)"
+    )
+    min_delta: float = Field(1e-4, ge=0, description="smallest RMSE drop that counts as an improvement")
+    grad_clip: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.optimizer == "sparse_adam" and self.weight_decay:
+            raise ValueError("sparse_adam does not support weight_decay; use the model's reg instead")
+        return self
+
+
+@dataclass
+class TrainResult:
+    """What a fit produced: per-epoch history and where the best validation score was."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_valid_rmse: float | None = None
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_valid_rmse": self.best_valid_rmse,
+            "seconds": self.seconds,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (model initialisation happens after this)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - seeds code that uses the legacy global state
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but no CUDA GPU is available")
+    return dev
+
+
+def _as_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        torch.as_tensor(ds.user_index, dtype=torch.long, device=device),
+        torch.as_tensor(ds.item_index, dtype=torch.long, device=device),
+        torch.as_tensor(ds.rating, dtype=torch.float32, device=device),
+    )
+
+
+@torch.no_grad()
+def predict_indices(
+    model: RatingModel, users: torch.Tensor, items: torch.Tensor, batch_size: int = 1 << 16
+) -> torch.Tensor:
+    """Model predictions for index tensors, in large batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [
+        model(users[s : s + batch_size], items[s : s + batch_size]) for s in range(0, len(users), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, device=users.device)
+
+
+def validation_rmse(model: RatingModel, data: tuple[torch.Tensor, ...], scale: RatingScale) -> float:
+    users, items, ratings = data
+    pred = predict_indices(model, users, items).clamp(scale.low, scale.high)
+    return float(torch.sqrt(torch.mean((pred - ratings) ** 2)))
+
+
+class Trainer:
+    """Fits a :class:`RatingModel` by minibatch gradient descent.
+
+    Args:
+        config: the loop's hyperparameters.
+        seed: seeds the epoch permutations (seed the model's initialisation with
+            :func:`seed_everything` before building it).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+        progress: show a tqdm bar with the live loss.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | None = None,
+        *,
+        seed: int = 42,
+        device: str | torch.device | None = "auto",
+        progress: bool = False,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.progress = progress
+
+    # ------------------------------------------------------------------ optimisers
+    def _optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        cfg = self.config
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr, wd = cfg.learning_rate, cfg.weight_decay
+        if cfg.optimizer == "sparse_adam":
+            emb_params = []
+            for module in model.modules():
+                if isinstance(module, nn.Embedding) and module.weight.requires_grad:
+                    module.sparse = True
+                    emb_params.append(module.weight)
+            ids = {id(p) for p in emb_params}
+            dense = [p for p in params if id(p) not in ids]
+            opts: list[torch.optim.Optimizer] = []
+            if emb_params:
+                opts.append(torch.optim.SparseAdam(emb_params, lr=lr))
+            if dense:
+                opts.append(torch.optim.Adam(dense, lr=lr))
+            return opts
+        factories = {
+            "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+            "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+            "adamax": lambda: torch.optim.Adamax(params, lr=lr, weight_decay=wd),
+            "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd),
+            "adagrad": lambda: torch.optim.Adagrad(params, lr=lr, weight_decay=wd),
+        }
+        return [factories[cfg.optimizer]()]
+
+    def _schedulers(self, opts: list[torch.optim.Optimizer]) -> list[Any]:
+        cfg = self.config
+        if cfg.lr_schedule == "cosine":
+            return [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs) for o in opts]
+        if cfg.lr_schedule == "step":
+            return [
+                torch.optim.lr_scheduler.StepLR(o, step_size=cfg.lr_step, gamma=cfg.lr_gamma) for o in opts
+            ]
+        if cfg.lr_schedule == "plateau":
+            return [
+                torch.optim.lr_scheduler.ReduceLROnPlateau(
+                    o, factor=cfg.lr_gamma, patience=max(0, cfg.patience // 2)
+                )
+                for o in opts
+            ]
+        return []
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, model: RatingModel, train: Dataset, valid: Dataset | None = None) -> TrainResult:
+        """Train ``model`` in place on ``train``; early-stop on ``valid`` when given."""
+        if len(train) == 0:
+            raise ConfigError("cannot train on an empty training set")
+        cfg = self.config
+        start = time.perf_counter()
+        model.to(self.device)
+        model.prepare(train)
+        if not model.trainable:
+            model.fit_closed_form(train)
+            result = TrainResult(seconds=time.perf_counter() - start)
+            if valid is not None and len(valid):
+                result.best_valid_rmse = validation_rmse(model, _as_tensors(valid, self.device), train.scale)
+            return result
+
+        users, items, ratings = _as_tensors(train, self.device)
+        valid_t = _as_tensors(valid, self.device) if valid is not None and len(valid) else None
+        scale = train.scale
+        opts = self._optimizers(model)
+        scheds = self._schedulers(opts)
+        gen = torch.Generator().manual_seed(self.seed)
+        n, bs = len(train), cfg.batch_size
+        n_batches = math.ceil(n / bs)
+        result = TrainResult()
+        best_state: dict[str, torch.Tensor] | None = None
+        best = math.inf
+        bad_epochs = 0
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.epochs * n_batches, unit="batch", desc=f"train {model.name}", leave=False)
+        model.train()
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                perm = torch.randperm(n, generator=gen).to(self.device)
+                total = torch.zeros((), device=self.device)
+                for b, s in enumerate(range(0, n, bs)):
+                    idx = perm[s : s + bs]
+                    loss = model.training_loss(users[idx], items[idx], ratings[idx])
+                    for o in opts:
+                        o.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    for o in opts:
+                        o.step()
+                    total += loss.detach() * idx.shape[0]
+                    if bar is not None:
+                        bar.update(1)
+                        if b % 20 == 0:
+                            bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", refresh=False)
+                train_loss = float(total) / n
+                if not math.isfinite(train_loss):
+                    raise ConfigError(
+                        f"training diverged at epoch {epoch} (loss {train_loss}); lower the learning rate"
+                    )
+                record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
+                lr_now = opts[0].param_groups[0]["lr"]
+                if valid_t is not None:
+                    v = validation_rmse(model, valid_t, scale)
+                    record["valid_rmse"] = v
+                    if v < best - cfg.min_delta:
+                        best, bad_epochs = v, 0
+                        result.best_epoch, result.best_valid_rmse = epoch, v
+                        best_state = copy.deepcopy(model.state_dict())
+                    else:
+                        bad_epochs += 1
+                record["lr"] = lr_now
+                record["seconds"] = time.perf_counter() - t0
+                result.history.append(record)
+                log.info("epoch %d %s", epoch, {k: round(v, 5) for k, v in record.items() if k != "epoch"})
+                if bar is not None:
+                    bar.set_postfix(
+                        epoch=epoch,
+                        loss=f"{train_loss:.4f}",
+                        **({"val_rmse": f"{record['valid_rmse']:.4f}"} if "valid_rmse" in record else {}),
+                    )
+                for sch in scheds:
+                    if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        sch.step(record.get("valid_rmse", train_loss))
+                    else:
+                        sch.step()
+                if valid_t is not None and cfg.patience and bad_epochs >= cfg.patience:
+                    result.stopped_early = epoch < cfg.epochs
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        # sparse flags are a training-time detail; the saved model is an ordinary module
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                module.sparse = False
+        model.eval()
+        result.seconds = time.perf_counter() - start
+        return result

@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny synthetic data generated in the tests, and the real-data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reelrec.data.dataset import Dataset
+
+
+def planted_frame(
+    n_users: int = 300,
+    n_items: int = 200,
+    rank: int = 4,
+    density: float = 0.25,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, float]:
+    """Ratings from a planted low-rank matrix plus Gaussian noise of std ``noise``.
+
+    Returns the frame (user, item, rating, timestamp) and the noise floor (the RMSE of the
+    true matrix itself against the noisy ratings, ≈ ``noise``).
+    """
+    rng = np.random.default_rng(seed)
+    p = rng.normal(0, 1, (n_users, rank))
+    q = rng.normal(0, 1, (n_items, rank))
+    bu = rng.normal(0, 0.3, n_users)
+    bi = rng.normal(0, 0.3, n_items)
+    mask = rng.random((n_users, n_items)) < density
+    u, i = np.nonzero(mask)
+    truth = 3.0 + bu[u] + bi[i] + (p[u] * q[i]).sum(1) * 0.4
+    rating = truth + rng.normal(0, noise, u.shape[0])
+    order = rng.permutation(u.shape[0])
+    frame = pd.DataFrame(
+        {
+            "user": u[order] + 1,
+            "item": i[order] + 1,
+            "rating": rating[order].astype(np.float32),
+            "timestamp": rng.integers(1_000_000, 2_000_000, u.shape[0]),
+        }
+    )
+    floor = float(np.sqrt(np.mean((truth[order] - frame["rating"].to_numpy()) ** 2)))
+    return frame, floor
+
+
+@pytest.fixture(scope="session")
+def planted() -> tuple[Dataset, float]:
+    frame, floor = planted_frame()
+    return Dataset.from_frame(frame, name="planted"), floor
+
+
+def small_frame(seed: int = 1, n_users: int = 40, n_items: int = 30, n: int = 500) -> pd.DataFrame:
+    """Integer 1..5 ratings with some structure, string item ids and timestamps."""
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, n_users, n)
+    i = rng.integers(0, n_items, n)
+    key = np.unique(u * n_items + i)
+    u, i = key // n_items, key % n_items
+    taste = rng.normal(0, 1, n_users)
+    appeal = rng.normal(0, 1, n_items)
+    rating = np.clip(np.round(3 + taste[u] * appeal[i] + rng.normal(0, 0.5, u.shape[0])), 1, 5)
+    return pd.DataFrame(
+        {
+            "user": u + 100,
+            "item": np.char.add("m", i.astype(str)),
+            "rating": rating,
+            "timestamp": rng.integers(0, 10_000, u.shape[0]),
+        }
+    )
+
+
+@pytest.fixture
+def small() -> Dataset:
+    frame = small_frame()
+    info = pd.DataFrame(
+        {
+            "title": [f"Movie {k}" for k in range(30)],
+            "year": pd.array([1990 + k for k in range(30)], dtype="Int64"),
+            "genres": ["Drama|Comedy" if k % 2 else "Action" for k in range(30)],
+        },
+        index=pd.Index([f"m{k}" for k in range(30)], name="item"),
+    )
+    return Dataset.from_frame(frame, name="small", item_info=info)
+
+
+def real_data_home() -> Path | None:
+    home = os.environ.get("REELREC_DATA_HOME")
+    return Path(home) if home else None
+
+
+@pytest.fixture(scope="session")
+def data_home() -> Path:
+    """The MovieLens copies (REELREC_DATA_HOME); real-data tests are skipped without them."""
+    home = real_data_home()
+    if home is None or not (home / "ml-100k" / "u.data").is_file():
+        pytest.skip(
+            "real-data test: set REELREC_DATA_HOME to a folder holding ml-100k/ (CI uses ../shared/data)"
+        )
+    return home

@@ -1,0 +1,130 @@
+"""Conformance tests every model passes, plus each model's known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reelrec.data.split import make_split
+from reelrec.errors import ConfigError, UnknownIdError
+from reelrec.evaluation.protocols import evaluate_ratings
+from reelrec.models import MODELS, build_model
+from reelrec.models.baselines import fit_biases
+from reelrec.recommender import Recommender
+from reelrec.training import TrainConfig
+
+FAST = TrainConfig(epochs=5, batch_size=128, learning_rate=0.01)
+
+
+@pytest.fixture(params=sorted(MODELS))
+def fitted(request, small) -> Recommender:
+    split = make_split(small, "holdout80", seed=0, valid_fraction=0.1)
+    return Recommender.train(request.param, split.train, split.valid, train_config=FAST, seed=0)
+
+
+class TestConformance:
+    def test_predict_shape_finite_and_clipped(self, fitted: Recommender, small) -> None:
+        users = small.users.ids[small.user_index[:50]]
+        items = small.items.ids[small.item_index[:50]]
+        pred = fitted.predict(users, items)
+        assert pred.shape == (50,)
+        assert np.all(np.isfinite(pred))
+        assert pred.min() >= small.scale.low
+        assert pred.max() <= small.scale.high
+
+    def test_unknown_ids_follow_the_documented_fallback(self, fitted: Recommender, small) -> None:
+        fb = fitted.fallback
+        known_item = small.items.ids[0]
+        i = int(fitted.items.index(known_item)[0])
+        pred = fitted.predict(["nobody", "nobody"], [known_item, "no-such-movie"])
+        expected_item = fb.mean + (fb.item_bias[i] if fitted.item_counts[i] else 0.0)
+        assert pred[0] == pytest.approx(np.clip(expected_item, 1, 5), abs=1e-5)
+        assert pred[1] == pytest.approx(np.clip(fb.mean, 1, 5), abs=1e-5)
+        assert np.isnan(fitted.predict(["nobody"], [known_item], unknown="nan")[0])
+        with pytest.raises(UnknownIdError, match="unknown user id 'nobody'"):
+            fitted.predict(["nobody"], [known_item], unknown="error")
+
+    def test_recommend_excludes_seen_and_untrained_items(self, fitted: Recommender) -> None:
+        for u in fitted.users.ids[:10]:
+            uidx = int(fitted.users.index(u)[0])
+            if fitted.user_counts[uidx] == 0:
+                continue
+            recs = fitted.recommend(u, n=5)
+            got = fitted.items.index([r.item_id for r in recs])
+            assert not set(got) & set(fitted.seen_items(uidx).tolist())
+            assert np.all(fitted.item_counts[got] > 0)
+            scores = [r.score for r in recs]
+            assert scores == sorted(scores, reverse=True)
+            assert recs[0].title is not None
+            assert recs[0].title.startswith("Movie")
+        with pytest.raises(UnknownIdError):
+            fitted.recommend("nobody")
+
+    def test_save_load_round_trip_is_identical(self, fitted: Recommender, small, tmp_path) -> None:
+        fitted.save(tmp_path / "run")
+        again = Recommender.load(tmp_path / "run")
+        users = small.users.ids[small.user_index]
+        items = small.items.ids[small.item_index]
+        np.testing.assert_array_equal(fitted.predict(users, items), again.predict(users, items))
+        u = users[0]
+        assert [r.item_id for r in fitted.recommend(u, 5)] == [r.item_id for r in again.recommend(u, 5)]
+        assert again.recommend(u, 1)[0].genres == fitted.recommend(u, 1)[0].genres
+
+    def test_score_users_agrees_with_forward(self, fitted: Recommender) -> None:
+        model = fitted.model
+        users = torch.arange(min(4, model.n_users))
+        full = model.score_users(users)
+        u = users.repeat_interleave(model.n_items)
+        i = torch.arange(model.n_items).repeat(users.shape[0])
+        if model.name != "popularity":  # popularity ranks by count, predicts a damped mean
+            torch.testing.assert_close(full, model(u, i).reshape(users.shape[0], -1), rtol=1e-5, atol=1e-5)
+
+
+def test_mf_reaches_the_noise_floor_of_a_planted_low_rank_matrix(planted) -> None:
+    ds, floor = planted
+    split = make_split(ds, "holdout90", seed=0, valid_fraction=0.05)
+    rec = Recommender.train(
+        "mf",
+        split.train,
+        split.valid,
+        model_params={"embedding_size": 8, "reg": 0.001, "bias_reg": 0.0},
+        train_config=TrainConfig(epochs=200, batch_size=1024, learning_rate=0.02, patience=5),
+        seed=0,
+    )
+    got = evaluate_ratings(rec, split.test)["rmse"]
+    bias_only = evaluate_ratings(Recommender.train("bias", split.train), split.test)["rmse"]
+    assert got < 1.3 * floor, (got, floor)
+    assert got < 0.5 * bias_only
+
+
+def test_bias_baseline_solves_its_least_squares_problem() -> None:
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 20, 400), rng.integers(0, 15, 400)
+    ratings = rng.integers(1, 6, 400).astype(float)
+    mu, bu, bi = fit_biases(users, items, ratings, 20, 15, 2.0, 3.0, iterations=200)
+    resid = ratings - mu - bu[users] - bi[items]
+    # stationarity: gradient of the penalised objective is zero for every bias
+    np.testing.assert_allclose(np.bincount(items, resid, minlength=15), 3.0 * bi, atol=1e-8)
+    np.testing.assert_allclose(np.bincount(users, resid, minlength=20), 2.0 * bu, atol=1e-8)
+
+
+def test_popularity_ranks_by_training_count(small) -> None:
+    rec = Recommender.train("popularity", small)
+    counts = small.item_counts()
+    u = small.users.ids[0]
+    recs = rec.recommend(u, n=3)
+    got = counts[rec.items.index([r.item_id for r in recs])]
+    assert list(got) == sorted(got, reverse=True)
+    seen = set(rec.seen_items(0).tolist())
+    best_unseen = max(counts[j] for j in range(small.n_items) if j not in seen)
+    assert got[0] == best_unseen
+
+
+def test_invalid_model_config_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match="embedding_size"):
+        build_model("mf", 3, 3, {"embedding_size": 0})
+    with pytest.raises(ConfigError, match="model bias has no setting 'embedding_size'"):
+        build_model("bias", 3, 3, {"embedding_size": 4})
+    with pytest.raises(ConfigError, match="unknown model 'svd'"):
+        build_model("svd", 3, 3)

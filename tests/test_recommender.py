@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reelrec.data.dataset import Dataset
+from reelrec.errors import ReelrecError, UnknownIdError
+from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
+from reelrec.recommender import Recommender
+from reelrec.training import TrainConfig
+
+
+def test_similar_items_by_embedding_cosine(small) -> None:
+    rec = Recommender.train("mf", small, train_config=TrainConfig(epochs=3, batch_size=64), seed=0)
+    sims = rec.similar_items("m3", n=4)
+    assert len(sims) == 4
+    assert "m3" not in [s.item_id for s in sims]
+    v = rec.model.item_vectors().numpy()
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    i = int(rec.items.index("m3")[0])
+    expected = np.delete(np.argsort(-(v @ v[i])), np.flatnonzero(np.argsort(-(v @ v[i])) == i))[:4]
+    assert [s.item_id for s in sims] == rec.items.raw(expected).tolist()
+    assert sims[0].score == pytest.approx(float(v[expected[0]] @ v[i]), abs=1e-5)
+    with pytest.raises(UnknownIdError):
+        rec.similar_items("nothing")
+    with pytest.raises(ReelrecError, match="no item embeddings"):
+        Recommender.train("bias", small).similar_items("m3")
+
+
+def test_ranking_never_ranks_training_items_and_counts_hits() -> None:
+    # user 1 rated items a,b in training; its test item is c; the model must rank c, not a/b
+    frame = pd.DataFrame(
+        {
+            "user": [1, 1, 2, 2, 2, 3, 3],
+            "item": ["a", "b", "a", "b", "c", "a", "c"],
+            "rating": [5, 4, 5, 4, 5, 3, 4],
+        }
+    )
+    ds = Dataset.from_frame(frame, name="tiny")
+    train, test = ds.subset([0, 1, 2, 3, 4, 5]), ds.subset([6])
+    rec = Recommender.train("popularity", train)
+    top, _ = rec.top_n_indices(np.array([0]), 3)
+    assert rec.items.raw(top[0][top[0] >= 0]).tolist() == ["c"]
+    metrics = evaluate_ranking(rec, test, ks=(1,))
+    # user 3 rated a in training; the only other trained items are b (2 ratings) and c (1): b ranks first
+    assert metrics["hr@1"] == 0.0
+    assert metrics["n_users"] == 1
+    metrics = evaluate_ranking(rec, test, ks=(2,))
+    assert metrics["hr@2"] == 1.0
+    assert metrics["ndcg@2"] == pytest.approx(1 / np.log2(3))
+
+
+def test_rating_metrics_report_fallbacks(small) -> None:
+    rec = Recommender.train("bias", small.subset(np.arange(300)))
+    out = evaluate_ratings(rec, small.subset(np.arange(300, len(small))))
+    assert out["n"] == len(small) - 300
+    assert 0 <= out["n_fallback"] <= out["n"]
+    assert out["rmse"] >= out["mae"] > 0
+
+
+def test_recommend_validates_n(small) -> None:
+    rec = Recommender.train("popularity", small)
+    with pytest.raises(ReelrecError, match="n must be at least 1"):
+        rec.recommend(small.users.ids[0], n=0)
+    assert len(rec.recommend(small.users.ids[0], n=1000)) <= small.n_items
