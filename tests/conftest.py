@@ -97,6 +97,8 @@ def data_home() -> Path:
     """The MovieLens copies (REELREC_DATA_HOME); real-data tests are skipped without them."""
     home = real_data_home()
     if home is None or not (home / "ml-100k" / "u.data").is_file():
+        if os.environ.get("REELREC_REQUIRE_REALDATA"):
+            pytest.fail(f"REELREC_REQUIRE_REALDATA is set but REELREC_DATA_HOME={home} holds no ml-100k/")
         pytest.skip(
             "real-data test: set REELREC_DATA_HOME to a folder holding ml-100k/ (CI uses ../shared/data)"
         )

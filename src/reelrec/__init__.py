@@ -12,7 +12,9 @@ From MovieLens (or any ratings file) to trained, evaluated, saved recommendation
 __version__ = "0.1.0"
 
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
+from reelrec.data.movielens import load_movielens
 from reelrec.data.split import Split, make_split
+from reelrec.data.tabular import load_ratings
 from reelrec.errors import (
     ArtifactError,
     ConfigError,
@@ -23,21 +25,6 @@ from reelrec.errors import (
 )
 from reelrec.recommender import Recommender, ScoredItem
 from reelrec.training.trainer import TrainConfig, Trainer
-
-
-def load_movielens(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See :func:`reelrec.data.movielens.load_movielens`."""
-    from reelrec.data.movielens import load_movielens as _load
-
-    return _load(*args, **kwargs)
-
-
-def load_ratings(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See :func:`reelrec.data.tabular.load_ratings`."""
-    from reelrec.data.tabular import load_ratings as _load
-
-    return _load(*args, **kwargs)
-
 
 __all__ = [
     "ArtifactError",

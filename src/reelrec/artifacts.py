@@ -101,15 +101,21 @@ def _items_json(rec: Any) -> dict[str, Any] | None:
     return {"title": col("title"), "year": col("year"), "genres": col("genres")}
 
 
-def save_run(
-    rec: Any, path: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None, overwrite: bool = False
-) -> Path:
-    """Write ``rec`` to run directory ``path`` atomically; see the module docs for the layout."""
+def check_target(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Refuse a run-directory target that would destroy something (call before a long training)."""
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise ArtifactError(f"{target} exists and is not a directory")
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise ArtifactError(f"{target} already holds files; choose another --out or pass --overwrite")
+    return target
+
+
+def save_run(
+    rec: Any, path: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``rec`` to run directory ``path`` atomically; see the module docs for the layout."""
+    target = check_target(path, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

@@ -125,7 +125,7 @@ class Recommender:
         model = build_model(model_name, train.n_users, train.n_items, model_params)
         trainer = Trainer(train_config, seed=seed, device=device, progress=progress)
         result = trainer.fit(model, train, valid)
-        rec = cls.from_training(model, train, train_config=trainer.config, meta=meta)
+        rec = cls.from_training(model, train, valid, train_config=trainer.config, meta=meta)
         rec.train_result = result
         return rec
 
@@ -134,12 +134,22 @@ class Recommender:
         cls,
         model: RatingModel,
         train: Dataset,
+        valid: Dataset | None = None,
         *,
         train_config: TrainConfig | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Recommender:
-        """Wrap a fitted model with the index structures derived from its training data."""
-        indptr, indices = _csr(train.user_index, train.item_index, train.n_users, train.n_items)
+        """Wrap a fitted model with the index structures derived from its training data.
+
+        The seen-items index covers ``train`` and ``valid`` (both are the user's known ratings,
+        never to be recommended back); the per-item counts that decide which items the model
+        learned cover ``train`` only.
+        """
+        rows, cols = train.user_index, train.item_index
+        if valid is not None and len(valid):
+            rows = np.concatenate([rows, valid.user_index])
+            cols = np.concatenate([cols, valid.item_index])
+        indptr, indices = _csr(rows, cols, train.n_users, train.n_items)
         mu, b_u, b_i = fit_biases(
             train.user_index, train.item_index, train.rating, train.n_users, train.n_items, *FALLBACK_REG, 10
         )

@@ -113,7 +113,7 @@ def ml100k_files(ds: Dataset, which: str, data_home: str | None = None) -> Split
     if ds.n_users != 943 or ds.n_items != 1682:
         raise ConfigError(f"split {which!r} only applies to ml-100k, not {ds.name}")
     path = ds.source.get("path")
-    base, test = load_ml100k_split(which, path if path else data_home)
+    base, test = load_ml100k_split(which, data_home=data_home, path=path)
     return Split(which, _frame_part(ds, base), _frame_part(ds, test))
 
 

@@ -248,7 +248,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         if b % 20 == 0:
-                            bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", refresh=False)
+                            bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
                 train_loss = float(total) / n
                 if not math.isfinite(train_loss):
                     raise ConfigError(

@@ -1,0 +1,514 @@
+"""The ``reelrec`` command line.
+
+Every subcommand validates its input at the boundary; any error a user can cause ends with
+one line on stderr (``reelrec: error: ...``) and a non-zero exit, never a traceback
+(``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reelrec import __version__
+from reelrec.errors import ConfigError, DataError, ReelrecError
+
+log = logging.getLogger("reelrec")
+
+DEMO_MARK = "demo"
+
+
+# ---------------------------------------------------------------------- helpers
+def _emit(args: argparse.Namespace, obj: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj, indent=1, default=str))
+    else:
+        print(text)
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` strings -> dict, values parsed as JSON when they are JSON (numbers, bools)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _fmt_items(items: list[Any], score_label: str) -> str:
+    lines = []
+    for rank, it in enumerate(items, 1):
+        title = it.title if it.title is not None else f"item {it.item_id}"
+        year = f" ({it.year})" if it.year else ""
+        genres = f"  [{', '.join(it.genres)}]" if it.genres else ""
+        lines.append(f"{rank:>3}. {title}{year}  id={it.item_id}  {score_label}={it.score:.3f}{genres}")
+    return "\n".join(lines) if lines else "(no items)"
+
+
+def load_dataset_from_args(args: argparse.Namespace):
+    """The Dataset named by --dataset or --ratings/--items and the column options."""
+    if getattr(args, "ratings", None):
+        from reelrec.data.tabular import load_ratings
+
+        kwargs: dict[str, Any] = {}
+        for opt in ("user_col", "item_col", "rating_col", "timestamp_col", "sep", "items"):
+            value = getattr(args, opt, None)
+            if value is not None:
+                kwargs["items_path" if opt == "items" else opt] = value
+        return load_ratings(args.ratings, **kwargs)
+    from reelrec.data.movielens import load_movielens
+
+    return load_movielens(args.dataset, data_home=args.data_home, download=args.download, progress=True)
+
+
+def load_source(source: dict[str, Any], data_home: str | None = None):
+    """Reload the dataset a run was trained on, from the ``source`` recorded in its config."""
+    kind = source.get("kind")
+    if kind == "movielens":
+        from reelrec.data.movielens import load_movielens
+
+        name = source.get("name")
+        try:
+            return load_movielens(name, data_home=data_home)
+        except ReelrecError:
+            if source.get("path") and Path(source["path"]).is_dir():
+                return load_movielens(source["path"])
+            raise
+    if kind == "file":
+        from reelrec.data.tabular import reload_source
+
+        return reload_source(source)
+    raise DataError(f"the run's dataset source {source!r} cannot be reloaded")
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from reelrec.data.movielens import data_home, list_datasets
+
+    rows = list_datasets(args.data_home)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    print(f"data home: {data_home(args.data_home)}")
+    for row in rows:
+        mark = "present" if row["present"] else "-"
+        print(f"  {row['name']:<16} {mark:<8} {row.get('description', '')}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from reelrec.data.movielens import download
+
+    path = download(args.name, args.data_home, progress=not args.quiet, force=args.force)
+    print(f"{args.name}: {path}")
+    return 0
+
+
+def _train_and_save(
+    args: argparse.Namespace,
+    ds: Any,
+    model: str,
+    out: str | None,
+    *,
+    meta_extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    from reelrec.data.split import make_split
+    from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
+    from reelrec.recommender import Recommender
+    from reelrec.training.trainer import TrainConfig
+
+    split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
+    params = _parse_params(getattr(args, "param", None))
+    for flag, key in (("embedding_size", "embedding_size"), ("reg", "reg")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            params[key] = value
+    train_values = {
+        k: getattr(args, k)
+        for k in (
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "optimizer",
+            "weight_decay",
+            "lr_schedule",
+            "patience",
+        )
+        if getattr(args, k, None) is not None
+    }
+    from pydantic import ValidationError
+
+    try:
+        train_cfg = TrainConfig(**train_values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'training'}: {err['msg']}") from None
+    meta = {
+        "dataset": {
+            "name": ds.name,
+            "source": ds.source,
+            "fingerprint": ds.fingerprint(),
+            "n_ratings": len(ds),
+        },
+        "split": {
+            "name": split.name,
+            "spec": args.split,
+            "seed": args.seed,
+            "valid_fraction": args.valid_fraction,
+        },
+        "seed": args.seed,
+        **(meta_extra or {}),
+    }
+    if not quiet:
+        print(ds.describe())
+        parts = [f"train {len(split.train):,}"]
+        if split.valid is not None:
+            parts.append(f"valid {len(split.valid):,}")
+        if split.test is not None:
+            parts.append(f"test {len(split.test):,}")
+        print(f"split {split.name}: " + ", ".join(parts))
+    rec = Recommender.train(
+        model,
+        split.train,
+        split.valid,
+        model_params=params,
+        train_config=train_cfg,
+        seed=args.seed,
+        device=args.device,
+        progress=not quiet and not getattr(args, "no_progress", False),
+        meta=meta,
+    )
+    result = rec.train_result
+    metrics: dict[str, Any] = {"model": model, "split": split.name, "train_seconds": round(result.seconds, 3)}
+    if result.history:
+        metrics["epochs"] = len(result.history)
+        metrics["best_epoch"] = result.best_epoch
+        metrics["seconds_per_epoch"] = round(
+            sum(h["seconds"] for h in result.history) / len(result.history), 4
+        )
+    if result.best_valid_rmse is not None:
+        metrics["valid_rmse"] = result.best_valid_rmse
+    if split.test is not None and len(split.test):
+        metrics["test"] = evaluate_ratings(rec, split.test)
+        try:
+            metrics["test_ranking"] = evaluate_ranking(rec, split.test)
+        except ValueError as exc:
+            log.warning("ranking metrics skipped: %s", exc)
+    if out:
+        rec.save(out, metrics=metrics, overwrite=overwrite)
+    return rec, metrics
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    parts = []
+    if "epochs" in metrics:
+        parts.append(f"epochs {metrics['epochs']} (best {metrics.get('best_epoch')})")
+    parts.append(f"train {metrics['train_seconds']:.1f}s")
+    if "valid_rmse" in metrics:
+        parts.append(f"valid RMSE {metrics['valid_rmse']:.4f}")
+    test = metrics.get("test")
+    if test:
+        parts.append(f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}")
+    rank = metrics.get("test_ranking")
+    if rank:
+        parts.append(f"NDCG@10 {rank['ndcg@10']:.4f}  Recall@20 {rank['recall@20']:.4f}")
+    return ", ".join(parts)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reelrec.artifacts import check_target
+
+    check_target(args.out, args.overwrite)  # fail before a long training, not after
+    ds = load_dataset_from_args(args)
+    start = time.perf_counter()
+    _, metrics = _train_and_save(args, ds, args.model, args.out, overwrite=args.overwrite, quiet=args.json)
+    metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
+    _emit(args, metrics, f"{args.model}: {_metrics_text(metrics)}\nsaved run: {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from reelrec.data.split import make_split
+    from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
+    from reelrec.recommender import Recommender
+
+    rec = Recommender.load(args.run_dir)
+    dataset = rec.meta.get("dataset") or {}
+    split_meta = rec.meta.get("split") or {}
+    if split_meta.get("spec", "none") == "none":
+        raise ConfigError(
+            f"{args.run_dir} was trained with --split none: it has no test split to evaluate on"
+        )
+    ds = load_source(dataset.get("source", {}), args.data_home)
+    if dataset.get("fingerprint") and ds.fingerprint() != dataset["fingerprint"]:
+        raise DataError(
+            f"the data at {ds.source.get('path', ds.name)} differs from the data this run was trained on"
+        )
+    split = make_split(
+        ds,
+        split_meta["spec"],
+        seed=split_meta.get("seed", 42),
+        valid_fraction=split_meta.get("valid_fraction") or None,
+    )
+    metrics: dict[str, Any] = {"run": str(args.run_dir), "model": rec.name, "split": split.name}
+    metrics.update(evaluate_ratings(rec, split.test))
+    metrics["ranking"] = evaluate_ranking(rec, split.test)
+    lines = [
+        f"{rec.name} on {ds.name} ({split.name}, {metrics['n']:,} test ratings)",
+        f"  RMSE {metrics['rmse']:.4f}  MAE {metrics['mae']:.4f}"
+        f"  (fallback used for {metrics['n_fallback']} pairs)",
+    ]
+    lines += [f"  {k:<22} {v:.4f}" for k, v in metrics["ranking"].items() if isinstance(v, float)]
+    _emit(args, metrics, "\n".join(lines))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from reelrec.recommender import Recommender
+
+    rec = Recommender.load(args.run_dir)
+    path = Path(args.pairs)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    missing = {"user_id", "item_id"} - set(pairs.columns)
+    if missing:
+        raise DataError(f"{path}: needs columns user_id,item_id (missing {', '.join(sorted(missing))})")
+    pred = rec.predict(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), unknown=args.unknown)
+    out = pd.DataFrame({"user_id": pairs["user_id"], "item_id": pairs["item_id"], "prediction": pred})
+    dest = Path(args.out)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    out.to_csv(tmp, index=False, float_format="%.6f")
+    tmp.replace(dest)
+    n_nan = int(out["prediction"].isna().sum())
+    print(f"wrote {len(out):,} predictions to {dest}" + (f" ({n_nan} unknown -> empty)" if n_nan else ""))
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from reelrec.recommender import Recommender
+
+    rec = Recommender.load(args.run_dir)
+    items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen)
+    label = "count" if rec.name == "popularity" else "predicted"
+    _emit(
+        args,
+        {"user_id": args.user, "model": rec.name, "items": [i.to_json() for i in items]},
+        f"top {len(items)} for user {args.user} ({rec.name}):\n" + _fmt_items(items, label),
+    )
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from reelrec.recommender import Recommender
+
+    rec = Recommender.load(args.run_dir)
+    items = rec.similar_items(args.movie, n=args.n)
+    _emit(
+        args,
+        {"item_id": args.movie, "items": [i.to_json() for i in items]},
+        f"{len(items)} movies most similar to {args.movie}:\n" + _fmt_items(items, "cosine"),
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reelrec.data.movielens import load_movielens
+
+    print(f"reelrec {__version__} demo: MovieLens 100K, holdout90, seed {args.seed}")
+    ds = load_movielens("ml-100k", data_home=args.data_home, download=True, progress=True)
+    out = Path(args.out)
+    overwrite = False
+    if out.exists() and any(out.iterdir()):
+        cfg = out / "config.json"
+        if cfg.is_file() and json.loads(cfg.read_text()).get("created_by") == DEMO_MARK:
+            overwrite = True  # a previous demo run: replace it
+        else:
+            raise ConfigError(
+                f"{out} already holds files that are not a demo run; pass --out to another folder"
+            )
+    args.split, args.valid_fraction = "holdout90", 0.05
+    _, base = _train_and_save(args, ds, "bias", None, quiet=True)
+    rec, mf = _train_and_save(
+        args, ds, "mf", str(out), meta_extra={"created_by": DEMO_MARK}, overwrite=overwrite
+    )
+    print(f"bias baseline: test RMSE {base['test']['rmse']:.4f}")
+    print(f"matrix factorisation: {_metrics_text(mf)}")
+    user = rec.users.ids[0].item() if args.user is None else args.user
+    items = rec.recommend(user, n=10)
+    print(f"\ntop 10 unwatched movies for user {user}:\n" + _fmt_items(items, "predicted"))
+    print(
+        f"\nsaved run: {out}   (try: reelrec recommend {out} --user {user}; reelrec similar {out} --movie 50)"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-home", default=None, help="where MovieLens lives (default: $REELREC_DATA_HOME or cache)"
+    )
+
+
+def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> None:
+    if with_split:
+        p.add_argument(
+            "--split",
+            default="holdout90",
+            help="holdout90 (default), holdoutNN, cvN:K, temporal, leave-last, u1..u5, ua, ub, none",
+        )
+        p.add_argument(
+            "--valid-fraction",
+            type=float,
+            default=0.05,
+            help="part of the training data held out for early stopping (0: none)",
+        )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "adamax", "sgd", "adagrad", "sparse_adam"])
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine", "step", "plateau"])
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--embedding-size", type=int, help="factors per user/movie (mf)")
+    p.add_argument("--reg", type=float, help="L2 weight on the factors (mf)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="any other model hyperparameter")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from reelrec.models.registry import MODELS
+
+    parser = argparse.ArgumentParser(prog="reelrec", description="Neural-network movie recommender.")
+    parser.add_argument("--version", action="version", version=f"reelrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("datasets", help="list the MovieLens datasets and which are present")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("download", help="download and unpack a MovieLens archive (sha256-checked)")
+    p.add_argument("name")
+    _add_data_options(p)
+    p.add_argument("--force", action="store_true", help="download again even if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("train", help="train a model and save a run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a MovieLens name (see `reelrec datasets`) or an extracted folder")
+    src.add_argument("--ratings", help="any ratings file: CSV, TSV or Parquet")
+    p.add_argument("--items", help="item file with titles/genres (with --ratings)")
+    p.add_argument("--user-col", help="user column of --ratings (default: user_id, userId, user)")
+    p.add_argument("--item-col", help="item column of --ratings (default: item_id, movieId, item)")
+    p.add_argument("--rating-col", help="rating column of --ratings (default: rating)")
+    p.add_argument("--timestamp-col", help="timestamp column of --ratings (optional)")
+    p.add_argument("--sep", help="field separator of --ratings (default: sniffed)")
+    p.add_argument("--download", action="store_true", help="download the MovieLens archive if missing")
+    p.add_argument("--model", default="mf", choices=sorted(MODELS))
+    _add_train_options(p)
+    _add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a saved run on its test split")
+    p.add_argument("run_dir")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict ratings for a CSV of user_id,item_id pairs")
+    p.add_argument("run_dir")
+    p.add_argument("--pairs", required=True, help="CSV with columns user_id,item_id")
+    p.add_argument("--out", required=True, help="CSV to write: user_id,item_id,prediction")
+    p.add_argument(
+        "--unknown",
+        choices=["fallback", "nan", "error"],
+        default="fallback",
+        help="unknown user/movie: bias-baseline fallback (default), empty, or an error",
+    )
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("recommend", help="top-n unwatched movies for a user")
+    p.add_argument("run_dir")
+    p.add_argument("--user", required=True)
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--include-seen", action="store_true", help="also rank movies the user already rated")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("similar", help="movies with the most similar embeddings")
+    p.add_argument("run_dir")
+    p.add_argument("--movie", required=True)
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("demo", help="ml-100k end to end: train MF, compare with the bias baseline, recommend")
+    _add_train_options(p, with_split=False)
+    _add_data_options(p)
+    p.add_argument("--user", help="user to recommend for (default: the first)")
+    p.add_argument("--out", default="runs/demo", help="where to save the demo run (default: runs/demo)")
+    p.set_defaults(func=cmd_demo, json=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
+        parser.exit(2, "reelrec: error: -n must be at least 1\n")
+    try:
+        return int(args.func(args) or 0)
+    except ReelrecError as exc:
+        if args.debug:
+            raise
+        print(f"reelrec: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("reelrec: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, MemoryError) as exc:
+        if args.debug:
+            raise
+        print(f"reelrec: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"reelrec: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

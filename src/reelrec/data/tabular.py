@@ -1,0 +1,442 @@
+"""Load any ratings file (CSV, TSV, ``::``/``|``-separated text or Parquet) into a :class:`Dataset`.
+
+The format comes from the extension (``.parquet``/``.pq`` is Parquet, anything else is delimited
+text, optionally ``.gz``-compressed). The separator of a text file is sniffed from its first line
+unless given. Column names are matched exactly first; a default-like name that is absent falls back
+to its common aliases (``userId``/``user``/``user_id``, ``movieId``/``item``/``itemId``/``item_id``,
+``rating``/``score``, ``timestamp``/``time``), case- and underscore-insensitively.
+
+:func:`build_item_info` is shared with :mod:`reelrec.data.movielens`: it turns raw titles such as
+``"Heat (1995)"`` into ``title="Heat"``, ``year=1995``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reelrec.data.dataset import Dataset, _normalise_ids
+from reelrec.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_item_info", "load_ratings", "sniff_sep"]
+
+_PARQUET_EXTS = (".parquet", ".pq")
+_SEP_CANDIDATES = ("\t", ",", ";", "|")
+# normalised alias (lower case, no "_", "-" or " ") -> role
+_ALIASES: dict[str, frozenset[str]] = {
+    "user": frozenset({"userid", "user", "uid"}),
+    "item": frozenset({"itemid", "item", "movieid", "movie", "iid"}),
+    "rating": frozenset({"rating", "score", "ratings"}),
+    "timestamp": frozenset({"timestamp", "time", "ts"}),
+    "title": frozenset({"title", "name", "movietitle"}),
+    "genres": frozenset({"genres", "genre"}),
+    "year": frozenset({"year"}),
+}
+_NO_GENRES = "(no genres listed)"
+# "Title (1995)", "Title (2006–2007)", "Title (2016– )", with optional trailing spaces
+_YEAR_RE = r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[-–]\s*\d{0,4}\s*)?\)\s*$"
+
+
+def _norm(name: str) -> str:
+    return str(name).lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+# ---------------------------------------------------------------------------- item info
+def build_item_info(
+    ids: Any,
+    titles: pd.Series | np.ndarray,
+    genres: pd.Series | np.ndarray | None = None,
+    years: pd.Series | np.ndarray | None = None,
+    *,
+    genres_sep: str = "|",
+    source: str = "items",
+) -> pd.DataFrame:
+    """Item metadata in the shape :class:`Dataset` expects.
+
+    Args:
+        ids: raw item ids (normalised like the ratings' ids: integral values become ``int64``).
+        titles: raw titles; a trailing ``"(YYYY)"`` (or ``"(YYYY-YYYY)"``) is removed from the title
+            and becomes the year.
+        genres: genre names joined by ``genres_sep``; ``"(no genres listed)"`` and missing values
+            become ``""``.
+        years: explicit years; where missing (or not given) the year parsed from the title is used.
+        genres_sep: separator of ``genres`` in the input; the output always uses ``"|"``.
+        source: what to call the input in error messages (a file name).
+
+    Returns:
+        A frame indexed by raw item id (index name ``"item"``) with columns ``title`` (str),
+        ``year`` (nullable ``Int64``) and ``genres`` (``|``-joined str).
+
+    Raises:
+        DataError: an item id appears twice.
+    """
+    index = pd.Index(_normalise_ids(np.asarray(ids)), name="item")
+    dup = index.duplicated()
+    if dup.any():
+        raise DataError(f"{source}: item id {index[dup].tolist()[0]!r} appears more than once")
+    raw = pd.Series(np.asarray(titles, dtype=object), index=index).fillna("").astype(str)
+    parts = raw.str.extract(_YEAR_RE)
+    has_year = parts["title"].notna()
+    title = parts["title"].where(has_year, raw).str.strip()
+    year = pd.to_numeric(parts["year"], errors="coerce").astype("Int64")
+    if years is not None:
+        given = pd.to_numeric(pd.Series(np.asarray(years, dtype=object), index=index), errors="coerce")
+        year = given.round().astype("Int64").fillna(year)
+    if genres is None:
+        genre = pd.Series("", index=index, dtype=object)
+    else:
+        genre = pd.Series(np.asarray(genres, dtype=object), index=index).fillna("").astype(str).str.strip()
+        if genres_sep != "|":
+            genre = genre.str.replace(genres_sep, "|", regex=False)
+        genre = genre.str.replace(r"\s*\|\s*", "|", regex=True)
+        genre = genre.where(genre != _NO_GENRES, "")
+    return pd.DataFrame({"title": title.astype(str), "year": year, "genres": genre.astype(str)})
+
+
+# ---------------------------------------------------------------------------- text helpers
+def _open_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    return path.read_bytes()
+
+
+def _first_line(path: Path) -> str:
+    """The first line of a text file (``.gz`` allowed), without BOM or line ending."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        head = fh.readline(1 << 16)
+    return head.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+
+
+def sniff_sep(line: str) -> str:
+    """The separator of a delimited line: ``"::"`` if present, else the most frequent of tab, ``,``,
+    ``;`` and ``|``.
+
+    Raises:
+        DataError: none of them occurs.
+    """
+    if "::" in line:
+        return "::"
+    counts = [line.count(c) for c in _SEP_CANDIDATES]
+    best = int(np.argmax(counts))
+    if counts[best] == 0:
+        raise DataError(f"cannot tell the separator from the first line {line[:60]!r}; pass sep=")
+    return _SEP_CANDIDATES[best]
+
+
+def _split_header(line: str, sep: str) -> list[str]:
+    if len(sep) > 1:
+        return [c.strip() for c in line.split(sep)]
+    return [c.strip() for c in next(csv.reader([line], delimiter=sep))]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_text(
+    path: Path,
+    sep: str,
+    *,
+    header: bool,
+    names: list[str] | None,
+    text_cols: list[str] | None = None,
+) -> pd.DataFrame:
+    """Read a delimited file with pandas' C parser (multi-character separators are rewritten).
+
+    ``text_cols`` are read as strings, with empty fields as ``""`` (so a title "NA" stays "NA").
+    """
+    kwargs: dict[str, Any] = {
+        "header": 0 if header else None,
+        "names": names,
+        "engine": "c",
+        "skipinitialspace": True,
+    }
+    if text_cols:
+        kwargs.update(dtype=dict.fromkeys(text_cols, str), keep_default_na=False, na_values={})
+    if len(sep) > 1:
+        src: Any = io.BytesIO(_open_bytes(path).replace(sep.encode(), b"\x1f"))
+        kwargs.update(sep="\x1f", quoting=csv.QUOTE_NONE)
+    else:
+        src = path
+        kwargs.update(sep=sep)
+    try:
+        try:
+            return pd.read_csv(src, encoding="utf-8", **kwargs)
+        except UnicodeDecodeError:
+            if isinstance(src, io.BytesIO):
+                src.seek(0)
+            return pd.read_csv(src, encoding="latin-1", **kwargs)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the file is empty") from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot parse ({msg})") from exc
+
+
+def _read_table(path: Path, sep: str | None) -> tuple[pd.DataFrame | None, list[str], str | None, bool]:
+    """Columns of a table file and, for Parquet, the frame itself.
+
+    Returns ``(frame_or_None, columns, sep, has_header)``; text files are read later, once their
+    columns are resolved.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.name.lower().endswith(_PARQUET_EXTS):
+        try:
+            frame = pd.read_parquet(path)
+        except ImportError as exc:
+            raise DataError(
+                f"{path}: reading Parquet needs pyarrow (pip install 'reelrec[parquet]')"
+            ) from exc
+        except Exception as exc:  # pyarrow raises its own error types for corrupt files
+            raise DataError(f"{path}: cannot read Parquet ({exc})") from exc
+        return frame, [str(c) for c in frame.columns], None, True
+    line = _first_line(path)
+    if not line.strip():
+        raise DataError(f"{path}: the file is empty (or its first line is blank)")
+    if sep is None:
+        try:
+            sep = sniff_sep(line)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+    columns = _split_header(line, sep)
+    has_header = not all(_is_number(c) for c in columns if c)
+    return None, columns, sep, has_header
+
+
+def _resolve(columns: list[str], want: str | None, role: str, path: Path, *, required: bool) -> str | None:
+    """The column used for ``role``: ``want`` itself, else (when ``want`` is a default-like name such
+    as ``"userId"``) the first column that is one of the role's aliases. ``want=None`` disables the role.
+    """
+    if want is None or want in columns:
+        return want
+    if _norm(want) in _ALIASES[role]:
+        found = [c for c in columns if _norm(c) in _ALIASES[role]]
+        if found:
+            logger.info("%s: using column %r for %s (no column %r)", path.name, found[0], role, want)
+            return found[0]
+        if not required:
+            return None
+    raise DataError(f"{path}: no {role} column {want!r}; the file has columns {columns}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _load_frame(
+    path: Path, sep: str | None, wanted: dict[str, tuple[str | None, bool]]
+) -> tuple[pd.DataFrame, dict[str, str | None], str | None]:
+    """Read ``path`` and return a frame with one column per resolved role, the mapping and the sep.
+
+    ``wanted`` maps role -> (requested column name, required).
+    """
+    frame, columns, sep, has_header = _read_table(path, sep)
+    if not has_header:
+        # a first line of numbers: no header; columns are user, item, rating[, timestamp] by position
+        if len(columns) not in (3, 4):
+            raise DataError(
+                f"{path}: the first line {columns} looks like data, not a header; add a header row"
+            )
+        positional = ["user", "item", "rating", "timestamp"][: len(columns)]
+        frame = _read_text(path, sep, header=False, names=positional)
+        mapping = {role: (role if role in positional else None) for role in wanted}
+        return frame, mapping, sep
+    mapping = {
+        role: _resolve(columns, want, role, path, required=req) for role, (want, req) in wanted.items()
+    }
+    if frame is None:  # all columns, so that a row with too many fields is an error
+        frame = _read_text(path, sep, header=True, names=None)
+    out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
+    return out, mapping, sep
+
+
+# ---------------------------------------------------------------------------- public loader
+def load_ratings(
+    path: str | Path,
+    *,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    rating_col: str = "rating",
+    timestamp_col: str | None = "timestamp",
+    sep: str | None = None,
+    items_path: str | Path | None = None,
+    item_id_col: str = "item_id",
+    title_col: str = "title",
+    genres_col: str | None = "genres",
+    genres_sep: str = "|",
+    name: str | None = None,
+) -> Dataset:
+    """Load a ratings file (and optionally an items file) into a :class:`Dataset`.
+
+    A text file needs a header row, except that a first line made only of numbers is taken as data,
+    with columns user, item, rating[, timestamp] by position (so MovieLens' ``u.data`` and
+    ``ratings.dat`` load too). Rows keep file order.
+
+    Args:
+        path: ``.csv``, ``.tsv``, ``.dat``, ``.txt`` (optionally ``.gz``) or ``.parquet``/``.pq``.
+        user_col, item_col, rating_col: column names; default-like names that are absent fall back
+            to common aliases (see the module docstring).
+        timestamp_col: column of epoch seconds. The default ``"timestamp"`` (or an alias) is
+            optional: a file without such a column loads without timestamps. ``None``: ignore
+            timestamps.
+        sep: separator of a text file (``"::"`` allowed); ``None`` sniffs it from the first line.
+        items_path: optional CSV/TSV/Parquet file of item metadata, giving ``item_info``.
+        item_id_col: item id column of the items file (aliases as for ``item_col``).
+        title_col: title column of the items file; a trailing ``"(YYYY)"`` becomes the year unless
+            the file has a ``year`` column.
+        genres_col: genres column of the items file (``None``: no genres).
+        genres_sep: separator of the genre names in ``genres_col``.
+        name: the dataset's name; defaults to the file's name.
+
+    Returns:
+        The dataset. ``source`` is ``{"kind": "file", "path", "sha256", "sep", "columns",
+        "items"}``, where ``columns`` maps user/item/rating/timestamp to the columns used and
+        ``items`` is ``None`` or ``{"path", "sha256", "sep", "columns", "genres_sep"}``; calling
+        ``load_ratings`` again with those values gives the same dataset.
+
+    Raises:
+        DataError: missing or empty file, missing column (the message lists the columns), a
+            non-numeric rating or timestamp or a missing id (the message names the data row).
+    """
+    path = Path(path).expanduser().resolve()
+    wanted = {
+        "user": (user_col, True),
+        "item": (item_col, True),
+        "rating": (rating_col, True),
+        "timestamp": (timestamp_col, False),
+    }
+    frame, mapping, used_sep = _load_frame(path, sep, wanted)
+    if len(frame) == 0:
+        raise DataError(f"{path}: no ratings (the file has a header but no data rows)")
+    for role in ("user", "item"):
+        missing = frame[role].isna().to_numpy()
+        if missing.any():
+            raise DataError(f"{path}: data row {_first_bad(missing) + 1} has no {role} id")
+    for role in ("rating", "timestamp"):
+        if role not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[role], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.any():
+            row = _first_bad(bad)
+            value = frame[role].iloc[row : row + 1].tolist()[0]
+            what = "empty" if pd.isna(value) else f"not a number ({value!r})"
+            raise DataError(f"{path}: {role} on data row {row + 1} is {what}")
+        frame[role] = values
+
+    item_info = None
+    items_source = None
+    if items_path is not None:
+        item_info, items_source = _load_items(
+            Path(items_path).expanduser().resolve(), item_id_col, title_col, genres_col, genres_sep
+        )
+
+    source = {
+        "kind": "file",
+        "path": str(path),
+        "sha256": _sha256(path),
+        "sep": used_sep,
+        "columns": mapping,
+        "items": items_source,
+    }
+    ds = Dataset.from_frame(frame, name=name or path.name, item_info=item_info, source=source)
+    logger.info("loaded %s", ds.describe())
+    return ds
+
+
+def _load_items(
+    path: Path, id_col: str, title_col: str, genres_col: str | None, genres_sep: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    frame, columns, sep, has_header = _read_table(path, None)
+    if not has_header:
+        raise DataError(f"{path}: the items file needs a header row; it has {columns}")
+    mapping = {
+        "item": _resolve(columns, id_col, "item", path, required=True),
+        "title": _resolve(columns, title_col, "title", path, required=True),
+        "genres": _resolve(columns, genres_col, "genres", path, required=False),
+        "year": _resolve(columns, "year", "year", path, required=False),
+    }
+    if frame is None:
+        text = [c for c in (mapping["title"], mapping["genres"]) if c is not None]
+        frame = _read_text(path, sep, header=True, names=None, text_cols=text)
+    ids = frame[mapping["item"]]
+    missing = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
+    if missing.any():
+        raise DataError(f"{path}: data row {_first_bad(missing) + 1} has no item id")
+    info = build_item_info(
+        frame[mapping["item"]].to_numpy(),
+        frame[mapping["title"]],
+        None if mapping["genres"] is None else frame[mapping["genres"]],
+        None if mapping["year"] is None else frame[mapping["year"]],
+        genres_sep=genres_sep,
+        source=str(path),
+    )
+    source = {
+        "path": str(path),
+        "sha256": _sha256(path),
+        "sep": sep,
+        "columns": mapping,
+        "genres_sep": genres_sep,
+    }
+    return info, source
+
+
+def reload_source(source: dict[str, Any]) -> Dataset:
+    """Load the file a ``source`` dict (from :func:`load_ratings`) describes, checking its sha256.
+
+    Used by ``reelrec evaluate`` to rebuild a run's test split from the very same file.
+    """
+    try:
+        path = Path(source["path"])
+        cols = source["columns"]
+        items = source.get("items") or {}
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"malformed ratings-file source in the run config ({exc})") from None
+    if not path.is_file():
+        raise DataError(f"{path}: the ratings file this run was trained on is gone; restore it to evaluate")
+    if source.get("sha256") and _sha256(path) != source["sha256"]:
+        raise DataError(
+            f"{path} changed since the run was trained (sha256 differs); cannot rebuild its test split"
+        )
+    kwargs: dict[str, Any] = {
+        "user_col": cols["user"],
+        "item_col": cols["item"],
+        "rating_col": cols["rating"],
+        "timestamp_col": cols.get("timestamp"),
+        "sep": source.get("sep"),
+    }
+    if items:
+        icols = items.get("columns", {})
+        kwargs.update(
+            items_path=items["path"],
+            item_id_col=icols.get("item", "item_id"),
+            title_col=icols.get("title", "title"),
+            genres_col=icols.get("genres"),
+            genres_sep=items.get("genres_sep", "|"),
+        )
+    return load_ratings(path, **kwargs)

@@ -1,0 +1,203 @@
+"""End-to-end CLI tests on small synthetic files (real-data CLI runs are in test_realdata.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import small_frame
+from reelrec.cli import main
+
+
+@pytest.fixture
+def files(tmp_path) -> tuple[Path, Path]:
+    frame = small_frame(n=900).rename(columns={"user": "userId", "item": "movieId"})
+    ratings = tmp_path / "ratings.csv"
+    frame.to_csv(ratings, index=False)
+    items = tmp_path / "movies.csv"
+    pd.DataFrame(
+        {
+            "movieId": [f"m{k}" for k in range(30)],
+            "title": [f"Film {k} ({1980 + k})" for k in range(30)],
+            "genres": ["Comedy|Drama"] * 30,
+        }
+    ).to_csv(items, index=False)
+    return ratings, items
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_evaluate_predict_recommend_similar(files, tmp_path, capsys) -> None:
+    ratings, items = files
+    out_dir = tmp_path / "run"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--ratings",
+        str(ratings),
+        "--items",
+        str(items),
+        "--model",
+        "mf",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "128",
+        "--embedding-size",
+        "8",
+        "--seed",
+        "3",
+        "--out",
+        str(out_dir),
+        "--json",
+    )
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["test"]["rmse"] > 0
+    assert (out_dir / "manifest.json").is_file()
+
+    code, out, err = run(capsys, "evaluate", str(out_dir), "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["rmse"] == pytest.approx(metrics["test"]["rmse"], abs=1e-9)  # same split rebuilt
+    assert again["ranking"]["ndcg@10"] == pytest.approx(metrics["test_ranking"]["ndcg@10"])
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n100,m1\n101,m2\n999999,m1\n100,unknown-movie\n")
+    preds = tmp_path / "preds.csv"
+    code, out, err = run(capsys, "predict", str(out_dir), "--pairs", str(pairs), "--out", str(preds))
+    assert code == 0, err
+    table = pd.read_csv(preds)
+    assert list(table.columns) == ["user_id", "item_id", "prediction"]
+    assert len(table) == 4
+    assert table["prediction"].between(1, 5).all()
+
+    code, out, err = run(capsys, "recommend", str(out_dir), "--user", "100", "-n", "3", "--json")
+    assert code == 0, err
+    recs = json.loads(out)["items"]
+    assert len(recs) == 3
+    assert recs[0]["title"].startswith("Film ")
+    assert recs[0]["year"] >= 1980
+    assert recs[0]["genres"] == ["Comedy", "Drama"]
+    seen = set(pd.read_csv(ratings).query("userId == 100")["movieId"])
+    # training items never come back (test items may)
+    assert not {r["item_id"] for r in recs} & (seen - set(_test_items(out_dir, ratings)))
+
+    code, out, err = run(capsys, "similar", str(out_dir), "--movie", "m1", "-n", "2")
+    assert code == 0, err
+    assert out.count("cosine=") == 2
+
+
+def _test_items(run_dir: Path, ratings: Path) -> list[str]:
+    from reelrec.data.split import make_split
+    from reelrec.data.tabular import load_ratings
+
+    ds = load_ratings(ratings)
+    split = make_split(ds, "holdout90", seed=3)
+    test = split.test.to_frame()
+    return test.loc[test["user"] == 100, "item"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["recommend", "{run}", "--user", "nobody"], "unknown user id 'nobody'"),
+        (["similar", "{run}", "--movie", "zzz"], "unknown item id 'zzz'"),
+        (["recommend", "{tmp}/missing", "--user", "1"], "is not a run directory"),
+        (["train", "--ratings", "{tmp}/none.csv", "--out", "{tmp}/r2"], "none.csv"),
+        (
+            ["train", "--ratings", "{ratings}", "--split", "weird", "--out", "{tmp}/r3"],
+            "unknown split 'weird'",
+        ),
+        (
+            [
+                "train",
+                "--ratings",
+                "{ratings}",
+                "--model",
+                "bias",
+                "--embedding-size",
+                "4",
+                "--out",
+                "{tmp}/r4",
+            ],
+            "model bias has no setting 'embedding_size'",
+        ),
+        (["train", "--ratings", "{ratings}", "--out", "{run}"], "already holds files"),
+        (["train", "--ratings", "{ratings}", "--learning-rate", "-1", "--out", "{tmp}/r5"], "learning_rate"),
+        (
+            ["predict", "{run}", "--pairs", "{ratings}", "--out", "{tmp}/p.csv"],
+            "needs columns user_id,item_id",
+        ),
+    ],
+)
+def test_errors_are_one_line_without_traceback(files, tmp_path, capsys, argv, message) -> None:
+    ratings, _ = files
+    run_dir = tmp_path / "run"
+    assert (
+        main(["train", "--ratings", str(ratings), "--epochs", "2", "--no-progress", "--out", str(run_dir)])
+        == 0
+    )
+    capsys.readouterr()
+    argv = [a.format(run=run_dir, tmp=tmp_path, ratings=ratings) for a in argv]
+    code, _out, err = run(capsys, *argv)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("reelrec: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_installed_console_script_fails_cleanly(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "reelrec.cli", "recommend", str(tmp_path), "--user", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "Traceback" not in proc.stderr
+
+
+def test_datasets_lists_every_movielens_release(tmp_path, capsys) -> None:
+    code, out, _ = run(capsys, "datasets", "--data-home", str(tmp_path), "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["name"] for r in rows} >= {
+        "ml-100k",
+        "ml-1m",
+        "ml-10m",
+        "ml-20m",
+        "ml-25m",
+        "ml-32m",
+        "ml-latest-small",
+        "ml-latest",
+    }
+    assert not any(r["present"] for r in rows)
+
+
+def test_download_without_network_names_the_file_and_place(tmp_path, capsys, monkeypatch) -> None:
+    import urllib.error
+
+    import reelrec.data.movielens as ml
+
+    def offline(url):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(ml, "_default_opener", offline)
+    code, _, err = run(capsys, "download", "ml-100k", "--data-home", str(tmp_path), "--quiet")
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "ml-100k.zip" in err
+    assert str(tmp_path) in err
