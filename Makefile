@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
-DATA_HOME ?= $(if $(REELREC_DATA_HOME),$(REELREC_DATA_HOME),$(if $(wildcard ../shared/data),../shared/data,))
+DATA_HOME ?= $(if $(REELREC_DATA_HOME),$(REELREC_DATA_HOME),$(if $(wildcard ../shared/data),$(abspath ../shared/data),))
 export REELREC_DATA_HOME := $(DATA_HOME)
 
 .PHONY: setup demo test lint bench clean

@@ -65,9 +65,16 @@ def run_one(case: str, model: str, seed: int) -> dict:
         "train_seconds": round(seconds, 2),
         "seconds_per_epoch": round(sum(h["seconds"] for h in hist) / len(hist), 3) if hist else None,
         "epochs": len(hist) or None,
+        "refit_epochs": rec.train_result.refit_epochs,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
     }
+
+
+def _epochs(row: dict) -> str:
+    if not row["epochs"]:
+        return ""
+    return f"{row['epochs']}" + (f" (+{row['refit_epochs']})" if row.get("refit_epochs") else "")
 
 
 def main() -> int:
@@ -112,13 +119,13 @@ def main() -> int:
         print(
             f"machine: {os.cpu_count()} cores ({cpu}), torch threads {rows[0]['threads']}, seed {args.seed}\n"
         )
-        print("| case | model | RMSE | MAE | train s | s/epoch | epochs | peak RSS MiB |")
+        print("| case | model | RMSE | MAE | train s | s/epoch | epochs (+refit) | peak RSS MiB |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             spe = "" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.2f}"
             print(
                 f"| {r['case']} | {r['model']} | {r['rmse']:.4f} | {r['mae']:.4f} | {r['train_seconds']:.1f} "
-                f"| {spe} | {r['epochs'] or ''} | {r['peak_rss_mib']} |"
+                f"| {spe} | {_epochs(r)} | {r['peak_rss_mib']} |"
             )
     return 0
 

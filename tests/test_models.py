@@ -128,3 +128,16 @@ def test_invalid_model_config_is_one_clear_error() -> None:
         build_model("bias", 3, 3, {"embedding_size": 4})
     with pytest.raises(ConfigError, match="unknown model 'svd'"):
         build_model("svd", 3, 3)
+
+
+def test_refit_retrains_on_train_plus_validation(small) -> None:
+    split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
+    cfg = TrainConfig(epochs=6, batch_size=64, learning_rate=0.01, refit=True)
+    rec = Recommender.train("mf", split.train, split.valid, train_config=cfg, seed=0)
+    result = rec.train_result
+    assert result.refit_epochs == result.best_epoch
+    assert rec.user_counts.sum() == len(split.train) + len(split.valid)  # the model learned from both
+    again = Recommender.train("mf", split.train, split.valid, train_config=cfg, seed=0)
+    users = small.users.ids[small.user_index]
+    items = small.items.ids[small.item_index]
+    np.testing.assert_array_equal(rec.predict(users, items), again.predict(users, items))

@@ -150,8 +150,10 @@ def _train_and_save(
     }
     from pydantic import ValidationError
 
+    from reelrec.models.registry import model_class
+
     try:
-        train_cfg = TrainConfig(**train_values)
+        train_cfg = TrainConfig(**{**model_class(model).default_train, **train_values})
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'training'}: {err['msg']}") from None
@@ -388,6 +390,12 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--lr-schedule", choices=["constant", "cosine", "step", "plateau"])
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after early stopping, retrain on train+validation for the best epoch count (mf: on)",
+    )
     p.add_argument("--embedding-size", type=int, help="factors per user/movie (mf)")
     p.add_argument("--reg", type=float, help="L2 weight on the factors (mf)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="any other model hyperparameter")

@@ -21,7 +21,7 @@ from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
 from reelrec.errors import ReelrecError, UnknownIdError
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
-from reelrec.models.registry import build_model
+from reelrec.models.registry import build_model, model_class
 from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> tuple[
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
     return indptr, keys % n_cols
+
+
+def _fallback(train: Dataset) -> Fallback:
+    mu, b_u, b_i = fit_biases(
+        train.user_index, train.item_index, train.rating, train.n_users, train.n_items, *FALLBACK_REG, 10
+    )
+    return Fallback(mu, b_u.astype(np.float32), b_i.astype(np.float32))
 
 
 class Recommender:
@@ -121,11 +128,25 @@ class Recommender:
         meta: dict[str, Any] | None = None,
     ) -> Recommender:
         """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it."""
-        seed_everything(seed)
-        model = build_model(model_name, train.n_users, train.n_items, model_params)
-        trainer = Trainer(train_config, seed=seed, device=device, progress=progress)
-        result = trainer.fit(model, train, valid)
-        rec = cls.from_training(model, train, valid, train_config=trainer.config, meta=meta)
+        if train_config is None:
+            train_config = TrainConfig(**model_class(model_name).default_train)
+
+        def fit(part: Dataset, check: Dataset | None, config: TrainConfig) -> tuple[RatingModel, TrainResult]:
+            seed_everything(seed)
+            model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
+            result = Trainer(config, seed=seed, device=device, progress=progress).fit(model, part, check)
+            return model, result
+
+        model, result = fit(train, valid, train_config)
+        if train_config.refit and valid is not None and len(valid) and result.best_epoch:
+            # the validation part chose the number of epochs; now learn from all the training data
+            train, valid = train.concat(valid), None
+            refit_cfg = train_config.model_copy(update={"epochs": result.best_epoch, "patience": 0})
+            model, again = fit(train, None, refit_cfg)
+            result.refit_epochs = result.best_epoch
+            result.seconds += again.seconds
+            log.info("refit on train+valid for %d epochs", result.best_epoch)
+        rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result
         return rec
 
@@ -150,9 +171,6 @@ class Recommender:
             rows = np.concatenate([rows, valid.user_index])
             cols = np.concatenate([cols, valid.item_index])
         indptr, indices = _csr(rows, cols, train.n_users, train.n_items)
-        mu, b_u, b_i = fit_biases(
-            train.user_index, train.item_index, train.rating, train.n_users, train.n_items, *FALLBACK_REG, 10
-        )
         info = None
         if train.item_info is not None:
             info = train.item_info.reindex(train.items.ids)
@@ -164,7 +182,7 @@ class Recommender:
             seen_indices=indices,
             user_counts=train.user_counts(),
             item_counts=train.item_counts(),
-            fallback=Fallback(mu, b_u.astype(np.float32), b_i.astype(np.float32)),
+            fallback=_fallback(train),
             scale=train.scale,
             item_info=info,
             train_config=train_config,

@@ -269,6 +269,24 @@ class Dataset:
             timestamp=None if self.timestamp is None else self.timestamp[rows],
         )
 
+    def concat(self, other: Dataset) -> Dataset:
+        """This dataset's ratings followed by ``other``'s (both must share the vocabularies)."""
+        if not (
+            np.array_equal(self.users.ids, other.users.ids)
+            and np.array_equal(self.items.ids, other.items.ids)
+        ):
+            raise DataError("can only concatenate parts of the same dataset (the vocabularies differ)")
+        ts = None
+        if self.timestamp is not None and other.timestamp is not None:
+            ts = np.concatenate([self.timestamp, other.timestamp])
+        return replace(
+            self,
+            user_index=np.concatenate([self.user_index, other.user_index]),
+            item_index=np.concatenate([self.item_index, other.item_index]),
+            rating=np.concatenate([self.rating, other.rating]),
+            timestamp=ts,
+        )
+
     def to_frame(self) -> pd.DataFrame:
         """Ratings as a frame of raw ids: ``user``, ``item``, ``rating`` [, ``timestamp``]."""
         out = {

@@ -50,7 +50,7 @@ def evaluate_ratings(rec: Recommender, test: Dataset) -> dict[str, Any]:
 
 
 def evaluate_ranking(
-    rec: Recommender, test: Dataset, ks: tuple[int, ...] = (10, 20), batch_users: int = 1024
+    rec: Recommender, test: Dataset, ks: tuple[int, ...] = (10, 20), batch_users: int | None = None
 ) -> dict[str, Any]:
     """Full-ranking HR/Precision/Recall/NDCG/MAP@k, MRR, coverage and popularity share."""
     u, i = _indices_in(rec, test)
@@ -71,6 +71,8 @@ def evaluate_ranking(
     if users.size == 0:
         raise ValueError("no test user has both training data and a rankable test item")
     kmax = max(ks)
+    if batch_users is None:  # keep each score block near 32M floats, whatever the catalogue size
+        batch_users = max(1, min(4096, (1 << 25) // n_items))
     topk = np.concatenate(
         [rec.top_n_indices(users[s : s + batch_users], kmax)[0] for s in range(0, users.size, batch_users)]
     )

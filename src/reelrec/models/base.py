@@ -36,6 +36,9 @@ class RatingModel(nn.Module):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     trainable: ClassVar[bool] = True
+    #: TrainConfig values this model trains best with (chosen on validation data); a user's
+    #: explicit settings override them
+    default_train: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_users: int, n_items: int, config: ModelConfig) -> None:
         super().__init__()
@@ -47,6 +50,11 @@ class RatingModel(nn.Module):
         self.register_buffer("global_mean", torch.zeros(()))
 
     # ------------------------------------------------------------------ data hooks
+    @classmethod
+    def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
+        """Complete config values that depend on the training data (e.g. softmax levels)."""
+        return values
+
     def prepare(self, train: Dataset) -> None:
         """Set data-dependent buffers (the global mean) before training."""
         self.global_mean.fill_(float(train.rating.mean()))

@@ -2,27 +2,67 @@
 
 The notebooks' ``CFModel`` (a Keras dot product of two embeddings), done right: global mean
 and per-user/per-item biases, small-normal initialisation and L2 on the embeddings *of the
-batch* (so a user is regularised in proportion to how often it is seen, as in Funk's SGD).
+batch*.
+
+Two details matter for accuracy (measured on the ML-100K and ML-1M validation parts):
+
+* **Frequency-weighted L2.** Each occurrence of user ``u`` in a batch is penalised with weight
+  ``(n_u / 100) ** (reg_alpha - 1)``, so over an epoch user ``u`` carries a total penalty
+  proportional to ``n_u ** reg_alpha`` (and likewise for items). ``reg_alpha = 1`` is Funk's
+  per-occurrence SGD penalty (weighted-lambda); ``0`` penalises every user equally. The
+  default ``0.5`` shrinks rarely-seen users and items relatively harder. The reference count
+  of 100 only fixes the scale of ``reg`` (``reg`` is the per-occurrence weight of an entity
+  with 100 training ratings), so the same value suits datasets of different density.
+* **Biases start at the bias baseline.** :meth:`MatrixFactorization.prepare` solves the
+  regularised ``mu + b_u + b_i`` least-squares problem in closed form, so gradient descent
+  only has to learn the interaction term and the biases' refinements.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
+from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.baselines import fit_biases
 from reelrec.models.init import init_embedding
+
+#: training count at which the frequency weight of the L2 penalty is 1
+REG_REFERENCE_COUNT = 100.0
+#: shrinkage (in ratings) and sweeps of the closed-form bias fit that initialises the biases
+BIAS_INIT_REG = 10.0
+BIAS_INIT_ITERATIONS = 10
 
 
 class MFConfig(ModelConfig):
-    """Hyperparameters of :class:`MatrixFactorization`."""
+    """Hyperparameters of :class:`MatrixFactorization`.
 
-    embedding_size: int = Field(64, ge=1, le=4096, description="factors per user and item")
-    reg: float = Field(0.04, ge=0, description="L2 weight on the batch's user and item factors")
+    The defaults were chosen by validation RMSE (5% of the training part) on ML-100K and
+    ML-1M ``holdout90`` with ``TrainConfig(epochs=40, batch_size=4096, learning_rate=1e-3,
+    optimizer="adam", lr_schedule="constant", patience=3)``.
+    """
+
+    embedding_size: int = Field(128, ge=1, le=4096, description="factors per user and item")
+    reg: float = Field(0.2, ge=0, description="L2 weight on the batch's user factors (see reg_alpha)")
+    item_reg_ratio: float = Field(
+        0.15, ge=0, description="L2 weight on the item factors, as a multiple of reg"
+    )
+    reg_alpha: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a user/item with n training ratings is penalised in proportion to n**reg_alpha "
+        "over an epoch (1: per occurrence, as in Funk's SGD; 0: uniformly)",
+    )
     bias_reg: float = Field(0.004, ge=0, description="L2 weight on the batch's biases")
+    bias_init: Literal["baseline", "zero"] = Field(
+        "baseline", description="start the biases at the closed-form bias baseline, or at zero"
+    )
     init: Literal["normal", "uniform", "xavier", "he"] = "normal"
     init_std: float = Field(0.01, gt=0, description="scale of the normal/uniform initialiser")
     use_bias: bool = True
@@ -33,6 +73,12 @@ class MatrixFactorization(RatingModel):
 
     name: ClassVar[str] = "mf"
     config_class: ClassVar[type[ModelConfig]] = MFConfig
+    default_train: ClassVar[dict[str, Any]] = {
+        "epochs": 40,
+        "batch_size": 4096,
+        "learning_rate": 1e-3,
+        "refit": True,
+    }
     config: MFConfig
 
     def __init__(self, n_users: int, n_items: int, config: MFConfig | None = None) -> None:
@@ -46,9 +92,38 @@ class MatrixFactorization(RatingModel):
             init_embedding(emb.weight, self.config.init, self.config.init_std)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
+        # per-occurrence penalty weights; a training-time detail, so not saved with the model
+        self.register_buffer("user_reg_weight", torch.ones(n_users), persistent=False)
+        self.register_buffer("item_reg_weight", torch.ones(n_items), persistent=False)
         if not self.config.use_bias:
             self.user_bias.weight.requires_grad_(False)
             self.item_bias.weight.requires_grad_(False)
+
+    def prepare(self, train: Dataset) -> None:
+        """Global mean, the penalty's frequency weights and (optionally) baseline biases."""
+        super().prepare(train)
+        cfg = self.config
+        for counts, buf in (
+            (train.user_counts(), self.user_reg_weight),
+            (train.item_counts(), self.item_reg_weight),
+        ):
+            w = (np.maximum(counts, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
+            buf.copy_(torch.as_tensor(w, dtype=torch.float32))
+        if cfg.use_bias and cfg.bias_init == "baseline":
+            mu, b_u, b_i = fit_biases(
+                train.user_index,
+                train.item_index,
+                train.rating,
+                self.n_users,
+                self.n_items,
+                BIAS_INIT_REG,
+                BIAS_INIT_REG,
+                BIAS_INIT_ITERATIONS,
+            )
+            with torch.no_grad():
+                self.global_mean.fill_(mu)
+                self.user_bias.weight.copy_(torch.as_tensor(b_u, dtype=torch.float32).unsqueeze(-1))
+                self.item_bias.weight.copy_(torch.as_tensor(b_i, dtype=torch.float32).unsqueeze(-1))
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         dot = (self.user_factors(users) * self.item_factors(items)).sum(-1)
@@ -60,7 +135,11 @@ class MatrixFactorization(RatingModel):
         p, q = self.user_factors(users), self.item_factors(items)
         bu, bi = self.user_bias(users).squeeze(-1), self.item_bias(items).squeeze(-1)
         pred = self.global_mean + bu + bi + (p * q).sum(-1)
-        loss = torch.mean((pred - ratings) ** 2) + cfg.reg * ((p * p).sum(-1) + (q * q).sum(-1)).mean()
+        loss = torch.mean((pred - ratings) ** 2)
+        if cfg.reg:
+            penalty = self.user_reg_weight[users] * (p * p).sum(-1)
+            penalty = penalty + cfg.item_reg_ratio * self.item_reg_weight[items] * (q * q).sum(-1)
+            loss = loss + cfg.reg * penalty.mean()
         if cfg.use_bias and cfg.bias_reg:
             loss = loss + cfg.bias_reg * (bu * bu + bi * bi).mean()
         return loss

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
 from reelrec.models.mf import MatrixFactorization
+from reelrec.models.mlp import MLP
 
 MODELS: dict[str, type[RatingModel]] = {
-    cls.name: cls for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization)
+    cls.name: cls for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization, MLP)
 }
 
 
@@ -38,6 +40,12 @@ def make_config(name: str, values: dict[str, Any] | None = None) -> ModelConfig:
         raise ConfigError(f"model {name}: {field}: {err['msg']}") from None
 
 
-def build_model(name: str, n_users: int, n_items: int, values: dict[str, Any] | None = None) -> RatingModel:
-    """Instantiate model ``name`` with a validated config."""
-    return model_class(name)(n_users, n_items, make_config(name, values))
+def build_model(
+    name: str, n_users: int, n_items: int, values: dict[str, Any] | None = None, train: Dataset | None = None
+) -> RatingModel:
+    """Instantiate model ``name`` with a validated config (completed from ``train`` when given)."""
+    cls = model_class(name)
+    values = dict(values or {})
+    if train is not None:
+        values = cls.configure(values, train)
+    return cls(n_users, n_items, make_config(name, values))

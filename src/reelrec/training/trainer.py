@@ -49,6 +49,11 @@ class TrainConfig(BaseModel):
     )
     min_delta: float = Field(1e-4, ge=0, description="smallest RMSE drop that counts as an improvement")
     grad_clip: float | None = Field(None, gt=0)
+    refit: bool = Field(
+        False,
+        description="after early stopping, retrain from scratch on train + validation for the best number "
+        "of epochs (used by Recommender.train)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -66,6 +71,7 @@ class TrainResult:
     best_valid_rmse: float | None = None
     seconds: float = 0.0
     stopped_early: bool = False
+    refit_epochs: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +80,7 @@ class TrainResult:
             "best_valid_rmse": self.best_valid_rmse,
             "seconds": self.seconds,
             "stopped_early": self.stopped_early,
+            "refit_epochs": self.refit_epochs,
         }
 
 

@@ -1,0 +1,203 @@
+"""Shared machinery of the neural rating models (MLP, NeuMF, hybrid).
+
+A subclass builds its tables and tower and implements :meth:`NeuralRatingModel.encode`, which
+turns a batch of (user, item) indices into a feature vector plus an L2 penalty on the
+embeddings it looked up. This base class adds what every network shares:
+
+* optional user/item biases and the global mean around the network's output (``use_bias``);
+* the output head: ``linear`` (a rating), ``sigmoid`` (stretched to the rating range) or
+  ``softmax`` over the rating levels (trained with cross-entropy; the prediction is the
+  expected rating, the class is the most probable level);
+* optional standardisation of the target (mean and std fitted on the training part only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+
+from reelrec.data.dataset import Dataset
+from reelrec.errors import ConfigError
+from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.layers import check_activation
+
+MAX_LEVELS = 20
+
+
+class NeuralConfig(ModelConfig):
+    """Options every neural rating model shares."""
+
+    embedding_size: int = Field(32, ge=1, le=4096, description="size of each user and item embedding")
+    hidden: list[int] = Field(default_factory=lambda: [64, 32, 16, 8], description="MLP hidden sizes")
+    activation: str = Field("relu", description="any torch.nn activation by name")
+    embedding_dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout between hidden layers")
+    batch_norm: bool = False
+    init: Literal["normal", "uniform", "xavier", "he"] = "normal"
+    init_std: float = Field(0.05, gt=0, description="scale of the normal/uniform embedding initialiser")
+    user_reg: float = Field(0.0, ge=0, description="L2 weight on the batch's user embeddings")
+    item_reg: float = Field(0.0, ge=0, description="L2 weight on the batch's item embeddings")
+    use_bias: bool = Field(True, description="add global mean + user/item biases to the network output")
+    bias_reg: float = Field(0.0, ge=0)
+    output: Literal["linear", "sigmoid", "softmax"] = "linear"
+    levels: list[float] | None = Field(
+        None, description="softmax classes (inferred from the training ratings)"
+    )
+    standardize: bool = Field(False, description="train on ratings standardised with the training mean/std")
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, value: str) -> str:
+        return check_activation(value)
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("hidden sizes must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _levels(self) -> NeuralConfig:
+        if self.levels is not None:
+            if len(self.levels) < 2 or len(self.levels) > MAX_LEVELS:
+                raise ValueError(f"levels must hold 2..{MAX_LEVELS} values")
+            if any(b <= a for a, b in zip(self.levels, self.levels[1:], strict=False)):
+                raise ValueError("levels must be strictly increasing")
+        return self
+
+
+class NeuralRatingModel(RatingModel):
+    """Base of the embedding + network models; subclasses implement :meth:`encode`."""
+
+    name: ClassVar[str] = "neural"
+    config_class: ClassVar[type[ModelConfig]] = NeuralConfig
+    config: NeuralConfig
+
+    def __init__(self, n_users: int, n_items: int, config: NeuralConfig, out_width: int) -> None:
+        super().__init__(n_users, n_items, config)
+        if config.output == "softmax" and config.levels is None:
+            raise ConfigError(
+                "a softmax output needs its rating levels (inferred when trained through reelrec)"
+            )
+        n_out = len(config.levels) if config.output == "softmax" else 1
+        self.head = nn.Linear(out_width, n_out)
+        self.user_bias = nn.Embedding(n_users, 1)
+        self.item_bias = nn.Embedding(n_items, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        for table in (self.user_bias, self.item_bias):
+            table.weight.requires_grad_(config.use_bias and config.output != "softmax")
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+        self.register_buffer("rating_low", torch.zeros(()))
+        self.register_buffer("rating_high", torch.ones(()))
+        self.register_buffer(
+            "levels", torch.tensor(config.levels if config.levels is not None else [0.0], dtype=torch.float32)
+        )
+
+    # ------------------------------------------------------------------ data-dependent set-up
+    @classmethod
+    def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
+        """Fill in the softmax levels from the training ratings when they are not given."""
+        values = dict(values)
+        if values.get("output") == "softmax" and not values.get("levels"):
+            levels = np.unique(train.rating)
+            if levels.size > MAX_LEVELS:
+                msg = f"a softmax output takes at most {MAX_LEVELS} rating levels; the data has {levels.size}"
+                raise ConfigError(msg)
+            values["levels"] = [float(v) for v in levels]
+        return values
+
+    def prepare(self, train: Dataset) -> None:
+        super().prepare(train)
+        r = train.rating.astype(np.float64)
+        self.rating_low.fill_(float(train.scale.low))
+        self.rating_high.fill_(float(train.scale.high))
+        if self.config.standardize:
+            self.target_mean.fill_(float(r.mean()))
+            self.target_std.fill_(float(max(r.std(), 1e-6)))
+        if self.config.output == "sigmoid":  # start the sigmoid at the mean rating
+            low, high = float(train.scale.low), float(train.scale.high)
+            margin = 0.05 * (high - low)
+            p = (r.mean() - low + margin) / (high - low + 2 * margin)
+            with torch.no_grad():
+                self.head.bias.fill_(math.log(p / (1 - p)))
+
+    # ------------------------------------------------------------------ the network
+    def encode(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch feature vectors, L2 penalty of the looked-up embeddings)."""
+        raise NotImplementedError
+
+    def _embedding_penalty(
+        self, user_vecs: list[torch.Tensor], item_vecs: list[torch.Tensor]
+    ) -> torch.Tensor:
+        cfg = self.config
+        pen = torch.zeros((), device=self.global_mean.device)
+        if cfg.user_reg:
+            pen = pen + cfg.user_reg * sum((v * v).sum(-1).mean() for v in user_vecs)
+        if cfg.item_reg:
+            pen = pen + cfg.item_reg * sum((v * v).sum(-1).mean() for v in item_vecs)
+        return pen
+
+    def _outputs(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, penalty = self.encode(users, items)
+        out = self.head(h)
+        if self.config.output == "softmax":
+            return out, penalty  # logits over the levels
+        raw = out.squeeze(-1)
+        if self.config.use_bias:
+            bu, bi = self.user_bias(users).squeeze(-1), self.item_bias(items).squeeze(-1)
+            raw = raw + bu + bi
+            if self.config.bias_reg:
+                penalty = penalty + self.config.bias_reg * (bu * bu + bi * bi).mean()
+        return raw, penalty
+
+    def _to_rating(self, raw: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.output == "softmax":
+            return torch.softmax(raw, dim=-1) @ self.levels
+        if cfg.output == "sigmoid":
+            low, high = float(self.rating_low), float(self.rating_high)
+            margin = 0.05 * (high - low)
+            return (low - margin) + (high - low + 2 * margin) * torch.sigmoid(raw)
+        if cfg.standardize:
+            return self.target_mean + self.target_std * raw
+        return self.global_mean + raw if cfg.use_bias else raw
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        raw, _ = self._outputs(users, items)
+        return self._to_rating(raw)
+
+    def training_loss(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        raw, penalty = self._outputs(users, items)
+        if self.config.output == "softmax":
+            labels = self.level_index(ratings)
+            return nn.functional.cross_entropy(raw, labels) + penalty
+        pred = self._to_rating(raw)
+        if self.config.standardize:  # the loss of the notebooks: MSE on standardised ratings
+            return torch.mean(((pred - ratings) / self.target_std) ** 2) + penalty
+        return torch.mean((pred - ratings) ** 2) + penalty
+
+    def level_index(self, ratings: torch.Tensor) -> torch.Tensor:
+        """Class index of each rating: its nearest level (exact for ratings on the scale)."""
+        return torch.argmin((ratings[:, None] - self.levels[None, :]).abs(), dim=1)
+
+    @torch.no_grad()
+    def predict_level(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The most probable rating level (softmax output) or the prediction rounded to a level."""
+        raw, _ = self._outputs(users, items)
+        if self.config.output == "softmax":
+            return self.levels[raw.argmax(-1)]
+        return self._to_rating(raw)
+
+    def item_vectors(self) -> torch.Tensor | None:
+        tables = [m for n, m in self.named_children() if n.startswith("item_") and n != "item_bias"]
+        if not tables:
+            return None
+        return torch.cat([t.weight.detach() for t in tables if isinstance(t, nn.Embedding)], dim=1)
