@@ -73,4 +73,4 @@ def test_ml1m_ratings_file_mf_beats_the_bias_baseline(data_home) -> None:
     mf = evaluate_ratings(rec, split.test)["rmse"]
     assert bias == pytest.approx(0.9077, abs=0.003)
     assert mf < 0.85
-    assert np.isfinite(rec.train_result.best_valid_rmse)
+    assert np.isfinite(rec.train_result.best_valid)

@@ -93,3 +93,13 @@ def test_make_split_rejects_unknown_names(small) -> None:
         make_split(small, "random")
     with pytest.raises(ConfigError, match="only applies to ml-100k"):
         make_split(small, "u1")
+
+
+def test_cold_items_hold_out_whole_items(small) -> None:
+    split = make_split(small, "cold-items20", seed=4, valid_fraction=0.1)
+    test_items = set(split.test.item_index.tolist())
+    assert test_items
+    assert not test_items & set(split.train.item_index.tolist())
+    assert not test_items & set(split.valid.item_index.tolist())
+    assert len(split.train) + len(split.valid) + len(split.test) == len(small)
+    assert split.name == "cold-items20"

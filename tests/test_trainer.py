@@ -41,7 +41,7 @@ def test_history_and_early_stopping_restore_the_best_epoch(planted) -> None:
     assert result.stopped_early
     assert len(hist) < 60
     best = min(h["valid_rmse"] for h in hist)
-    assert result.best_valid_rmse == pytest.approx(best)
+    assert result.best_valid == pytest.approx(best)
     assert hist[-1]["valid_rmse"] > best  # it stopped because validation got worse
     from reelrec.training.trainer import _as_tensors, validation_rmse
 

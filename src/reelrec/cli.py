@@ -200,10 +200,11 @@ def _train_and_save(
         metrics["seconds_per_epoch"] = round(
             sum(h["seconds"] for h in result.history) / len(result.history), 4
         )
-    if result.best_valid_rmse is not None:
-        metrics["valid_rmse"] = result.best_valid_rmse
+    if result.best_valid is not None:
+        metrics[result.valid_metric] = result.best_valid
     if split.test is not None and len(split.test):
-        metrics["test"] = evaluate_ratings(rec, split.test)
+        if rec.model.predicts_ratings:
+            metrics["test"] = evaluate_ratings(rec, split.test)
         try:
             metrics["test_ranking"] = evaluate_ranking(rec, split.test)
         except ValueError as exc:
@@ -265,13 +266,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         valid_fraction=split_meta.get("valid_fraction") or None,
     )
     metrics: dict[str, Any] = {"run": str(args.run_dir), "model": rec.name, "split": split.name}
-    metrics.update(evaluate_ratings(rec, split.test))
+    lines = [f"{rec.name} on {ds.name} ({split.name}, {len(split.test):,} test ratings)"]
+    if rec.model.predicts_ratings:
+        metrics.update(evaluate_ratings(rec, split.test))
+        lines.append(
+            f"  RMSE {metrics['rmse']:.4f}  MAE {metrics['mae']:.4f}"
+            f"  (fallback used for {metrics['n_fallback']} pairs)"
+        )
     metrics["ranking"] = evaluate_ranking(rec, split.test)
-    lines = [
-        f"{rec.name} on {ds.name} ({split.name}, {metrics['n']:,} test ratings)",
-        f"  RMSE {metrics['rmse']:.4f}  MAE {metrics['mae']:.4f}"
-        f"  (fallback used for {metrics['n_fallback']} pairs)",
-    ]
     lines += [f"  {k:<22} {v:.4f}" for k, v in metrics["ranking"].items() if isinstance(v, float)]
     _emit(args, metrics, "\n".join(lines))
     return 0

@@ -242,6 +242,8 @@ class Recommender:
         known_i = i >= 0
         warm_u = known_u & (self.user_counts[np.where(known_u, u, 0)] > 0)
         warm_i = known_i & (self.item_counts[np.where(known_i, i, 0)] > 0)
+        if self.model.predicts_cold_items:  # features stand in for the missing ratings
+            warm_i = known_i
         warm = warm_u & warm_i
         out = np.empty(u.shape[0], dtype=np.float64)
         if warm.any():
@@ -253,8 +255,9 @@ class Recommender:
             fb = self.fallback
             bu = np.where(warm_u[cold], fb.user_bias[np.where(warm_u, u, 0)][cold], 0.0)
             bi = np.where(warm_i[cold], fb.item_bias[np.where(warm_i, i, 0)][cold], 0.0)
-            out[cold] = np.nan if nan_for_cold else fb.mean + bu + bi
-        return self.scale.clip(out)
+            rating_fallback = nan_for_cold or not self.model.predicts_ratings
+            out[cold] = np.nan if rating_fallback else fb.mean + bu + bi
+        return self.scale.clip(out) if self.model.predicts_ratings else out
 
     @torch.no_grad()
     def top_n_indices(
@@ -262,13 +265,15 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores for a batch of dense user indices.
 
-        Items without training ratings are never recommended; with ``exclude_seen`` neither are
+        Items without training ratings are never recommended (unless the model predicts them
+        from features); with ``exclude_seen`` neither are
         the user's training items. Rows are padded with ``-1`` / ``-inf`` when fewer than ``n``
         candidates remain.
         """
         user_index = np.asarray(user_index, dtype=np.int64)
         scores = self.model.score_users(torch.as_tensor(user_index, device=self._device)).float()
-        scores[:, torch.as_tensor(self.item_counts == 0, device=self._device)] = -torch.inf
+        if not self.model.predicts_cold_items:
+            scores[:, torch.as_tensor(self.item_counts == 0, device=self._device)] = -torch.inf
         if exclude_seen:
             starts, ends = self.seen_indptr[user_index], self.seen_indptr[user_index + 1]
             lengths = ends - starts
@@ -302,7 +307,7 @@ class Recommender:
         idx, val = self.top_n_indices(np.array([u]), n, exclude_seen)
         keep = idx[0] >= 0
         scores = val[0][keep]
-        if self.model.name != "popularity":
+        if self.model.predicts_ratings and self.model.name != "popularity":
             scores = self.scale.clip(scores)
         return self._describe(idx[0][keep], scores)
 

@@ -11,6 +11,7 @@ Protocols (see ``docs/benchmarks.md``):
 * ``temporal`` / ``temporalNN``: per user, the latest NN% (default 20%) of ratings by timestamp
   (ties: later file row is later) are the test set.
 * ``leave-last`` (``loo``): per user with at least two ratings, the latest rating is the test set.
+* ``cold-items`` / ``cold-itemsNN``: all ratings of a random NN% (default 10%) of the items.
 * ``u1``..``u5``, ``ua``, ``ub``: ML-100K's shipped split files.
 * ``none``: everything is training data.
 
@@ -28,7 +29,10 @@ import numpy as np
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError, DataError
 
-SPLIT_HELP = "holdout90, holdoutNN, holdout:F, cvN:K, temporal, temporalNN, leave-last, u1..u5, ua, ub, none"
+SPLIT_HELP = (
+    "holdout90, holdoutNN, holdout:F, cvN:K, temporal, temporalNN, leave-last, cold-items, cold-itemsNN, "
+    "u1..u5, ua, ub, none"
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,25 @@ def _frame_part(ds: Dataset, frame) -> Dataset:
     )
 
 
+def cold_items(ds: Dataset, test_fraction: float = 0.1, seed: int = 42) -> Split:
+    """Item cold start: every rating of a random ``test_fraction`` of the items is the test set.
+
+    The held-out items stay in the vocabulary (with their metadata) but have no training
+    ratings, so only a model that predicts from item features can do better than a fallback.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    perm = _permutation(ds.n_items, seed)
+    cold = np.zeros(ds.n_items, dtype=bool)
+    cold[perm[: round(test_fraction * ds.n_items)]] = True
+    is_test = cold[ds.item_index]
+    return Split(
+        f"cold-items{round(100 * test_fraction)}",
+        ds.subset(np.flatnonzero(~is_test)),
+        ds.subset(np.flatnonzero(is_test)),
+    )
+
+
 def carve_validation(train: Dataset, fraction: float = 0.05, seed: int = 42) -> tuple[Dataset, Dataset]:
     """Split ``train`` into (fit part, validation part) at random; the test set is never touched."""
     if not 0.0 < fraction < 1.0:
@@ -151,6 +174,8 @@ def make_split(
         split = kfold(ds, int(m.group(1)), int(m.group(2)), seed)
     elif m := re.fullmatch(r"temporal(\d{1,2})?", spec):
         split = temporal(ds, int(m.group(1) or 20) / 100)
+    elif m := re.fullmatch(r"cold-items(\d{1,2})?", spec):
+        split = cold_items(ds, int(m.group(1) or 10) / 100, seed)
     elif spec in ("leave-last", "leave_last", "loo"):
         split = leave_last(ds)
     elif re.fullmatch(r"u[1-5]|ua|ub", spec):

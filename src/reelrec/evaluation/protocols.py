@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from reelrec.data.dataset import Dataset
+from reelrec.errors import ConfigError
 from reelrec.evaluation.metrics import mae, popularity_share, ranking_metrics, rmse
 from reelrec.recommender import Recommender
 
@@ -34,6 +35,10 @@ def _indices_in(rec: Recommender, test: Dataset) -> tuple[np.ndarray, np.ndarray
 
 def evaluate_ratings(rec: Recommender, test: Dataset) -> dict[str, Any]:
     """RMSE and MAE of ``rec`` on every rating of ``test``."""
+    if not rec.model.predicts_ratings:
+        raise ConfigError(
+            f"model {rec.name} is trained for ranking and predicts no ratings; use ranking metrics"
+        )
     u, i = _indices_in(rec, test)
     pred = rec.predict_indices(u, i)
     known_u = u >= 0

@@ -36,6 +36,8 @@ class RatingModel(nn.Module):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     trainable: ClassVar[bool] = True
+    #: True when the model predicts items without training ratings from their features
+    predicts_cold_items: ClassVar[bool] = False
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
@@ -62,6 +64,17 @@ class RatingModel(nn.Module):
     def fit_closed_form(self, train: Dataset) -> None:
         """Fit without gradient descent (only for ``trainable = False`` models)."""
         raise NotImplementedError(f"{self.name} is trained by the Trainer")
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """False for ranking models whose output is an interaction score, not a rating."""
+        return True
+
+    def validation_loss(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> float | None:
+        """A model-specific early-stopping criterion (lower is better); ``None``: validation RMSE."""
+        return None
 
     # ------------------------------------------------------------------ prediction
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:  # pragma: no cover

@@ -68,7 +68,9 @@ class TrainResult:
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
-    best_valid_rmse: float | None = None
+    best_valid: float | None = None
+    #: what ``best_valid`` measures: "valid_rmse" (rating models) or "valid_loss" (the model's own)
+    valid_metric: str = "valid_rmse"
     seconds: float = 0.0
     stopped_early: bool = False
     refit_epochs: int | None = None
@@ -77,7 +79,8 @@ class TrainResult:
         return {
             "history": self.history,
             "best_epoch": self.best_epoch,
-            "best_valid_rmse": self.best_valid_rmse,
+            "best_valid": self.best_valid,
+            "valid_metric": self.valid_metric,
             "seconds": self.seconds,
             "stopped_early": self.stopped_early,
             "refit_epochs": self.refit_epochs,
@@ -124,6 +127,19 @@ def predict_indices(
     ]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, device=users.device)
+
+
+def validation_score(
+    model: RatingModel, data: tuple[torch.Tensor, ...], scale: RatingScale
+) -> tuple[str, float]:
+    """(name, value) of the early-stopping criterion: the model's own loss, else clipped RMSE."""
+    was_training = model.training
+    model.eval()
+    own = model.validation_loss(*data)
+    model.train(was_training)
+    if own is not None:
+        return "valid_loss", own
+    return "valid_rmse", validation_rmse(model, data, scale)
 
 
 def validation_rmse(model: RatingModel, data: tuple[torch.Tensor, ...], scale: RatingScale) -> float:
@@ -214,7 +230,9 @@ class Trainer:
             model.fit_closed_form(train)
             result = TrainResult(seconds=time.perf_counter() - start)
             if valid is not None and len(valid):
-                result.best_valid_rmse = validation_rmse(model, _as_tensors(valid, self.device), train.scale)
+                result.valid_metric, result.best_valid = validation_score(
+                    model, _as_tensors(valid, self.device), train.scale
+                )
             return result
 
         users, items, ratings = _as_tensors(train, self.device)
@@ -264,11 +282,12 @@ class Trainer:
                 record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
                 lr_now = opts[0].param_groups[0]["lr"]
                 if valid_t is not None:
-                    v = validation_rmse(model, valid_t, scale)
-                    record["valid_rmse"] = v
+                    key, v = validation_score(model, valid_t, scale)
+                    record[key] = v
+                    result.valid_metric = key
                     if v < best - cfg.min_delta:
                         best, bad_epochs = v, 0
-                        result.best_epoch, result.best_valid_rmse = epoch, v
+                        result.best_epoch, result.best_valid = epoch, v
                         best_state = copy.deepcopy(model.state_dict())
                     else:
                         bad_epochs += 1
@@ -277,14 +296,11 @@ class Trainer:
                 result.history.append(record)
                 log.info("epoch %d %s", epoch, {k: round(v, 5) for k, v in record.items() if k != "epoch"})
                 if bar is not None:
-                    bar.set_postfix(
-                        epoch=epoch,
-                        loss=f"{train_loss:.4f}",
-                        **({"val_rmse": f"{record['valid_rmse']:.4f}"} if "valid_rmse" in record else {}),
-                    )
+                    shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("valid_")}
+                    bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", **shown)
                 for sch in scheds:
                     if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        sch.step(record.get("valid_rmse", train_loss))
+                        sch.step(record.get("valid_rmse", record.get("valid_loss", train_loss)))
                     else:
                         sch.step()
                 if valid_t is not None and cfg.patience and bad_epochs >= cfg.patience:
