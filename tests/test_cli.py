@@ -201,3 +201,32 @@ def test_download_without_network_names_the_file_and_place(tmp_path, capsys, mon
     assert err.count("\n") == 1
     assert "ml-100k.zip" in err
     assert str(tmp_path) in err
+
+
+def test_plot_writes_pngs_for_a_run(files, tmp_path, capsys) -> None:
+    ratings, items = files
+    run_dir = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--ratings",
+                str(ratings),
+                "--items",
+                str(items),
+                "--epochs",
+                "3",
+                "--no-progress",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    code, out, err = run(capsys, "plot", str(run_dir), "--out", str(tmp_path / "pics"), "--json")
+    assert code == 0, err
+    written = [Path(p) for p in json.loads(out)["files"]]
+    assert {p.name for p in written} == {"learning_curves.png", "embeddings_pca.png"}
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -333,6 +333,18 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from reelrec.plots import plot_run
+
+    paths = plot_run(args.run_dir, args.out, tsne=args.tsne)
+    if not paths:
+        text = f"{args.run_dir}: nothing to plot (no per-epoch history and no movie embeddings)"
+    else:
+        text = "\n".join(f"wrote {p}" for p in paths)
+    _emit(args, {"run": str(args.run_dir), "files": [str(p) for p in paths]}, text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from reelrec.data.movielens import load_movielens
 
@@ -477,6 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("plot", help="learning curves and movie-embedding maps of a saved run, as PNGs")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
+    p.add_argument(
+        "--tsne", action="store_true", help="also a t-SNE map of the embeddings (needs scikit-learn)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="ml-100k end to end: train MF, compare with the bias baseline, recommend")
     _add_train_options(p, with_split=False)
