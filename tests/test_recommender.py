@@ -64,3 +64,19 @@ def test_recommend_validates_n(small) -> None:
     with pytest.raises(ReelrecError, match="n must be at least 1"):
         rec.recommend(small.users.ids[0], n=0)
     assert len(rec.recommend(small.users.ids[0], n=1000)) <= small.n_items
+
+
+def test_accuracy_is_exact_match_of_the_predicted_level(small) -> None:
+    rec = Recommender.train("bias", small.subset(np.arange(300)))
+    test = small.subset(np.arange(300, len(small)))
+    out = evaluate_ratings(rec, test)
+    pred = rec.predict(test.users.ids[test.user_index], test.items.ids[test.item_index])
+    expected = np.mean(np.clip(np.floor(pred + 0.5), 1, 5) == test.rating)
+    assert out["accuracy"] == pytest.approx(expected)
+    softmax = Recommender.train(
+        "mlp", small, model_params={"output": "softmax"}, train_config=TrainConfig(epochs=2)
+    )
+    u, i = test.user_index, test.item_index
+    levels = softmax.predict_levels_indices(u, i)
+    assert set(np.unique(levels)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert evaluate_ratings(softmax, test)["accuracy"] == pytest.approx(np.mean(levels == test.rating))

@@ -259,6 +259,23 @@ class Recommender:
             out[cold] = np.nan if rating_fallback else fb.mean + bu + bi
         return self.scale.clip(out) if self.model.predicts_ratings else out
 
+    def predict_levels_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """The predicted rating *level* per pair: the most probable class of a softmax head,
+        otherwise the predicted rating rounded to the nearest level of the scale."""
+        pred = self.predict_indices(u, i)
+        levels = self.scale.levels()
+        if levels is not None:
+            pred = levels[np.argmin(np.abs(pred[:, None] - levels[None, :]), axis=1)]
+        if getattr(self.model.config, "output", None) == "softmax":
+            warm = (u >= 0) & (i >= 0)
+            warm[warm] = (self.user_counts[u[warm]] > 0) & (self.item_counts[i[warm]] > 0)
+            if warm.any():
+                with torch.no_grad():
+                    ut = torch.as_tensor(u[warm], device=self._device)
+                    it = torch.as_tensor(i[warm], device=self._device)
+                    pred[warm] = self.model.predict_level(ut, it).cpu().numpy()
+        return pred
+
     @torch.no_grad()
     def top_n_indices(
         self, user_index: np.ndarray, n: int, exclude_seen: bool = True

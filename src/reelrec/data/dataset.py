@@ -153,6 +153,12 @@ class RatingScale:
     def clip(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x, self.low, self.high)
 
+    def levels(self) -> np.ndarray | None:
+        """The discrete rating levels (``low, low+step, ..., high``), or ``None`` if continuous."""
+        if self.step is None:
+            return None
+        return np.round(np.arange(self.low, self.high + self.step / 2, self.step), 6)
+
 
 @dataclass(frozen=True)
 class Dataset:

@@ -16,7 +16,7 @@ import numpy as np
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
-from reelrec.evaluation.metrics import mae, popularity_share, ranking_metrics, rmse
+from reelrec.evaluation.metrics import accuracy, mae, popularity_share, ranking_metrics, rmse
 from reelrec.recommender import Recommender
 
 
@@ -46,12 +46,16 @@ def evaluate_ratings(rec: Recommender, test: Dataset) -> dict[str, Any]:
     warm = known_u & known_i
     warm[warm] = (rec.user_counts[u[warm]] > 0) & (rec.item_counts[i[warm]] > 0)
     scale = (rec.scale.low, rec.scale.high)
-    return {
+    out: dict[str, Any] = {
         "rmse": rmse(pred, test.rating, scale),
         "mae": mae(pred, test.rating, scale),
-        "n": len(test),
-        "n_fallback": int((~warm).sum()),
     }
+    levels = rec.scale.levels()
+    if levels is not None:  # exact-match accuracy of the predicted rating level
+        out["accuracy"] = accuracy(rec.predict_levels_indices(u, i), test.rating, levels)
+    out["n"] = len(test)
+    out["n_fallback"] = int((~warm).sum())
+    return out
 
 
 def evaluate_ranking(
