@@ -333,6 +333,34 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from reelrec.experiment import load_spec, preset_names, run_experiment
+
+    if args.list_presets:
+        print("\n".join(preset_names()))
+        return 0
+    specs = [load_spec(p) for p in args.configs] + [load_spec(p, preset=True) for p in args.preset or []]
+    if not specs:
+        raise ConfigError("give one or more experiment files, or --preset NAME (see --list-presets)")
+    for spec in specs:
+        out = Path(args.out) / spec.name if len(specs) > 1 or args.out is None else Path(args.out)
+        if args.out is None:
+            out = Path("experiments") / spec.name
+        print(f"experiment {spec.name}: {len(spec.runs)} runs x {len(spec.data.seeds)} seeds -> {out}")
+        rows = run_experiment(
+            spec,
+            out,
+            data_home=args.data_home,
+            device=args.device,
+            progress=not args.no_progress,
+            save_runs=args.save_runs,
+        )
+        print((out / "results.md").read_text(encoding="utf-8"))
+        if args.json:
+            print(json.dumps(rows, indent=1, default=str))
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from reelrec.plots import plot_run
 
@@ -489,6 +517,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("experiment", help="train several configurations and compare them (table + plots)")
+    p.add_argument("configs", nargs="*", help="experiment TOML files")
+    p.add_argument("--preset", action="append", help="a packaged preset (seed000, seed001, ...)")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--out", help="output folder (default: experiments/NAME)")
+    p.add_argument("--save-runs", action="store_true", help="also save every trained run directory")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("plot", help="learning curves and movie-embedding maps of a saved run, as PNGs")
     p.add_argument("run_dir")
