@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -230,3 +231,41 @@ def test_plot_writes_pngs_for_a_run(files, tmp_path, capsys) -> None:
     assert {p.name for p in written} == {"learning_curves.png", "embeddings_pca.png"}
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hybrid_with_a_users_file(files, tmp_path, capsys) -> None:
+    ratings, items = files
+    users = tmp_path / "users.csv"
+    ids = pd.read_csv(ratings)["userId"].unique()
+    pd.DataFrame({"user_id": ids, "age": 20 + ids % 40, "gender": np.where(ids % 2, "F", "M")}).to_csv(
+        users, index=False
+    )
+    run_dir = tmp_path / "hybrid"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--ratings",
+        str(ratings),
+        "--items",
+        str(items),
+        "--users",
+        str(users),
+        "--model",
+        "hybrid",
+        "--user-features",
+        "age=numeric,gender",
+        "--epochs",
+        "3",
+        "--no-progress",
+        "--out",
+        str(run_dir),
+        "--json",
+    )
+    assert code == 0, err
+    cfg = json.loads((run_dir / "config.json").read_text())
+    names = {f["name"] for f in cfg["model"]["config"]["user_schema"]["features"]}
+    assert {"age", "gender"} <= names
+    assert cfg["side_data"]["users"] == str(users)
+    code, out, err = run(capsys, "recommend", str(run_dir), "--user", str(ids[0]), "-n", "3", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["items"]) == 3

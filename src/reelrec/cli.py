@@ -65,10 +65,33 @@ def load_dataset_from_args(args: argparse.Namespace):
             value = getattr(args, opt, None)
             if value is not None:
                 kwargs["items_path" if opt == "items" else opt] = value
-        return load_ratings(args.ratings, **kwargs)
-    from reelrec.data.movielens import load_movielens
+        ds = load_ratings(args.ratings, **kwargs)
+    else:
+        from reelrec.data.movielens import load_movielens
 
-    return load_movielens(args.dataset, data_home=args.data_home, download=args.download, progress=True)
+        ds = load_movielens(args.dataset, data_home=args.data_home, download=args.download, progress=True)
+    return attach_side_data(ds, args)
+
+
+def attach_side_data(ds: Any, args: argparse.Namespace) -> Any:
+    """Join --users / --item-info tables and --tags into the dataset (for hybrid models)."""
+    if not (getattr(args, "users", None) or getattr(args, "item_info", None) or getattr(args, "tags", None)):
+        return ds
+    from reelrec.data.features import (
+        attach_tags,
+        load_item_info,
+        load_user_info,
+        with_item_info,
+        with_user_info,
+    )
+
+    if args.users:
+        ds = with_user_info(ds, load_user_info(args.users, id_col=args.user_id_col, data_home=args.data_home))
+    if args.item_info:
+        ds = with_item_info(ds, load_item_info(args.item_info, data_home=args.data_home))
+    if args.tags:
+        ds = attach_tags(ds, top_n=args.tags)
+    return ds
 
 
 def load_source(source: dict[str, Any], data_home: str | None = None):
@@ -135,6 +158,10 @@ def _train_and_save(
         value = getattr(args, flag, None)
         if value is not None:
             params[key] = value
+    for key in ("user_features", "item_features"):
+        value = getattr(args, key, None)
+        if value is not None:
+            params[key] = [v.strip() for v in value.split(",") if v.strip()]
     train_values = {
         k: getattr(args, k)
         for k in (
@@ -171,6 +198,9 @@ def _train_and_save(
             "valid_fraction": args.valid_fraction,
         },
         "seed": args.seed,
+        "side_data": {
+            k: getattr(args, k, None) for k in ("users", "item_info", "tags") if getattr(args, k, None)
+        },
         **(meta_extra or {}),
     }
     if not quiet:
@@ -477,6 +507,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamp-col", help="timestamp column of --ratings (optional)")
     p.add_argument("--sep", help="field separator of --ratings (default: sniffed)")
     p.add_argument("--download", action="store_true", help="download the MovieLens archive if missing")
+    p.add_argument(
+        "--users", help="user table for side features: CSV/TSV/Parquet, u.user, users.dat or a name"
+    )
+    p.add_argument("--user-id-col", default="user_id", help="user id column of --users")
+    p.add_argument(
+        "--item-info", help="extra item columns for side features (CSV/TSV/Parquet with an item id)"
+    )
+    p.add_argument(
+        "--tags",
+        type=int,
+        nargs="?",
+        const=100,
+        metavar="N",
+        help="add each movie's top-N tags (ml-latest*) as an item feature",
+    )
+    p.add_argument(
+        "--user-features",
+        help="hybrid: COL or COL=KIND,... (categorical, numeric, multihot[:SEP], "
+        "prefix:N); '' for none; default: every informative column",
+    )
+    p.add_argument("--item-features", help="hybrid: as --user-features; default: genres, year, tags")
     p.add_argument("--model", default="mf", choices=sorted(MODELS))
     _add_train_options(p)
     _add_data_options(p)

@@ -9,9 +9,10 @@ softmax over the rating levels) and target standardisation.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from reelrec.models.base import ModelConfig
@@ -21,7 +22,13 @@ from reelrec.models.neural import NeuralConfig, NeuralRatingModel
 
 
 class MLPConfig(NeuralConfig):
-    """Hyperparameters of :class:`MLP` (all of :class:`NeuralConfig`)."""
+    """Hyperparameters of :class:`MLP` (all of :class:`NeuralConfig`, plus the input layout)."""
+
+    inputs: Literal["concat", "concat_product"] = Field(
+        "concat",
+        description="the tower's input: [p_u ; q_i] (the notebooks'), or [p_u ; q_i ; p_u * q_i], which "
+        "hands the tower the dot-product interaction an MLP finds hard to learn (Rendle et al. 2020)",
+    )
 
 
 class MLP(NeuralRatingModel):
@@ -34,7 +41,8 @@ class MLP(NeuralRatingModel):
     def __init__(self, n_users: int, n_items: int, config: MLPConfig | None = None) -> None:
         config = config or MLPConfig()
         k = config.embedding_size
-        tower, width = mlp_tower(2 * k, config.hidden, config.activation, config.dropout, config.batch_norm)
+        n_in = 3 * k if config.inputs == "concat_product" else 2 * k
+        tower, width = mlp_tower(n_in, config.hidden, config.activation, config.dropout, config.batch_norm)
         super().__init__(n_users, n_items, config, width)
         self.user_embedding = nn.Embedding(n_users, k)
         self.item_embedding = nn.Embedding(n_items, k)
@@ -46,5 +54,6 @@ class MLP(NeuralRatingModel):
 
     def encode(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p, q = self.user_embedding(users), self.item_embedding(items)
-        x = self.embedding_dropout(torch.cat([p, q], dim=-1))
-        return self.tower(x), self._embedding_penalty([p], [q])
+        parts = [p, q, p * q] if self.config.inputs == "concat_product" else [p, q]
+        x = self.embedding_dropout(torch.cat(parts, dim=-1))
+        return self.tower(x), self._embedding_penalty(users, items, [p], [q])

@@ -163,7 +163,7 @@ class NeuMF(NeuralRatingModel):
             user_vecs.append(p)
             item_vecs.append(q)
         h = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-        return h, self._embedding_penalty(user_vecs, item_vecs)
+        return h, self._embedding_penalty(users, items, user_vecs, item_vecs)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.config.objective == "bce":

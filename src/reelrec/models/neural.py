@@ -24,7 +24,9 @@ from torch import nn
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.baselines import fit_biases
 from reelrec.models.layers import check_activation
+from reelrec.models.mf import BIAS_INIT_ITERATIONS, BIAS_INIT_REG, REG_REFERENCE_COUNT
 
 MAX_LEVELS = 20
 
@@ -42,6 +44,16 @@ class NeuralConfig(ModelConfig):
     init_std: float = Field(0.05, gt=0, description="scale of the normal/uniform embedding initialiser")
     user_reg: float = Field(0.0, ge=0, description="L2 weight on the batch's user embeddings")
     item_reg: float = Field(0.0, ge=0, description="L2 weight on the batch's item embeddings")
+    reg_alpha: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="as in MF: over an epoch an entity with n training ratings carries an embedding "
+        "penalty proportional to n**reg_alpha (1: per occurrence; 0.5 shrinks rare users/items harder)",
+    )
+    bias_init: Literal["baseline", "zero"] = Field(
+        "zero", description="start the user/item biases at the closed-form bias baseline, or at zero"
+    )
     use_bias: bool = Field(True, description="add global mean + user/item biases to the network output")
     bias_reg: float = Field(0.0, ge=0)
     output: Literal["linear", "sigmoid", "softmax"] = "linear"
@@ -100,6 +112,9 @@ class NeuralRatingModel(RatingModel):
         self.register_buffer(
             "levels", torch.tensor(config.levels if config.levels is not None else [0.0], dtype=torch.float32)
         )
+        # per-entity weights of the embedding penalty (see reg_alpha), filled in prepare()
+        self.register_buffer("user_reg_weight", torch.ones(n_users), persistent=False)
+        self.register_buffer("item_reg_weight", torch.ones(n_items), persistent=False)
 
     # ------------------------------------------------------------------ data-dependent set-up
     @classmethod
@@ -122,6 +137,30 @@ class NeuralRatingModel(RatingModel):
         if self.config.standardize:
             self.target_mean.fill_(float(r.mean()))
             self.target_std.fill_(float(max(r.std(), 1e-6)))
+        cfg = self.config
+        for counts, weight in (
+            (train.user_counts(), self.user_reg_weight),
+            (train.item_counts(), self.item_reg_weight),
+        ):
+            w = (np.maximum(counts, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
+            weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+        if cfg.use_bias and cfg.output == "linear" and cfg.bias_init == "baseline" and len(train):
+            mu, b_u, b_i = fit_biases(
+                train.user_index,
+                train.item_index,
+                train.rating,
+                self.n_users,
+                self.n_items,
+                BIAS_INIT_REG,
+                BIAS_INIT_REG,
+                BIAS_INIT_ITERATIONS,
+            )
+            with torch.no_grad():
+                if not cfg.standardize:
+                    self.global_mean.fill_(mu)
+                scale = float(self.target_std) if cfg.standardize else 1.0
+                self.user_bias.weight.copy_(torch.as_tensor(b_u / scale, dtype=torch.float32)[:, None])
+                self.item_bias.weight.copy_(torch.as_tensor(b_i / scale, dtype=torch.float32)[:, None])
         if self.config.output == "sigmoid":  # start the sigmoid at the mean rating
             low, high = float(train.scale.low), float(train.scale.high)
             margin = 0.05 * (high - low)
@@ -135,14 +174,21 @@ class NeuralRatingModel(RatingModel):
         raise NotImplementedError
 
     def _embedding_penalty(
-        self, user_vecs: list[torch.Tensor], item_vecs: list[torch.Tensor]
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        user_vecs: list[torch.Tensor],
+        item_vecs: list[torch.Tensor],
     ) -> torch.Tensor:
+        """Frequency-weighted L2 (see ``reg_alpha``) on the batch's user and item vectors."""
         cfg = self.config
         pen = torch.zeros((), device=self.global_mean.device)
         if cfg.user_reg:
-            pen = pen + cfg.user_reg * sum((v * v).sum(-1).mean() for v in user_vecs)
+            w = self.user_reg_weight[users]
+            pen = pen + cfg.user_reg * sum((w * (v * v).sum(-1)).mean() for v in user_vecs)
         if cfg.item_reg:
-            pen = pen + cfg.item_reg * sum((v * v).sum(-1).mean() for v in item_vecs)
+            w = self.item_reg_weight[items]
+            pen = pen + cfg.item_reg * sum((w * (v * v).sum(-1)).mean() for v in item_vecs)
         return pen
 
     def _outputs(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

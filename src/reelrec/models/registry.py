@@ -8,12 +8,14 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
+from reelrec.models.hybrid import Hybrid
 from reelrec.models.mf import MatrixFactorization
 from reelrec.models.mlp import MLP
 from reelrec.models.neumf import GMF, NeuMF
 
 MODELS: dict[str, type[RatingModel]] = {
-    cls.name: cls for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization, MLP, GMF, NeuMF)
+    cls.name: cls
+    for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization, MLP, GMF, NeuMF, Hybrid)
 }
 
 
