@@ -241,6 +241,8 @@ class Recommender:
         known_u = u >= 0
         known_i = i >= 0
         warm_u = known_u & (self.user_counts[np.where(known_u, u, 0)] > 0)
+        if self.model.predicts_cold_users:
+            warm_u = known_u
         warm_i = known_i & (self.item_counts[np.where(known_i, i, 0)] > 0)
         if self.model.predicts_cold_items:  # features stand in for the missing ratings
             warm_i = known_i

@@ -44,7 +44,9 @@ def evaluate_ratings(rec: Recommender, test: Dataset) -> dict[str, Any]:
     known_u = u >= 0
     known_i = i >= 0
     warm = known_u & known_i
-    warm[warm] = (rec.user_counts[u[warm]] > 0) & (rec.item_counts[i[warm]] > 0)
+    item_ok = True if rec.model.predicts_cold_items else rec.item_counts[i[warm]] > 0
+    user_ok = True if rec.model.predicts_cold_users else rec.user_counts[u[warm]] > 0
+    warm[warm] = user_ok & item_ok
     scale = (rec.scale.low, rec.scale.high)
     out: dict[str, Any] = {
         "rmse": rmse(pred, test.rating, scale),

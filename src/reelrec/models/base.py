@@ -38,6 +38,8 @@ class RatingModel(nn.Module):
     trainable: ClassVar[bool] = True
     #: True when the model predicts items without training ratings from their features
     predicts_cold_items: ClassVar[bool] = False
+    #: True when the model predicts users without training ratings itself (e.g. from features)
+    predicts_cold_users: ClassVar[bool] = False
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}

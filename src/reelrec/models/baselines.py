@@ -54,6 +54,8 @@ class GlobalMean(RatingModel):
     name: ClassVar[str] = "global-mean"
     config_class: ClassVar[type[ModelConfig]] = GlobalMeanConfig
     trainable: ClassVar[bool] = False
+    predicts_cold_items: ClassVar[bool] = True  # the mean needs no user or item data
+    predicts_cold_users: ClassVar[bool] = True
 
     def __init__(self, n_users: int, n_items: int, config: GlobalMeanConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or GlobalMeanConfig())

@@ -201,6 +201,7 @@ class Hybrid(NeuralRatingModel):
     name: ClassVar[str] = "hybrid"
     config_class: ClassVar[type[ModelConfig]] = HybridConfig
     predicts_cold_items: ClassVar[bool] = True
+    predicts_cold_users: ClassVar[bool] = True
     #: chosen on the ML-100K and ML-1M holdout90 validation parts (4096 is slightly better on
     #: ML-1M, but too few steps per epoch on ML-100K for the biases to make room for the features)
     default_train: ClassVar[dict[str, Any]] = {
