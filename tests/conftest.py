@@ -87,6 +87,13 @@ def small() -> Dataset:
     return Dataset.from_frame(frame, name="small", item_info=info)
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip a real-data test whose files are absent, or fail it when CI requires real data."""
+    if os.environ.get("REELREC_REQUIRE_REALDATA"):
+        pytest.fail(f"REELREC_REQUIRE_REALDATA is set, but: {reason}")
+    pytest.skip(reason)
+
+
 def real_data_home() -> Path | None:
     home = os.environ.get("REELREC_DATA_HOME")
     return Path(home) if home else None
@@ -97,9 +104,7 @@ def data_home() -> Path:
     """The MovieLens copies (REELREC_DATA_HOME); real-data tests are skipped without them."""
     home = real_data_home()
     if home is None or not (home / "ml-100k" / "u.data").is_file():
-        if os.environ.get("REELREC_REQUIRE_REALDATA"):
-            pytest.fail(f"REELREC_REQUIRE_REALDATA is set but REELREC_DATA_HOME={home} holds no ml-100k/")
-        pytest.skip(
+        skip_or_fail(
             "real-data test: set REELREC_DATA_HOME to a folder holding ml-100k/ (CI uses ../shared/data)"
         )
     return home

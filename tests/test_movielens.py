@@ -15,6 +15,7 @@ import pandas as pd
 import platformdirs
 import pytest
 
+from conftest import skip_or_fail
 from reelrec.data import movielens as ml
 from reelrec.errors import DataError, DownloadError
 
@@ -499,14 +500,14 @@ def real_home() -> Path:
     """``$REELREC_DATA_HOME`` (the shared MovieLens copies), or skip."""
     value = os.environ.get("REELREC_DATA_HOME")
     if not value:
-        pytest.skip("REELREC_DATA_HOME is not set; point it at the folder holding ml-100k/ etc.")
+        skip_or_fail("REELREC_DATA_HOME is not set; point it at the folder holding ml-100k/ etc.")
     return Path(value)
 
 
 def _need(home: Path, *files: str) -> None:
     missing = [f for f in files if not (home / f).is_file()]
     if missing:
-        pytest.skip(f"real MovieLens files absent under REELREC_DATA_HOME={home}: {', '.join(missing)}")
+        skip_or_fail(f"real MovieLens files absent under REELREC_DATA_HOME={home}: {', '.join(missing)}")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import skip_or_fail
 from reelrec.data.dataset import Dataset
 from reelrec.data.tabular import build_item_info, load_ratings, sniff_sep
 from reelrec.errors import DataError
@@ -323,10 +324,10 @@ def ml1m_ratings_csv() -> Path:
     """``$REELREC_DATA_HOME/ml-1m-ratings/ratings.csv``, or skip."""
     value = os.environ.get("REELREC_DATA_HOME")
     if not value:
-        pytest.skip("REELREC_DATA_HOME is not set; point it at the folder holding ml-1m-ratings/")
+        skip_or_fail("REELREC_DATA_HOME is not set; point it at the folder holding ml-1m-ratings/")
     path = Path(value) / "ml-1m-ratings" / "ratings.csv"
     if not path.is_file():
-        pytest.skip(f"{path} is absent (the derived ML-1M ratings CSV)")
+        skip_or_fail(f"{path} is absent (the derived ML-1M ratings CSV)")
     return path
 
 

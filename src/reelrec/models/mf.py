@@ -39,6 +39,28 @@ BIAS_INIT_REG = 10.0
 BIAS_INIT_ITERATIONS = 10
 
 
+def frequency_weights(counts: np.ndarray, alpha: float) -> torch.Tensor:
+    """Per-occurrence L2 weights ``(n / 100) ** (alpha - 1)``: over an epoch an entity with ``n``
+    training ratings then carries a total penalty proportional to ``n ** alpha``."""
+    return torch.as_tensor(
+        (np.maximum(counts, 1) / REG_REFERENCE_COUNT) ** (alpha - 1.0), dtype=torch.float32
+    )
+
+
+def baseline_biases(train: Dataset, n_users: int, n_items: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """The closed-form regularised ``mu + b_u + b_i`` fit used to initialise model biases."""
+    return fit_biases(
+        train.user_index,
+        train.item_index,
+        train.rating,
+        n_users,
+        n_items,
+        BIAS_INIT_REG,
+        BIAS_INIT_REG,
+        BIAS_INIT_ITERATIONS,
+    )
+
+
 class MFConfig(ModelConfig):
     """Hyperparameters of :class:`MatrixFactorization`.
 
@@ -107,19 +129,9 @@ class MatrixFactorization(RatingModel):
             (train.user_counts(), self.user_reg_weight),
             (train.item_counts(), self.item_reg_weight),
         ):
-            w = (np.maximum(counts, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
-            buf.copy_(torch.as_tensor(w, dtype=torch.float32))
+            buf.copy_(frequency_weights(counts, cfg.reg_alpha))
         if cfg.use_bias and cfg.bias_init == "baseline":
-            mu, b_u, b_i = fit_biases(
-                train.user_index,
-                train.item_index,
-                train.rating,
-                self.n_users,
-                self.n_items,
-                BIAS_INIT_REG,
-                BIAS_INIT_REG,
-                BIAS_INIT_ITERATIONS,
-            )
+            mu, b_u, b_i = baseline_biases(train, self.n_users, self.n_items)
             with torch.no_grad():
                 self.global_mean.fill_(mu)
                 self.user_bias.weight.copy_(torch.as_tensor(b_u, dtype=torch.float32).unsqueeze(-1))

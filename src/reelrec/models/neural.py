@@ -24,9 +24,8 @@ from torch import nn
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
-from reelrec.models.baselines import fit_biases
 from reelrec.models.layers import check_activation
-from reelrec.models.mf import BIAS_INIT_ITERATIONS, BIAS_INIT_REG, REG_REFERENCE_COUNT
+from reelrec.models.mf import baseline_biases, frequency_weights
 
 MAX_LEVELS = 20
 
@@ -142,19 +141,9 @@ class NeuralRatingModel(RatingModel):
             (train.user_counts(), self.user_reg_weight),
             (train.item_counts(), self.item_reg_weight),
         ):
-            w = (np.maximum(counts, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
-            weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+            weight.copy_(frequency_weights(counts, cfg.reg_alpha))
         if cfg.use_bias and cfg.output == "linear" and cfg.bias_init == "baseline" and len(train):
-            mu, b_u, b_i = fit_biases(
-                train.user_index,
-                train.item_index,
-                train.rating,
-                self.n_users,
-                self.n_items,
-                BIAS_INIT_REG,
-                BIAS_INIT_REG,
-                BIAS_INIT_ITERATIONS,
-            )
+            mu, b_u, b_i = baseline_biases(train, self.n_users, self.n_items)
             with torch.no_grad():
                 if not cfg.standardize:
                     self.global_mean.fill_(mu)
