@@ -269,3 +269,40 @@ def test_hybrid_with_a_users_file(files, tmp_path, capsys) -> None:
     code, out, err = run(capsys, "recommend", str(run_dir), "--user", str(ids[0]), "-n", "3", "--json")
     assert code == 0, err
     assert len(json.loads(out)["items"]) == 3
+
+
+def test_recommend_for_a_new_user_from_ratings(files, tmp_path, capsys) -> None:
+    ratings, items = files
+    run_dir = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--ratings",
+                str(ratings),
+                "--items",
+                str(items),
+                "--epochs",
+                "3",
+                "--no-progress",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    code, out, err = run(
+        capsys, "recommend", str(run_dir), "--rate", "m1=5", "--rate", "m2=1", "-n", "4", "--json"
+    )
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["user_id"] is None
+    assert len(got["items"]) == 4
+    assert not {"m1", "m2"} & {it["item_id"] for it in got["items"]}
+    code, _, err = run(capsys, "recommend", str(run_dir), "--rate", "m1=9")
+    assert code == 1
+    assert "ratings must lie in 1..5" in err
+    code, _, err = run(capsys, "recommend", str(run_dir), "--rate", "m1")
+    assert code == 1
+    assert "expected MOVIE_ID=RATING" in err

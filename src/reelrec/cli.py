@@ -340,12 +340,31 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from reelrec.recommender import Recommender
 
     rec = Recommender.load(args.run_dir)
-    items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen)
-    label = "count" if rec.name == "popularity" else "predicted"
+    if args.user is None:  # a new user, described by --rate MOVIE=RATING
+        ratings: dict[str, float] = {}
+        for pair in args.rate or []:
+            movie, sep, value = pair.partition("=")
+            try:
+                ratings[movie.strip()] = float(value)
+            except ValueError:
+                raise ConfigError(f"--rate {pair!r}: expected MOVIE_ID=RATING") from None
+            if not sep:
+                raise ConfigError(f"--rate {pair!r}: expected MOVIE_ID=RATING")
+        items = rec.recommend_for_ratings(ratings, n=args.n)
+        who = (
+            f"a new user with {len(ratings)} ratings" if ratings else "a new user (no ratings: most popular)"
+        )
+        label = "predicted" if ratings else "count"
+        user_json: Any = None
+    else:
+        items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen)
+        who = f"user {args.user}"
+        label = "count" if rec.name == "popularity" else "predicted"
+        user_json = args.user
     _emit(
         args,
-        {"user_id": args.user, "model": rec.name, "items": [i.to_json() for i in items]},
-        f"top {len(items)} for user {args.user} ({rec.name}):\n" + _fmt_items(items, label),
+        {"user_id": user_json, "model": rec.name, "items": [i.to_json() for i in items]},
+        f"top {len(items)} for {who} ({rec.name}):\n" + _fmt_items(items, label),
     )
     return 0
 
@@ -556,7 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="top-n unwatched movies for a user")
     p.add_argument("run_dir")
-    p.add_argument("--user", required=True)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user of the training data")
+    who.add_argument(
+        "--rate",
+        action="append",
+        metavar="MOVIE=RATING",
+        help="a new user's rating (repeatable; folded in without retraining, mf runs)",
+    )
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="also rank movies the user already rated")
     p.add_argument("--json", action="store_true")

@@ -330,6 +330,42 @@ class Recommender:
             scores = self.scale.clip(scores)
         return self._describe(idx[0][keep], scores)
 
+    def recommend_for_ratings(self, ratings: dict[Any, float], n: int = 10) -> list[ScoredItem]:
+        """Top-``n`` movies for a *new* user given only their ``{movie_id: rating}``, no retraining.
+
+        The model folds the user in with its weights frozen (``fold_in``; closed form for MF).
+        The rated movies are never recommended back. With no ratings, the list is the most-rated
+        movies (popularity), scored by their training count.
+        """
+        if n < 1:
+            raise ReelrecError(f"n must be at least 1, got {n}")
+        trained = self.item_counts > 0
+        if not ratings:
+            idx = np.argsort(-self.item_counts, kind="stable")[: min(n, int(trained.sum()))]
+            return self._describe(idx, self.item_counts[idx].astype(float))
+        fold_in = getattr(self.model, "fold_in", None)
+        if fold_in is None:
+            raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user; use an mf run")
+        items = self.items.index(list(ratings.keys()))
+        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        if not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high:
+            raise ReelrecError(f"ratings must lie in {self.scale.low:g}..{self.scale.high:g}")
+        use = trained[items]  # movies the model never learned carry no information about the user
+        scores = np.full(len(self.items), -np.inf)
+        if use.any():
+            it = torch.as_tensor(items[use], device=self._device)
+            vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)
+            scores = fold_in(it, vals).cpu().numpy().astype(np.float64)
+        else:
+            scores = self.item_counts.astype(np.float64)
+        scores[~trained] = -np.inf
+        scores[items] = -np.inf
+        k = min(n, int(np.isfinite(scores).sum()))
+        top = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        out = scores[top] if not use.any() else self.scale.clip(scores[top])
+        return self._describe(top, out)
+
     @torch.no_grad()
     def similar_items(self, item_id: Any, n: int = 10) -> list[ScoredItem]:
         """The ``n`` items whose embeddings have the highest cosine similarity to ``item_id``'s."""

@@ -161,5 +161,29 @@ class MatrixFactorization(RatingModel):
         scores = self.user_factors(users) @ self.item_factors.weight.T
         return scores + self.global_mean + self.user_bias(users) + self.item_bias.weight.T
 
+    @torch.no_grad()
+    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for a *new* user described only by ``ratings`` of ``items``.
+
+        The trained model stays frozen: the user's factors and bias are the exact minimiser of
+        the training objective restricted to that user (a ridge regression on the item factors,
+        with the penalty a user with ``n`` ratings carries over an epoch:
+        ``reg * n * (n / 100) ** (reg_alpha - 1)`` on the factors, ``bias_reg * n`` on the bias).
+        """
+        cfg = self.config
+        n = items.shape[0]
+        q = self.item_factors(items).double()
+        target = ratings.double() - float(self.global_mean) - self.item_bias(items).squeeze(-1).double()
+        x = torch.cat([q, torch.ones(n, 1, dtype=q.dtype, device=q.device)], dim=1) if cfg.use_bias else q
+        lam = cfg.reg * n * (max(n, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
+        diag = torch.full((x.shape[1],), lam, dtype=q.dtype, device=q.device)
+        if cfg.use_bias:
+            diag[-1] = cfg.bias_reg * n
+        a = x.T @ x + torch.diag(diag) + 1e-9 * torch.eye(x.shape[1], dtype=q.dtype, device=q.device)
+        w = torch.linalg.solve(a, x.T @ target)
+        p, b_u = (w[:-1], w[-1]) if cfg.use_bias else (w, torch.zeros((), dtype=w.dtype))
+        scores = self.item_factors.weight.double() @ p + self.item_bias.weight.squeeze(-1).double()
+        return (scores + float(self.global_mean) + b_u).float()
+
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors.weight.detach()
