@@ -36,27 +36,17 @@ def main() -> int:
     users = np.unique(test.user_index)
     users = users[rec.user_counts[users] > 0]
     known, _ = rec.top_n_indices(users, 10)
+    known_data = split.train if split.valid is None else split.train.concat(split.valid)
+    order = np.argsort(known_data.user_index, kind="stable")  # each user's known ratings, grouped once
+    bounds = np.searchsorted(known_data.user_index[order], np.stack([users, users + 1]))
+    raw_items = rec.items.raw(known_data.item_index[order])
+    values = known_data.rating[order]
     start = time.perf_counter()
     folded = np.full_like(known, -1)
     for row, u in enumerate(users):
         seen = rec.seen_items(int(u))
-        rows = split.train.user_index == u
-        ratings = dict(
-            zip(
-                rec.items.raw(split.train.item_index[rows]).tolist(),
-                split.train.rating[rows].tolist(),
-                strict=True,
-            )
-        )
-        if split.valid is not None:
-            vrows = split.valid.user_index == u
-            ratings.update(
-                zip(
-                    rec.items.raw(split.valid.item_index[vrows]).tolist(),
-                    split.valid.rating[vrows].tolist(),
-                    strict=True,
-                )
-            )
+        lo, hi = bounds[0, row], bounds[1, row]
+        ratings = dict(zip(raw_items[lo:hi].tolist(), values[lo:hi].tolist(), strict=True))
         items = rec.recommend_for_ratings(ratings, n=10)
         idx = rec.items.index([it.item_id for it in items])
         folded[row, : idx.size] = idx

@@ -31,6 +31,17 @@ def files(tmp_path) -> tuple[Path, Path]:
     return ratings, items
 
 
+@pytest.fixture
+def mf_run(files, tmp_path, capsys) -> Path:
+    """A small MF run trained through the CLI on the synthetic files (titles included)."""
+    ratings, items = files
+    run_dir = tmp_path / "run"
+    argv = ["train", "--ratings", str(ratings), "--items", str(items), "--epochs", "3", "--no-progress"]
+    assert main([*argv, "--out", str(run_dir)]) == 0
+    capsys.readouterr()  # the tests read only their own command's output
+    return run_dir
+
+
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out = capsys.readouterr()
@@ -204,27 +215,8 @@ def test_download_without_network_names_the_file_and_place(tmp_path, capsys, mon
     assert str(tmp_path) in err
 
 
-def test_plot_writes_pngs_for_a_run(files, tmp_path, capsys) -> None:
-    ratings, items = files
-    run_dir = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--ratings",
-                str(ratings),
-                "--items",
-                str(items),
-                "--epochs",
-                "3",
-                "--no-progress",
-                "--out",
-                str(run_dir),
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+def test_plot_writes_pngs_for_a_run(mf_run, tmp_path, capsys) -> None:
+    run_dir = mf_run
     code, out, err = run(capsys, "plot", str(run_dir), "--out", str(tmp_path / "pics"), "--json")
     assert code == 0, err
     written = [Path(p) for p in json.loads(out)["files"]]
@@ -271,27 +263,8 @@ def test_hybrid_with_a_users_file(files, tmp_path, capsys) -> None:
     assert len(json.loads(out)["items"]) == 3
 
 
-def test_recommend_for_a_new_user_from_ratings(files, tmp_path, capsys) -> None:
-    ratings, items = files
-    run_dir = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--ratings",
-                str(ratings),
-                "--items",
-                str(items),
-                "--epochs",
-                "3",
-                "--no-progress",
-                "--out",
-                str(run_dir),
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+def test_recommend_for_a_new_user_from_ratings(mf_run, capsys) -> None:
+    run_dir = mf_run
     code, out, err = run(
         capsys, "recommend", str(run_dir), "--rate", "m1=5", "--rate", "m2=1", "-n", "4", "--json"
     )

@@ -21,7 +21,6 @@ never replaced unless ``overwrite`` is given.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reelrec import __version__
+from reelrec._files import sha256_file
 from reelrec.data.dataset import RatingScale, Vocabulary
 from reelrec.errors import ArtifactError, ReelrecError
 from reelrec.models.registry import build_model
@@ -53,14 +53,6 @@ REQUIRED = (
     "metrics.json",
     "history.json",
 )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_safe(obj: Any) -> Any:
@@ -155,7 +147,8 @@ def save_run(
             "schema_version": SCHEMA_VERSION,
             "reelrec_version": __version__,
             "files": {
-                name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files
+                name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                for name in files
             },
         }
         _write_json(tmp / MANIFEST, manifest)
@@ -204,7 +197,7 @@ def verify_run(path: str | os.PathLike[str]) -> dict[str, Any]:
         if (
             not isinstance(entry, dict)
             or f.stat().st_size != entry.get("bytes")
-            or _sha256(f) != entry.get("sha256")
+            or sha256_file(f) != entry.get("sha256")
         ):
             raise ArtifactError(
                 f"{root}: {name} does not match its sha256 in the manifest (changed or tampered)"

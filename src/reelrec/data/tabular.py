@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import logging
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reelrec._files import sha256_file
 from reelrec.data.dataset import Dataset, _normalise_ids
 from reelrec.errors import DataError
 
@@ -236,14 +236,6 @@ def _resolve(columns: list[str], want: str | None, role: str, path: Path, *, req
     raise DataError(f"{path}: no {role} column {want!r}; the file has columns {columns}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -359,7 +351,7 @@ def load_ratings(
     source = {
         "kind": "file",
         "path": str(path),
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "sep": used_sep,
         "columns": mapping,
         "items": items_source,
@@ -398,7 +390,7 @@ def _load_items(
     )
     source = {
         "path": str(path),
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "sep": sep,
         "columns": mapping,
         "genres_sep": genres_sep,
@@ -419,7 +411,7 @@ def reload_source(source: dict[str, Any]) -> Dataset:
         raise DataError(f"malformed ratings-file source in the run config ({exc})") from None
     if not path.is_file():
         raise DataError(f"{path}: the ratings file this run was trained on is gone; restore it to evaluate")
-    if source.get("sha256") and _sha256(path) != source["sha256"]:
+    if source.get("sha256") and sha256_file(path) != source["sha256"]:
         raise DataError(
             f"{path} changed since the run was trained (sha256 differs); cannot rebuild its test split"
         )
