@@ -1,4 +1,5 @@
-"""New users without retraining: MF fold-in from a handful of ratings."""
+"""New users without retraining: fold-in from a handful of ratings (MF closed form, bias closed
+form, L-BFGS on a neural model's own user parameters)."""
 
 from __future__ import annotations
 
@@ -46,5 +47,45 @@ def test_fold_in_inputs_and_fallbacks(mf, planted, small) -> None:
         mf.recommend_for_ratings({999999: 4.0})
     with pytest.raises(ReelrecError, match="ratings must lie in"):
         mf.recommend_for_ratings({int(ds.items.ids[0]): 50.0})
+    bce = Recommender.train(
+        "gmf", small, model_params={"objective": "bce"}, train_config=TrainConfig(epochs=1), seed=0
+    )
     with pytest.raises(ReelrecError, match="cannot fold in"):
-        Recommender.train("bias", small).recommend_for_ratings({"m1": 4.0})
+        bce.recommend_for_ratings({"m1": 4.0})
+
+
+def test_bias_fold_in_is_the_closed_form_user_bias(small) -> None:
+    rec = Recommender.train("bias", small)
+    model = rec.model
+    items = rec.items.index(["m1", "m2", "m3"])
+    ratings = np.array([5.0, 5.0, 4.0])
+    scores = rec.fold_in_indices(items, ratings)
+    mu, b_i = float(model.global_mean), model.item_bias.numpy().astype(np.float64)
+    b_u = (ratings - mu - b_i[items]).sum() / (3 + model.config.reg_user)
+    trained = (rec.item_counts > 0) & ~np.isin(np.arange(len(rec.items)), items)
+    np.testing.assert_allclose(scores[trained], (mu + b_u + b_i)[trained], rtol=1e-5)
+    assert np.all(np.isneginf(scores[items]))
+
+
+def test_neural_fold_in_fits_the_users_own_parameters(planted) -> None:
+    """L-BFGS on a new user's embedding and bias (the rest frozen) recovers a known user's
+    score profile from their ratings, and a higher-rated movie set moves the scores up."""
+    ds, _ = planted
+    cfg = TrainConfig(epochs=15, batch_size=1024, learning_rate=0.01, patience=0)
+    rec = Recommender.train(
+        "mlp", ds, model_params={"embedding_size": 8, "hidden": [16], "user_reg": 0.001}, train_config=cfg
+    )
+    before = {k: v.clone() for k, v in rec.model.state_dict().items()}
+    corrs = []
+    for u in range(0, 40, 4):
+        rows = ds.user_index == u
+        folded = rec.model.fold_in(torch.as_tensor(ds.item_index[rows]), torch.as_tensor(ds.rating[rows]))
+        own = rec.model.score_users(torch.tensor([u]))[0]
+        corrs.append(float(np.corrcoef(folded.numpy(), own.numpy())[0, 1]))
+    assert np.mean(corrs) > 0.9
+    after = rec.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the trained model is untouched
+    items = torch.arange(20)
+    high = rec.model.fold_in(items, torch.full((20,), float(ds.rating.max())))
+    low = rec.model.fold_in(items, torch.full((20,), float(ds.rating.min())))
+    assert float(high.mean()) > float(low.mean()) + 0.5

@@ -134,6 +134,8 @@ def save_run(
             "fallback_user_bias": torch.as_tensor(rec.fallback.user_bias, dtype=torch.float32),
             "fallback_item_bias": torch.as_tensor(rec.fallback.item_bias, dtype=torch.float32),
         }
+        if rec.seen_ratings is not None:
+            index["seen_ratings"] = torch.as_tensor(rec.seen_ratings, dtype=torch.float32)
         save_file(index, str(tmp / "index.safetensors"))
         _write_json(tmp / "vocab.json", {"users": rec.users.to_json(), "items": rec.items.to_json()})
         items = _items_json(rec)
@@ -258,6 +260,9 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         raise ArtifactError(f"{root}/index.safetensors lacks {exc}") from None
     if arrays["seen_indptr"].shape[0] != len(users) + 1 or arrays["item_counts"].shape[0] != len(items):
         raise ArtifactError(f"{root}/index.safetensors does not match the vocabularies")
+    seen_ratings = index["seen_ratings"].numpy() if "seen_ratings" in index else None
+    if seen_ratings is not None and seen_ratings.shape != arrays["seen_indices"].shape:
+        raise ArtifactError(f"{root}/index.safetensors: seen_ratings does not match seen_indices")
     item_info = None
     if (root / "items.json").is_file():
         items_obj = _read_json(root / "items.json")
@@ -279,6 +284,7 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         items=items,
         seen_indptr=arrays["seen_indptr"],
         seen_indices=arrays["seen_indices"],
+        seen_ratings=seen_ratings,
         user_counts=arrays["user_counts"],
         item_counts=arrays["item_counts"],
         fallback=Fallback(fallback_mean, arrays["fallback_user_bias"], arrays["fallback_item_bias"]),

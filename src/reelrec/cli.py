@@ -453,6 +453,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    try:
+        import uvicorn
+
+        from reelrec.service.app import create_app
+        from reelrec.service.store import default_store_url
+    except ImportError as exc:  # pragma: no cover - the service deps are core dependencies
+        raise ConfigError(f"the service needs FastAPI and uvicorn ({exc}); reinstall reelrec") from None
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be 1..65535, got {args.port}")
+    torch.set_num_threads(max(1, args.threads))
+    token = args.admin_token or os.environ.get("REELREC_ADMIN_TOKEN") or None
+    store = args.store or default_store_url(args.run_dir)
+    app = create_app(args.run_dir, store, admin_token=token)
+    health = app.state.served.health()
+    print(
+        f"serving {health['model']} run {health['run']} on http://{args.host}:{args.port} "
+        f"(API docs: /docs)\nratings store: {app.state.store.url}"
+        + ("\nadmin reload: enabled" if token else ""),
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from reelrec.service.retrain import retrain
+    from reelrec.service.store import default_store_url
+
+    store = args.store or default_store_url(args.run_dir)
+    start = time.perf_counter()
+    _, metrics = retrain(
+        args.run_dir,
+        store,
+        args.out,
+        data_home=args.data_home,
+        device=args.device,
+        progress=not args.no_progress and not args.json,
+        overwrite=args.overwrite,
+    )
+    metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
+    text = (
+        f"{metrics['model']}: {metrics['stored_ratings']} stored ratings from {metrics['stored_profiles']} "
+        f"profiles added; {_metrics_text(metrics)}\nsaved run: {args.out}"
+    )
+    _emit(args, metrics, text)
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -615,6 +668,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("serve", help="REST API + web page over a saved run (FastAPI, uvicorn)")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--store",
+        help="ratings database URL: sqlite:///PATH (default: ratings.sqlite beside the run) or "
+        "postgresql+psycopg://USER:PASS@HOST/DB",
+    )
+    p.add_argument(
+        "--admin-token",
+        help="enables POST /admin/reload with this X-Admin-Token (or $REELREC_ADMIN_TOKEN)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default: 1)")
+    p.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("retrain", help="train a run again on its data plus the ratings in a store")
+    p.add_argument("run_dir")
+    p.add_argument("--store", help="ratings database URL (default: ratings.sqlite beside the run)")
+    p.add_argument("--out", required=True, help="the new run directory (the old run is kept)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("demo", help="ml-100k end to end: train MF, compare with the bias baseline, recommend")
     _add_train_options(p, with_split=False)

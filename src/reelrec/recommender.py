@@ -60,12 +60,19 @@ class Fallback:
     item_bias: np.ndarray
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr, indices) of the unique (row, col) pairs, columns sorted within each row."""
-    keys = np.unique(rows.astype(np.int64) * n_cols + cols)
+def _csr(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR (indptr, indices, values) of the unique (row, col) pairs, columns sorted within each
+    row; a repeated pair keeps its last value."""
+    keys = rows.astype(np.int64) * n_cols + cols
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    last = np.r_[keys[1:] != keys[:-1], True] if keys.size else np.zeros(0, dtype=bool)
+    keys, values = keys[last], values[last]
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
-    return indptr, keys % n_cols
+    return indptr, keys % n_cols, values.astype(np.float32)
 
 
 def _fallback(train: Dataset) -> Fallback:
@@ -96,12 +103,16 @@ class Recommender:
         item_info: pd.DataFrame | None = None,
         train_config: TrainConfig | None = None,
         meta: dict[str, Any] | None = None,
+        seen_ratings: np.ndarray | None = None,
     ) -> None:
         self.model = model.eval()
         self.users = users
         self.items = items
         self.seen_indptr = seen_indptr
         self.seen_indices = seen_indices
+        #: the rating of each seen (user, item) pair, aligned with ``seen_indices`` (``None`` in
+        #: runs saved before it was recorded)
+        self.seen_ratings = seen_ratings
         self.user_counts = user_counts
         self.item_counts = item_counts
         self.fallback = fallback
@@ -111,6 +122,8 @@ class Recommender:
         self.meta = dict(meta or {})
         self.train_result: TrainResult | None = None
         self._device = next(iter(model.buffers())).device
+        self._catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]] | None = None
+        self._unit_vectors: np.ndarray | bool | None = False
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -166,11 +179,12 @@ class Recommender:
         never to be recommended back); the per-item counts that decide which items the model
         learned cover ``train`` only.
         """
-        rows, cols = train.user_index, train.item_index
+        rows, cols, vals = train.user_index, train.item_index, train.rating
         if valid is not None and len(valid):
             rows = np.concatenate([rows, valid.user_index])
             cols = np.concatenate([cols, valid.item_index])
-        indptr, indices = _csr(rows, cols, train.n_users, train.n_items)
+            vals = np.concatenate([vals, valid.rating])
+        indptr, indices, ratings = _csr(rows, cols, vals, train.n_users, train.n_items)
         info = None
         if train.item_info is not None:
             info = train.item_info.reindex(train.items.ids)
@@ -180,6 +194,7 @@ class Recommender:
             items=train.items,
             seen_indptr=indptr,
             seen_indices=indices,
+            seen_ratings=ratings,
             user_counts=train.user_counts(),
             item_counts=train.item_counts(),
             fallback=_fallback(train),
@@ -198,26 +213,86 @@ class Recommender:
         """Dense indices of the items user ``user_index`` rated in training."""
         return self.seen_indices[self.seen_indptr[user_index] : self.seen_indptr[user_index + 1]]
 
-    def _describe(self, idx: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
-        raw = self.items.raw(idx)
-        out = []
-        info = self.item_info
-        for k, (item, score) in enumerate(zip(raw, scores, strict=True)):
-            title = year = None
-            genres: list[str] = []
+    def user_ratings(self, user_index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Dense item indices a known user rated (train + validation) and their ratings."""
+        a, b = self.seen_indptr[user_index], self.seen_indptr[user_index + 1]
+        ratings = None if self.seen_ratings is None else self.seen_ratings[a:b]
+        return self.seen_indices[a:b], ratings
+
+    def catalogue(self) -> tuple[list[Any], list[str | None], list[int | None], list[list[str]]]:
+        """Per dense item index: raw id (a Python value), title, year and genres (built once)."""
+        if self._catalogue is None:
+            raw = [x.item() if isinstance(x, np.generic) else x for x in self.items.ids.tolist()]
+            n = len(raw)
+            titles: list[str | None] = [None] * n
+            years: list[int | None] = [None] * n
+            genres: list[list[str]] = [[] for _ in range(n)]
+            info = self.item_info
             if info is not None:
-                row = info.iloc[int(idx[k])]
-                title = None if pd.isna(row.get("title")) else str(row.get("title"))
-                y = row.get("year")
-                year = None if y is None or pd.isna(y) else int(y)
-                g = row.get("genres")
-                genres = [x for x in str(g).split("|") if x] if isinstance(g, str) else []
-            out.append(
-                ScoredItem(
-                    item.item() if isinstance(item, np.generic) else item, float(score), title, year, genres
-                )
-            )
-        return out
+                if "title" in info:
+                    titles = [None if pd.isna(t) else str(t) for t in info["title"].tolist()]
+                if "year" in info:
+                    years = [None if y is None or pd.isna(y) else int(y) for y in info["year"].tolist()]
+                if "genres" in info:
+                    genres = [
+                        [x for x in g.split("|") if x] if isinstance(g, str) else []
+                        for g in info["genres"].tolist()
+                    ]
+            self._catalogue = (raw, titles, years, genres)
+        return self._catalogue
+
+    def _describe(self, idx: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
+        raw, titles, years, genres = self.catalogue()
+        return [
+            ScoredItem(raw[i], float(score), titles[i], years[i], genres[i])
+            for i, score in zip(np.asarray(idx).tolist(), np.asarray(scores).tolist(), strict=True)
+        ]
+
+    def _display_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Ranking scores as shown to users: predicted ratings clipped to the scale."""
+        if self.model.predicts_ratings and self.model.name != "popularity":
+            return self.scale.clip(scores)
+        return scores
+
+    def unit_item_vectors(self) -> np.ndarray | None:
+        """L2-normalised item embeddings (float32, built once), or ``None`` without embeddings."""
+        if self._unit_vectors is False:
+            with torch.no_grad():
+                vectors = self.model.item_vectors()
+            if vectors is None:
+                self._unit_vectors = None
+            else:
+                v = vectors.float().cpu().numpy()
+                self._unit_vectors = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return self._unit_vectors  # type: ignore[return-value]
+
+    def explain(self, rated: np.ndarray, ratings: np.ndarray | None, recommended: np.ndarray) -> list[int]:
+        """For each recommended item, the dense index of the user's liked movie it is most similar
+        to (item-embedding cosine), or ``-1`` when there is none.
+
+        "Liked" is a rating at or above both the user's mean and the scale's midpoint (all rated
+        movies when ratings are unknown), capped at the 50 best-rated.
+        """
+        vectors = self.unit_item_vectors()
+        recommended = np.asarray(recommended, dtype=np.int64)
+        none = [-1] * recommended.shape[0]
+        rated = np.asarray(rated, dtype=np.int64)
+        if vectors is None or rated.size == 0 or recommended.size == 0:
+            return none
+        liked = rated
+        if ratings is not None:
+            ratings = np.asarray(ratings, dtype=np.float64)
+            mid = (self.scale.low + self.scale.high) / 2
+            keep = ratings >= max(float(ratings.mean()), mid)
+            liked, ratings = rated[keep], ratings[keep]
+            if liked.size == 0:
+                return none
+            order = np.argsort(-ratings, kind="stable")[:50]
+            liked = liked[order]
+        else:
+            liked = liked[:50]
+        sims = vectors[recommended] @ vectors[liked].T
+        return liked[np.argmax(sims, axis=1)].tolist()
 
     # ------------------------------------------------------------------ prediction
     def predict(
@@ -325,46 +400,64 @@ class Recommender:
             raise UnknownIdError(f"user {user_id!r} has no training ratings; no personal recommendations")
         idx, val = self.top_n_indices(np.array([u]), n, exclude_seen)
         keep = idx[0] >= 0
-        scores = val[0][keep]
-        if self.model.predicts_ratings and self.model.name != "popularity":
-            scores = self.scale.clip(scores)
-        return self._describe(idx[0][keep], scores)
+        return self._describe(idx[0][keep], self._display_scores(val[0][keep]))
 
-    def recommend_for_ratings(self, ratings: dict[Any, float], n: int = 10) -> list[ScoredItem]:
-        """Top-``n`` movies for a *new* user given only their ``{movie_id: rating}``, no retraining.
+    def fold_in_indices(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Scores of every item for a new user who gave ``values`` to dense ``items``.
 
-        The model folds the user in with its weights frozen (``fold_in``; closed form for MF).
-        The rated movies are never recommended back. With no ratings, the list is the most-rated
-        movies (popularity), scored by their training count.
+        Items the model never learned (no training ratings) and the rated items themselves get
+        ``-inf``. Rated movies the model never learned carry no information about the user and
+        are ignored; with no usable rating the scores are the items' training counts
+        (popularity).
         """
-        if n < 1:
-            raise ReelrecError(f"n must be at least 1, got {n}")
-        trained = self.item_counts > 0
-        if not ratings:
-            idx = np.argsort(-self.item_counts, kind="stable")[: min(n, int(trained.sum()))]
-            return self._describe(idx, self.item_counts[idx].astype(float))
-        fold_in = getattr(self.model, "fold_in", None)
-        if fold_in is None:
-            raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user; use an mf run")
-        items = self.items.index(list(ratings.keys()))
-        values = np.asarray(list(ratings.values()), dtype=np.float64)
-        if not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high:
+        items = np.asarray(items, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if items.shape != values.shape:
+            raise ReelrecError("give one rating per item")
+        if values.size and (
+            not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high
+        ):
             raise ReelrecError(f"ratings must lie in {self.scale.low:g}..{self.scale.high:g}")
-        use = trained[items]  # movies the model never learned carry no information about the user
-        scores = np.full(len(self.items), -np.inf)
+        trained = self.item_counts > 0
+        use = trained[items]
         if use.any():
+            if not self.model.predicts_ratings and type(self.model).fold_in is RatingModel.fold_in:
+                raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user from ratings")
             it = torch.as_tensor(items[use], device=self._device)
             vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)
-            scores = fold_in(it, vals).cpu().numpy().astype(np.float64)
+            scores = self.model.fold_in(it, vals).detach().cpu().numpy().astype(np.float64)
         else:
             scores = self.item_counts.astype(np.float64)
         scores[~trained] = -np.inf
         scores[items] = -np.inf
+        return scores
+
+    def top_n_from_scores(self, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best finite entries of one score row (one partial sort), best first."""
         k = min(n, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        if k == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        out = scores[top] if not use.any() else self.scale.clip(scores[top])
-        return self._describe(top, out)
+        return top, scores[top]
+
+    def recommend_for_ratings(self, ratings: dict[Any, float], n: int = 10) -> list[ScoredItem]:
+        """Top-``n`` movies for a *new* user given only their ``{movie_id: rating}``, no retraining.
+
+        The model folds the user in with its weights frozen (``fold_in``: closed form for MF and
+        the bias baseline, a few L-BFGS steps on the user's own parameters for the neural
+        models). The rated movies are never recommended back. With no ratings (or none on
+        movies the model learned), the list is the most-rated movies (popularity), scored by
+        their training count.
+        """
+        if n < 1:
+            raise ReelrecError(f"n must be at least 1, got {n}")
+        items = self.items.index(list(ratings.keys())) if ratings else np.zeros(0, dtype=np.int64)
+        values = np.asarray(list(ratings.values()), dtype=np.float64)
+        scores = self.fold_in_indices(items, values)
+        top, val = self.top_n_from_scores(scores, n)
+        personal = bool(values.size) and bool((self.item_counts[items] > 0).any())
+        return self._describe(top, self._display_scores(val) if personal else val)
 
     @torch.no_grad()
     def similar_items(self, item_id: Any, n: int = 10) -> list[ScoredItem]:

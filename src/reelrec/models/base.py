@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+from torch.func import functional_call
 
 from reelrec.data.dataset import Dataset
 
@@ -108,6 +109,85 @@ class RatingModel(nn.Module):
     def item_vectors(self) -> torch.Tensor | None:
         """One vector per item for similarity search, or ``None`` when the model has none."""
         return None
+
+    # ------------------------------------------------------------------ new users
+    def fold_in_penalty(self, n: int) -> tuple[float, float]:
+        """L2 weights ``(on user vectors, on user biases)`` of the fold-in objective for a user
+        with ``n`` ratings: the total penalty such a user carries over one training epoch.
+        Models with a per-user penalty override it; the default is a light ``0.05 * n``."""
+        return 0.05 * n, 0.05 * n
+
+    def _user_state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The per-user parameters and buffers (top-level modules named ``user_*`` with one row
+        per user): the representation a new user needs, as one-row starting values.
+
+        Parameters start at the mean trained row (an average user); buffers at zeros (a missing
+        side feature) or ``True`` for boolean flags (the new user's own vector is used)."""
+        params: dict[str, torch.Tensor] = {}
+        buffers: dict[str, torch.Tensor] = {}
+        for name, p in self.named_parameters():
+            if name.startswith("user_") and p.dim() >= 1 and p.shape[0] == self.n_users:
+                params[name] = p.detach().mean(0, keepdim=True).clone()
+        for name, b in self.named_buffers():
+            if (
+                name.startswith("user_")
+                and b.dim() >= 1
+                and b.shape[0] == self.n_users
+                and "reg_weight" not in name
+            ):
+                row = torch.ones_like(b[:1]) if b.dtype == torch.bool else torch.zeros_like(b[:1])
+                buffers[name] = row
+        return params, buffers
+
+    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 30) -> torch.Tensor:
+        """Scores of every item for a *new* user described only by ``ratings`` of ``items``.
+
+        The trained model stays frozen. The new user's own parameters (every ``user_*`` table,
+        one row) are fitted by a few L-BFGS steps on the squared error of the given ratings plus
+        :meth:`fold_in_penalty`; models with a closed form (MF, the bias baseline) override this.
+        A model without per-user parameters (popularity, global mean) scores everyone alike.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            start, fixed = self._user_state()
+            if not start:
+                with torch.no_grad():
+                    return self.score_users(torch.zeros(1, dtype=torch.long, device=items.device))[0]
+            frozen = {name: p.detach() for name, p in self.named_parameters() if name not in start}
+            free = {name: v.clone().requires_grad_(True) for name, v in start.items()}
+            n = int(items.shape[0])
+            lam_vec, lam_bias = self.fold_in_penalty(n)
+            zeros = torch.zeros(n, dtype=torch.long, device=items.device)
+            target = ratings.float()
+
+            def objective() -> torch.Tensor:
+                pred = functional_call(self, ({**frozen, **free}, fixed), (zeros, items))
+                loss = ((pred - target) ** 2).sum()
+                for name, v in free.items():
+                    lam = lam_bias if "bias" in name else lam_vec
+                    loss = loss + lam * (v * v).sum()
+                return loss
+
+            opt = torch.optim.LBFGS(
+                list(free.values()), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe"
+            )
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                loss = objective()
+                loss.backward()
+                return loss
+
+            with torch.enable_grad():
+                opt.step(closure)
+            with torch.no_grad():
+                all_items = torch.arange(self.n_items, device=items.device)
+                users = torch.zeros(self.n_items, dtype=torch.long, device=items.device)
+                params = {**frozen, **{k: v.detach() for k, v in free.items()}}
+                return functional_call(self, (params, fixed), (users, all_items))
+        finally:
+            self.train(was_training)
 
     def describe(self) -> dict[str, Any]:
         return {

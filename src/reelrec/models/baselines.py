@@ -115,6 +115,13 @@ class BiasBaseline(RatingModel):
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         return self.global_mean + self.user_bias[users, None] + self.item_bias[None, :]
 
+    @torch.no_grad()
+    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
+        """A new user's bias in closed form (the same shrinkage as training), then every item."""
+        residual = ratings.double() - float(self.global_mean) - self.item_bias[items].double()
+        b_u = float(residual.sum()) / (items.shape[0] + self.config.reg_user)
+        return (self.global_mean + b_u + self.item_bias).float()
+
 
 class PopularityConfig(ModelConfig):
     """Hyperparameters of :class:`Popularity`."""

@@ -162,7 +162,7 @@ class MatrixFactorization(RatingModel):
         return scores + self.global_mean + self.user_bias(users) + self.item_bias.weight.T
 
     @torch.no_grad()
-    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
         """Scores of every item for a *new* user described only by ``ratings`` of ``items``.
 
         The trained model stays frozen: the user's factors and bias are the exact minimiser of

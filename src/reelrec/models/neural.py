@@ -231,6 +231,13 @@ class NeuralRatingModel(RatingModel):
             return self.levels[raw.argmax(-1)]
         return self._to_rating(raw)
 
+    def fold_in_penalty(self, n: int) -> tuple[float, float]:
+        """The training penalty of a user with ``n`` ratings over one epoch (floored, so a new
+        user with a handful of ratings stays near the average user even when ``user_reg`` is 0)."""
+        cfg = self.config
+        weight = float(frequency_weights(np.array([n]), cfg.reg_alpha)[0])
+        return max(cfg.user_reg * weight, 0.01) * n, max(cfg.bias_reg, 0.01) * n
+
     def item_vectors(self) -> torch.Tensor | None:
         tables = [m for n, m in self.named_children() if n.startswith("item_") and n != "item_bias"]
         if not tables:

@@ -1,0 +1,559 @@
+"""The reelrec web service: a FastAPI application over one trained run and a ratings store.
+
+Build it with :func:`create_app` (``reelrec serve`` does, then runs it with uvicorn). Every
+input is validated by pydantic or by the id lookups; a bad request is a 4xx whose body is
+``{"detail": "<one line>"}``, never a 500. Model work (scoring, fold-in) runs on the event
+loop, one request at a time, so the model is never used from two threads; database work runs
+in the thread pool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reelrec import __version__
+from reelrec.errors import ArtifactError, ReelrecError, UnknownIdError
+from reelrec.service.state import Served
+from reelrec.service.store import RatingStore, StoreError, default_store_url
+
+log = logging.getLogger(__name__)
+
+#: the largest request body accepted, in bytes
+MAX_BODY = 1 << 20
+MAX_RATINGS = 5000
+MAX_PAIRS = 10000
+LATENCY_WINDOW = 4096
+
+MovieId = Annotated[
+    str, PathParam(min_length=1, max_length=255, description="a movie id of the run's catalogue")
+]
+ProfileId = Annotated[
+    str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a profile id from POST /profiles")
+]
+N = Annotated[int, Query(ge=1, le=100, description="list length, 1..100")]
+
+
+# ---------------------------------------------------------------------- schemas
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    dataset: str | None
+    schema_version: int
+    run: str
+    loaded_at: str
+    n_users: int
+    n_items: int
+    rating_scale: dict[str, float | None]
+
+
+class Movie(BaseModel):
+    movie_id: int | str
+    title: str | None
+    year: int | None
+    genres: list[str]
+    n_ratings: int = Field(description="ratings the model learned this movie from")
+
+
+class MovieList(BaseModel):
+    total: int
+    movies: list[Movie]
+
+
+class Scored(BaseModel):
+    movie_id: int | str
+    title: str | None
+    year: int | None
+    genres: list[str]
+    score: float = Field(description="predicted rating (rating models) or ranking score")
+    reason: str | None = Field(None, description='e.g. "because you rated Fargo (1996) 5★"')
+    because: int | str | None = Field(None, description="the movie the reason names")
+
+
+class Recommendations(BaseModel):
+    model: str
+    personalised: bool = Field(description="false when the list is the popularity fallback")
+    items: list[Scored]
+
+
+class NewUserRequest(Strict):
+    ratings: dict[str, float] = Field(
+        default_factory=dict,
+        description="{movie id: rating} on the run's rating scale; empty gives the popularity list",
+        max_length=MAX_RATINGS,
+    )
+    n: int = Field(10, ge=1, le=100)
+
+
+class Pair(Strict):
+    user: int | str
+    movie: int | str
+
+
+class PredictRequest(Strict):
+    pairs: list[Pair] = Field(min_length=1, max_length=MAX_PAIRS)
+
+
+class Prediction(BaseModel):
+    user: int | str
+    movie: int | str
+    rating: float
+
+
+class Predictions(BaseModel):
+    model: str
+    predictions: list[Prediction]
+
+
+class RatingBody(Strict):
+    rating: float = Field(description="on the run's rating scale")
+
+
+class ProfileRating(Movie):
+    rating: float
+
+
+class Profile(BaseModel):
+    id: str
+    ratings: list[ProfileRating]
+
+
+class UserSummary(BaseModel):
+    user_id: int | str
+    n_ratings: int
+
+
+class ReloadRequest(Strict):
+    run: str | None = Field(None, description="run directory to switch to (default: reload the current one)")
+
+
+# ---------------------------------------------------------------------- middleware
+class Telemetry:
+    """Request counts, status classes and a window of recent latencies per route."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.counts: dict[str, int] = defaultdict(int)
+        self.statuses: dict[str, int] = defaultdict(int)
+        self.latency: dict[str, np.ndarray] = {}
+        self.filled: dict[str, int] = defaultdict(int)
+
+    def record(self, route: str, status: int, seconds: float) -> None:
+        with self.lock:
+            n = self.counts[route]
+            self.counts[route] = n + 1
+            self.statuses[f"{status // 100}xx"] += 1
+            window = self.latency.get(route)
+            if window is None:
+                window = self.latency[route] = np.zeros(LATENCY_WINDOW)
+            window[n % LATENCY_WINDOW] = seconds
+            self.filled[route] = min(n + 1, LATENCY_WINDOW)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            routes = {}
+            for route, count in sorted(self.counts.items()):
+                lat = self.latency[route][: self.filled[route]] * 1000
+                routes[route] = {
+                    "requests": count,
+                    "latency_ms": {
+                        "mean": round(float(lat.mean()), 3),
+                        "p50": round(float(np.percentile(lat, 50)), 3),
+                        "p99": round(float(np.percentile(lat, 99)), 3),
+                        "window": int(lat.shape[0]),
+                    },
+                }
+            return {
+                "uptime_seconds": round(time.time() - self.started, 1),
+                "requests": int(sum(self.counts.values())),
+                "status": dict(self.statuses),
+                "routes": routes,
+            }
+
+
+class Guard:
+    """Pure-ASGI middleware: rejects oversized bodies (413) and records telemetry."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry, max_body: int = MAX_BODY) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_big = length is not None and (not length.isdigit() or int(length) > self.max_body)
+        if too_big:
+            response = JSONResponse(
+                {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
+            )
+            await response(scope, receive, send)
+            self.telemetry.record("(rejected)", 413, time.perf_counter() - start)
+            return
+        seen = {"bytes": 0}
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except BodyTooLarge:
+            response = JSONResponse(
+                {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
+            )
+            await response(scope, receive, send)
+            status["code"] = 413
+        route = scope.get("route")
+        name = f"{scope['method']} {getattr(route, 'path', None) or '(unmatched)'}"
+        self.telemetry.record(name, status["code"], time.perf_counter() - start)
+
+
+class BodyTooLarge(Exception):
+    """A streamed body went past the limit."""
+
+
+# ---------------------------------------------------------------------- the app
+def _first_error(exc: RequestValidationError) -> str:
+    err = exc.errors()[0]
+    if err.get("type") == "json_invalid":
+        return "the request body is not valid JSON"
+    loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+    msg = str(err.get("msg", "invalid input"))
+    return f"{loc}: {msg}" if loc else msg
+
+
+def create_app(
+    run_dir: str | os.PathLike[str],
+    store_url: str | None = None,
+    *,
+    admin_token: str | None = None,
+    max_body: int = MAX_BODY,
+) -> FastAPI:
+    """The service for run directory ``run_dir`` (verified and loaded once, here) with ratings
+    kept in ``store_url`` (default: ``ratings.sqlite`` beside the run directory).
+
+    ``admin_token`` enables ``POST /admin/reload`` (switching to another run without a restart)
+    for requests carrying it in ``X-Admin-Token``; without one the endpoint is disabled.
+    """
+    served = Served.load(run_dir)
+    store = RatingStore(store_url or default_store_url(run_dir))
+    telemetry = Telemetry()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="reelrec",
+        version=__version__,
+        description=(
+            "Movie recommendations from a trained reelrec run: search the catalogue, similar "
+            "movies, lists for known users, and for new users from a few ratings (folded in "
+            "without retraining). Ratings given to a profile are stored durably."
+        ),
+    )
+    app.state.served = served
+    app.state.store = store
+    app.state.telemetry = telemetry
+    app.state.reload_lock = threading.Lock()
+    app.add_middleware(Guard, telemetry=telemetry, max_body=max_body)
+
+    def current() -> Served:
+        return app.state.served
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _first_error(exc)}, status_code=422)
+
+    @app.exception_handler(UnknownIdError)
+    async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(ReelrecError)
+    async def _bad(_: Request, exc: ReelrecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    # ------------------------------------------------------------------ helpers
+    def check_rating(s: Served, value: float) -> float:
+        low, high = s.rec.scale.low, s.rec.scale.high
+        if not np.isfinite(value) or value < low or value > high:
+            raise ReelrecError(f"rating {value:g} is outside the rating scale {low:g}..{high:g}")
+        return float(value)
+
+    def for_new_user(s: Served, ratings: dict[int, float], n: int) -> dict[str, Any]:
+        items = np.fromiter(ratings.keys(), dtype=np.int64, count=len(ratings))
+        values = np.fromiter(ratings.values(), dtype=np.float64, count=len(ratings))
+        scores = s.rec.fold_in_indices(items, values)
+        top, val = s.rec.top_n_from_scores(scores, n)
+        personal = bool(items.size) and bool((s.rec.item_counts[items] > 0).any())
+        because = s.rec.explain(items, values, top) if personal else None
+        shown = s.rec._display_scores(val) if personal else val
+        return {
+            "model": s.rec.model.name,
+            "personalised": personal,
+            "items": s.scored(top, shown, because, dict(zip(items.tolist(), values.tolist(), strict=True))),
+        }
+
+    def profile_ratings(s: Served, stored: dict[str, float]) -> dict[int, float]:
+        """Stored ratings on movies of the served catalogue (a run switch may drop some)."""
+        out = {}
+        for key, value in stored.items():
+            idx = s.item_lookup.get(key)
+            if idx is not None:
+                out[idx] = value
+        return out
+
+    # ------------------------------------------------------------------ routes: service
+    @app.get("/health", response_model=Health, tags=["service"])
+    async def health() -> dict[str, Any]:
+        """The served run: model, dataset, artifact schema version and when it was loaded."""
+        return current().health()
+
+    @app.get("/metrics", tags=["service"])
+    async def metrics() -> dict[str, Any]:
+        """Request counts per route, status classes, and p50/p99 latency over recent requests."""
+        snap = telemetry.snapshot()
+        snap["store"] = await run_in_threadpool(store.counts)
+        return snap
+
+    @app.post("/admin/reload", response_model=Health, tags=["service"])
+    async def reload(
+        body: ReloadRequest | None = None,
+        x_admin_token: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Switch to another run directory (or reload this one) without dropping requests:
+        the new run is verified and loaded aside, then swapped in; requests already running
+        finish on the old one. Needs ``X-Admin-Token`` (``reelrec serve --admin-token``)."""
+        if not admin_token:
+            return JSONResponse(
+                {"detail": "reload is disabled; start the service with --admin-token"}, status_code=403
+            )  # type: ignore[return-value]
+        if not x_admin_token or not hmac.compare_digest(x_admin_token, admin_token):
+            return JSONResponse({"detail": "missing or wrong X-Admin-Token"}, status_code=403)  # type: ignore[return-value]
+        target = Path(body.run) if body and body.run else current().run_dir
+
+        def load() -> Served:
+            with app.state.reload_lock:
+                return Served.load(target)
+
+        try:
+            fresh = await run_in_threadpool(load)
+        except ArtifactError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)  # type: ignore[return-value]
+        app.state.served = fresh
+        log.info("now serving %s", fresh.run_dir)
+        return fresh.health()
+
+    # ------------------------------------------------------------------ routes: movies
+    @app.get("/movies", response_model=MovieList, tags=["movies"])
+    async def movies(
+        query: Annotated[str, Query(max_length=200, description="part of the title, any case")] = "",
+        genre: Annotated[str | None, Query(max_length=100)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        """Search the catalogue by title and genre, most-rated first."""
+        s = current()
+        total, idx = s.search(query, genre, limit, offset)
+        return {"total": total, "movies": [s.movie(i) for i in idx.tolist()]}
+
+    @app.get("/genres", response_model=list[str], tags=["movies"])
+    async def genres() -> list[str]:
+        """Every genre of the catalogue."""
+        return current().genres
+
+    @app.get("/movies/{movie_id}", response_model=Movie, tags=["movies"])
+    async def movie(movie_id: MovieId) -> dict[str, Any]:
+        """One movie."""
+        s = current()
+        return s.movie(s.item(movie_id))
+
+    @app.get("/movies/{movie_id}/similar", response_model=list[Scored], tags=["movies"])
+    async def similar(movie_id: MovieId, n: N = 10) -> list[dict[str, Any]]:
+        """Movies whose embeddings are most similar (cosine) to this one's."""
+        s = current()
+        i = s.item(movie_id)
+        vectors = s.rec.unit_item_vectors()
+        if vectors is None:
+            raise ReelrecError(f"model {s.rec.model.name!r} has no movie embeddings, so no similar movies")
+        if s.rec.item_counts[i] == 0:
+            raise UnknownIdError(f"movie {movie_id!r} has no training ratings, so no embedding")
+        sims = vectors @ vectors[i]
+        sims[i] = -np.inf
+        sims[s.rec.item_counts == 0] = -np.inf
+        top, val = s.rec.top_n_from_scores(sims.astype(np.float64), n)
+        return s.scored(top, val)
+
+    # ------------------------------------------------------------------ routes: users
+    @app.get("/users", response_model=list[UserSummary], tags=["users"])
+    async def users(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
+        """Users the model was trained on, most active first (to pick one in the page)."""
+        rec = current().rec
+        k = min(limit, len(rec.users))
+        top = np.argsort(-rec.user_counts, kind="stable")[:k]
+        raw = rec.users.ids[top].tolist()
+        return [
+            {"user_id": u, "n_ratings": int(rec.user_counts[i])}
+            for u, i in zip(raw, top.tolist(), strict=True)
+        ]
+
+    @app.get("/users/{user_id}/recommendations", response_model=Recommendations, tags=["users"])
+    async def user_recommendations(
+        user_id: Annotated[str, PathParam(min_length=1, max_length=255)],
+        n: N = 10,
+        exclude_rated: bool = True,
+    ) -> dict[str, Any]:
+        """Top-n for a user the model was trained on (their rated movies excluded by default)."""
+        s = current()
+        u = s.user(user_id)
+        idx, val = s.rec.top_n_indices(np.array([u]), n, exclude_rated)
+        keep = idx[0] >= 0
+        top, shown = idx[0][keep], s.rec._display_scores(val[0][keep])
+        rated, ratings = s.rec.user_ratings(u)
+        because = s.rec.explain(rated, ratings, top)
+        given = dict(zip(rated.tolist(), ratings.tolist(), strict=True)) if ratings is not None else None
+        return {
+            "model": s.rec.model.name,
+            "personalised": True,
+            "items": s.scored(top, shown, because, given),
+        }
+
+    @app.get("/users/{user_id}/ratings", response_model=list[ProfileRating], tags=["users"])
+    async def user_ratings(
+        user_id: Annotated[str, PathParam(min_length=1, max_length=255)],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    ) -> list[dict[str, Any]]:
+        """A known user's training ratings, best first."""
+        s = current()
+        rated, ratings = s.rec.user_ratings(s.user(user_id))
+        if ratings is None:
+            ratings = np.full(rated.shape[0], np.nan)
+        order = np.argsort(-np.nan_to_num(ratings, nan=0.0), kind="stable")[:limit]
+        return [{**s.movie(int(rated[k])), "rating": float(ratings[k])} for k in order.tolist()]
+
+    @app.post("/recommendations", response_model=Recommendations, tags=["users"])
+    async def new_user(body: NewUserRequest) -> dict[str, Any]:
+        """Top-n for a **new** user from ``{movie id: rating}``, with no retraining: the user is
+        folded into the frozen model (closed form for MF). No ratings: the most-rated movies."""
+        s = current()
+        ratings = {s.item(k): check_rating(s, v) for k, v in body.ratings.items()}
+        return for_new_user(s, ratings, body.n)
+
+    @app.post("/predict", response_model=Predictions, tags=["users"])
+    async def predict(body: PredictRequest) -> dict[str, Any]:
+        """Predicted ratings for (known user, movie) pairs."""
+        s = current()
+        u = np.array([s.user(p.user) for p in body.pairs], dtype=np.int64)
+        i = np.array([s.item(p.movie) for p in body.pairs], dtype=np.int64)
+        if not s.rec.model.predicts_ratings:
+            raise ReelrecError(f"model {s.rec.model.name!r} ranks movies; it does not predict ratings")
+        pred = s.rec.predict_indices(u, i)
+        users_raw, items_raw = s.rec.users.ids[u].tolist(), s.rec.catalogue()[0]
+        return {
+            "model": s.rec.model.name,
+            "predictions": [
+                {"user": uu, "movie": items_raw[ii], "rating": round(float(r), 4)}
+                for uu, ii, r in zip(users_raw, i.tolist(), pred.tolist(), strict=True)
+            ],
+        }
+
+    # ------------------------------------------------------------------ routes: profiles
+    @app.post("/profiles", status_code=201, response_model=Profile, tags=["profiles"])
+    async def new_profile() -> dict[str, Any]:
+        """A new, empty profile with a random id (the web page keeps it in a cookie)."""
+        return {"id": await run_in_threadpool(store.create_profile), "ratings": []}
+
+    @app.get("/profiles/{profile_id}", response_model=Profile, tags=["profiles"])
+    async def get_profile(profile_id: ProfileId) -> dict[str, Any]:
+        """A profile's stored ratings."""
+        if not await run_in_threadpool(store.has_profile, profile_id):
+            raise UnknownIdError(f"unknown profile {profile_id!r}")
+        stored = await run_in_threadpool(store.get_ratings, profile_id)
+        s = current()
+        known = profile_ratings(s, stored)
+        return {"id": profile_id, "ratings": [{**s.movie(i), "rating": r} for i, r in known.items()]}
+
+    @app.put("/profiles/{profile_id}/ratings/{movie_id}", response_model=Profile, tags=["profiles"])
+    async def rate(
+        profile_id: ProfileId, movie_id: MovieId, body: Annotated[RatingBody, Body()]
+    ) -> dict[str, Any]:
+        """Store (or change) a rating. When this answers, the rating is committed to disk."""
+        s = current()
+        i = s.item(movie_id)
+        value = check_rating(s, body.rating)
+        await run_in_threadpool(store.set_rating, profile_id, s.rec.catalogue()[0][i], value)
+        return await get_profile(profile_id)
+
+    @app.delete("/profiles/{profile_id}/ratings/{movie_id}", response_model=Profile, tags=["profiles"])
+    async def unrate(profile_id: ProfileId, movie_id: MovieId) -> dict[str, Any]:
+        """Remove a rating."""
+        if not await run_in_threadpool(store.delete_rating, profile_id, movie_id):
+            raise UnknownIdError(f"profile {profile_id!r} has no rating for movie {movie_id!r}")
+        return await get_profile(profile_id)
+
+    @app.get("/profiles/{profile_id}/recommendations", response_model=Recommendations, tags=["profiles"])
+    async def profile_recommendations(profile_id: ProfileId, n: N = 10) -> dict[str, Any]:
+        """Top-n for a profile from its stored ratings (fold-in; popularity while it has none)."""
+        if not await run_in_threadpool(store.has_profile, profile_id):
+            raise UnknownIdError(f"unknown profile {profile_id!r}")
+        stored = await run_in_threadpool(store.get_ratings, profile_id)
+        s = current()
+        return for_new_user(s, profile_ratings(s, stored), n)
+
+    # ------------------------------------------------------------------ the web page
+    static = resources.files("reelrec.service") / "static"
+    with resources.as_file(static) as static_dir:
+        app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
+        index_html = Path(static_dir) / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(index_html, media_type="text/html")
+
+    return app

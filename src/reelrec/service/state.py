@@ -1,0 +1,149 @@
+"""What the service holds for one loaded run: the recommender and fast lookup tables.
+
+A :class:`Served` object is immutable once built; switching runs builds a new one and swaps the
+reference, so a request that started on the old run finishes on it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reelrec.artifacts import SCHEMA_VERSION
+from reelrec.errors import UnknownIdError
+from reelrec.recommender import Recommender
+
+
+@dataclass
+class Served:
+    """One loaded run and its lookup tables (raw id text -> dense index, lower-case titles)."""
+
+    rec: Recommender
+    run_dir: Path
+    loaded_at: str
+    item_lookup: dict[str, int] = field(repr=False)
+    user_lookup: dict[str, int] = field(repr=False)
+    titles_lower: np.ndarray = field(repr=False)
+    genre_matrix: np.ndarray = field(repr=False)
+    popularity_order: np.ndarray = field(repr=False)
+    genres: list[str] = field(repr=False)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Served:
+        """Verify and load a run directory (manifest, hashes, schema) and index it."""
+        rec = Recommender.load(str(run_dir))
+        raw, titles, _, genres = rec.catalogue()
+        item_lookup = {str(x): i for i, x in enumerate(raw)}
+        user_lookup = {str(x): i for i, x in enumerate(rec.users.ids.tolist())}
+        titles_lower = np.array([(t or str(r)).lower() for t, r in zip(titles, raw, strict=True)], dtype=str)
+        order = np.argsort(-rec.item_counts, kind="stable")
+        all_genres = sorted({g for gs in genres for g in gs})
+        column = {g.lower(): j for j, g in enumerate(all_genres)}
+        genre_matrix = np.zeros((len(all_genres), len(raw)), dtype=bool)
+        rows = [column[g.lower()] for gs in genres for g in gs]
+        cols = [i for i, gs in enumerate(genres) for _ in gs]
+        genre_matrix[rows, cols] = True
+        return cls(
+            rec=rec,
+            run_dir=Path(run_dir).resolve(),
+            loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            item_lookup=item_lookup,
+            user_lookup=user_lookup,
+            titles_lower=titles_lower[order],
+            genre_matrix=genre_matrix[:, order],
+            popularity_order=order,
+            genres=all_genres,
+        )
+
+    # ------------------------------------------------------------------ ids
+    def item(self, movie_id: Any) -> int:
+        """Dense index of a movie id given as text or a number."""
+        idx = self.item_lookup.get(str(movie_id))
+        if idx is None:
+            raise UnknownIdError(f"unknown movie id {movie_id!r}")
+        return idx
+
+    def user(self, user_id: Any) -> int:
+        idx = self.user_lookup.get(str(user_id))
+        if idx is None or self.rec.user_counts[idx] == 0:
+            raise UnknownIdError(f"unknown user id {user_id!r} (not a user the model was trained on)")
+        return idx
+
+    # ------------------------------------------------------------------ descriptions
+    def health(self) -> dict[str, Any]:
+        rec = self.rec
+        dataset = rec.meta.get("dataset", {})
+        return {
+            "status": "ok",
+            "model": rec.model.name,
+            "dataset": dataset.get("name") if isinstance(dataset, dict) else None,
+            "schema_version": SCHEMA_VERSION,
+            "run": str(self.run_dir),
+            "loaded_at": self.loaded_at,
+            "n_users": len(rec.users),
+            "n_items": len(rec.items),
+            "rating_scale": {"low": rec.scale.low, "high": rec.scale.high, "step": rec.scale.step},
+        }
+
+    def movie(self, idx: int) -> dict[str, Any]:
+        raw, titles, years, genres = self.rec.catalogue()
+        return {
+            "movie_id": raw[idx],
+            "title": titles[idx],
+            "year": years[idx],
+            "genres": genres[idx],
+            "n_ratings": int(self.rec.item_counts[idx]),
+        }
+
+    def scored(
+        self,
+        idx: np.ndarray,
+        scores: np.ndarray,
+        because: list[int] | None = None,
+        rated: dict[int, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """List entries with movie metadata, score and a short reason."""
+        raw, titles, years, genres = self.rec.catalogue()
+        out = []
+        for k, (i, s) in enumerate(zip(np.asarray(idx).tolist(), np.asarray(scores).tolist(), strict=True)):
+            reason = None
+            src = because[k] if because is not None else -1
+            if src >= 0:
+                name = titles[src] or f"movie {raw[src]}"
+                given = rated.get(src) if rated else None
+                stars = f" {given:g}★" if given is not None else ""
+                reason = f"because you rated {name}{stars}"
+            out.append(
+                {
+                    "movie_id": raw[i],
+                    "title": titles[i],
+                    "year": years[i],
+                    "genres": genres[i],
+                    "score": round(float(s), 4),
+                    "reason": reason,
+                    "because": raw[src] if src >= 0 else None,
+                }
+            )
+        return out
+
+    def search(self, query: str, genre: str | None, limit: int, offset: int) -> tuple[int, np.ndarray]:
+        """Movies whose title contains ``query`` (case-insensitive) and that carry ``genre``,
+        most-rated first: (number of matches, dense indices of the requested page). The arrays
+        are kept in popularity order, so one vectorised pass answers both filters."""
+        order = self.popularity_order
+        mask = np.ones(order.shape[0], dtype=bool)
+        q = query.strip().lower()
+        if q:
+            mask &= np.char.find(self.titles_lower, q) >= 0
+        if genre:
+            g = genre.strip().lower()
+            j = [k for k, name in enumerate(self.genres) if name.lower() == g]
+            if not j:
+                raise UnknownIdError(f"unknown genre {genre!r} (known: {', '.join(self.genres) or 'none'})")
+            mask &= self.genre_matrix[j[0]]
+        hits = order[mask]
+        return int(hits.shape[0]), hits[offset : offset + limit]
