@@ -75,6 +75,11 @@ def small_frame(seed: int = 1, n_users: int = 40, n_items: int = 30, n: int = 50
 
 @pytest.fixture
 def small() -> Dataset:
+    return small_dataset()
+
+
+def small_dataset() -> Dataset:
+    """The ``small`` fixture's dataset: 40 users, 30 titled movies ``m0``..``m29`` with genres."""
     frame = small_frame()
     info = pd.DataFrame(
         {

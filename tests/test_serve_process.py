@@ -1,0 +1,141 @@
+"""``reelrec serve`` as a real process (durability of acknowledged ratings across a kill -9) and
+``reelrec retrain`` from stored ratings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import small_frame
+from reelrec.cli import main
+from reelrec.recommender import Recommender
+from reelrec.service.store import RatingStore, sqlite_url
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Path:
+    """An MF run trained by the CLI from a ratings file (so retrain can reload its source)."""
+    root = tmp_path_factory.mktemp("cli")
+    frame = small_frame(n=900)
+    frame.to_csv(root / "ratings.csv", index=False)
+    pd.DataFrame(
+        {"item": [f"m{k}" for k in range(30)], "title": [f"Film {k} ({1980 + k})" for k in range(30)]}
+    ).to_csv(root / "movies.csv", index=False)
+    run_dir = root / "runs" / "mf"
+    argv = ["train", "--ratings", str(root / "ratings.csv"), "--items", str(root / "movies.csv")]
+    assert main([*argv, "--epochs", "3", "--no-progress", "--json", "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(run_dir: Path, store: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run_dir), "--port", str(port), "--store", store]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early: {proc.stdout.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("serve did not come up in 60 s")
+
+
+def test_acknowledged_rating_survives_kill_9(cli_run, tmp_path) -> None:
+    store = sqlite_url(tmp_path / "ratings.sqlite")
+    port = _free_port()
+    proc = _start(cli_run, store, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        pid = httpx.post(f"{base}/profiles").json()["id"]
+        for movie, value in (("m1", 5), ("m2", 3)):
+            assert (
+                httpx.put(f"{base}/profiles/{pid}/ratings/{movie}", json={"rating": value}).status_code == 200
+            )
+        r = httpx.put(f"{base}/profiles/{pid}/ratings/m3", json={"rating": 4})
+        assert r.status_code == 200  # acknowledged ...
+        os.kill(proc.pid, signal.SIGKILL)  # ... then the process dies at once, no shutdown
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc = _start(cli_run, store, port)
+    try:
+        got = httpx.get(f"{base}/profiles/{pid}").json()
+        assert {x["movie_id"]: x["rating"] for x in got["ratings"]} == {"m1": 5.0, "m2": 3.0, "m3": 4.0}
+        recs = httpx.get(f"{base}/profiles/{pid}/recommendations", params={"n": 5}).json()
+        assert recs["personalised"]
+        assert not {"m1", "m2", "m3"} & {x["movie_id"] for x in recs["items"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_serve_rejects_a_bad_run_in_one_line(tmp_path) -> None:
+    cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(tmp_path / "nothing")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0
+    assert "is not a run directory" in r.stderr
+
+
+def test_retrain_adds_stored_ratings_as_new_users(cli_run, tmp_path, capsys) -> None:
+    store_url = sqlite_url(tmp_path / "ratings.sqlite")
+    store = RatingStore(store_url)
+    liked = ["m3", "m5", "m7", "m9", "m11"]
+    for m in liked:
+        store.set_rating("alice", m, 5.0)
+    store.set_rating("alice", "m2", 1.0)
+    store.set_rating("bob", "m4", 4.0)
+    store.set_rating("bob", "not-a-movie", 4.0)  # a movie outside the data: skipped, counted
+    store.close()
+    out = tmp_path / "runs" / "mf2"
+    code = main(["retrain", str(cli_run), "--store", store_url, "--out", str(out), "--json", "--no-progress"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert printed["stored_ratings"] == 7
+    assert printed["stored_profiles"] == 2
+    old, new = Recommender.load(str(cli_run)), Recommender.load(str(out))
+    config = json.loads((out / "config.json").read_text())
+    assert config["retrained_from"] == str(cli_run.resolve())
+    mapping = config["store"]["profiles"]
+    assert set(mapping) == {"alice", "bob"}
+    assert config["store"]["skipped"] == 1
+    assert len(new.users) == len(old.users) + 2
+    alice = new.users.index(mapping["alice"])[0]
+    rated, ratings = new.user_ratings(alice)
+    assert sorted(new.items.raw(rated).tolist()) == sorted([*liked, "m2"])
+    assert np.isclose(ratings.max(), 5.0)
+    assert np.isclose(ratings.min(), 1.0)
+    assert all(x.item_id not in [*liked, "m2"] for x in new.recommend(mapping["alice"], n=10))
+    # the old run is untouched and still loads; the test split is the old one
+    assert Recommender.load(str(cli_run)).model.n_users == old.model.n_users
+    old_metrics = json.loads((cli_run / "metrics.json").read_text())
+    assert printed["split"] == old_metrics["split"]
+
+
+def test_retrain_refuses_to_overwrite_the_old_run(cli_run, tmp_path, capsys) -> None:
+    store_url = sqlite_url(tmp_path / "ratings.sqlite")
+    code = main(["retrain", str(cli_run), "--store", store_url, "--out", str(cli_run), "--overwrite"])
+    assert code == 1
+    assert "the old run stays as it is" in capsys.readouterr().err
