@@ -166,6 +166,17 @@ def test_items_latin1_year_column_and_genre_sep(tmp_path: Path) -> None:
     assert info.loc[10].tolist() == ["Café", 1991, "Drama|Comedy"]  # the year column wins
 
 
+def test_items_without_header_movielens_dat(tmp_path: Path) -> None:
+    """ML-1M's ``movies.dat``: no header, ``::``, latin-1; columns id, title, genres by position."""
+    ratings = tmp_path / "r.csv"
+    ratings.write_text(_text(",", ["user_id", "item_id", "rating", "timestamp"]))
+    items = tmp_path / "movies.dat"
+    items.write_bytes("10::Misérables, Les (1995)::Drama|Musical\n20::Heat (1995)::Action\n".encode("latin-1"))
+    info = load_ratings(ratings, items_path=items).item_info
+    assert info.loc[10].tolist() == ["Misérables, Les", 1995, "Drama|Musical"]
+    assert info.loc[20].tolist() == ["Heat", 1995, "Action"]
+
+
 def test_items_parquet(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
     ratings = tmp_path / "r.csv"

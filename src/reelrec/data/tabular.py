@@ -365,6 +365,13 @@ def _load_items(
     path: Path, id_col: str, title_col: str, genres_col: str | None, genres_sep: str
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame, columns, sep, has_header = _read_table(path, None)
+    if frame is None and columns and _is_number(columns[0]) and len(columns) in (2, 3):
+        # no header, MovieLens style (``1::Toy Story (1995)::Animation|...``): id, title[, genres]
+        names = ["item", "title", "genres"][: len(columns)]
+        frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:])
+        columns, has_header = names, True
+        id_col, title_col = "item", "title"
+        genres_col = "genres" if len(columns) == 3 else None
     if not has_header:
         raise DataError(f"{path}: the items file needs a header row; it has {columns}")
     mapping = {
