@@ -80,6 +80,19 @@ class TestConformance:
         if model.name != "popularity":  # popularity ranks by count, predicts a damped mean
             torch.testing.assert_close(full, model(u, i).reshape(users.shape[0], -1), rtol=1e-5, atol=1e-5)
 
+    def test_single_user_paths_agree_with_the_batch_paths(self, fitted: Recommender) -> None:
+        """score_user (numpy, the service's path) and top_n_for_user match the batched ones."""
+        for u in range(min(4, fitted.model.n_users)):
+            batch = fitted.model.score_users(torch.tensor([u]))[0].double().numpy()
+            np.testing.assert_allclose(fitted.model.score_user(u), batch, rtol=1e-5, atol=1e-5)
+            if fitted.user_counts[u] == 0:
+                continue
+            idx, val = fitted.top_n_indices(np.array([u]), 5)
+            one, one_val = fitted.top_n_for_user(u, 5)
+            keep = idx[0] >= 0
+            np.testing.assert_allclose(one_val, val[0][keep], rtol=1e-5, atol=1e-5)
+            assert set(one.tolist()) == set(idx[0][keep].tolist()) or np.allclose(one_val, one_val[0])
+
 
 def test_mf_reaches_the_noise_floor_of_a_planted_low_rank_matrix(planted) -> None:
     ds, floor = planted

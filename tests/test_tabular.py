@@ -171,7 +171,9 @@ def test_items_without_header_movielens_dat(tmp_path: Path) -> None:
     ratings = tmp_path / "r.csv"
     ratings.write_text(_text(",", ["user_id", "item_id", "rating", "timestamp"]))
     items = tmp_path / "movies.dat"
-    items.write_bytes("10::Misérables, Les (1995)::Drama|Musical\n20::Heat (1995)::Action\n".encode("latin-1"))
+    items.write_bytes(
+        "10::Misérables, Les (1995)::Drama|Musical\n20::Heat (1995)::Action\n".encode("latin-1")
+    )
     info = load_ratings(ratings, items_path=items).item_info
     assert info.loc[10].tolist() == ["Misérables, Les", 1995, "Drama|Musical"]
     assert info.loc[20].tolist() == ["Heat", 1995, "Action"]

@@ -124,6 +124,7 @@ class Recommender:
         self._device = next(iter(model.buffers())).device
         self._catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]] | None = None
         self._unit_vectors: np.ndarray | bool | None = False
+        self._untrained: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -386,6 +387,21 @@ class Recommender:
             idx = np.pad(idx, ((0, 0), (0, n - k)), constant_values=-1)
             val = np.pad(val, ((0, 0), (0, n - k)), constant_values=-np.inf)
         return idx, val
+
+    @torch.no_grad()
+    def top_n_for_user(
+        self, user_index: int, n: int, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` (indices, scores) for one known user: one scoring pass over the catalogue,
+        the user's seen items and untrained items masked, one partial sort (the service's path)."""
+        scores = self.model.score_user(int(user_index))
+        if not self.model.predicts_cold_items:
+            if self._untrained is None:
+                self._untrained = np.flatnonzero(self.item_counts == 0)
+            scores[self._untrained] = -np.inf
+        if exclude_seen:
+            scores[self.seen_items(int(user_index))] = -np.inf
+        return self.top_n_from_scores(scores, n)
 
     def recommend(self, user_id: Any, n: int = 10, exclude_seen: bool = True) -> list[ScoredItem]:
         """The ``n`` best items for a known user, best first (unrated ones only by default).

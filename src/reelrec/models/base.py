@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
@@ -105,6 +106,13 @@ class RatingModel(nn.Module):
         u = users.repeat_interleave(self.n_items)
         i = items.repeat(n)
         return self(u, i).reshape(n, self.n_items)
+
+    @torch.no_grad()
+    def score_user(self, user: int) -> np.ndarray:
+        """Scores of every item for one user, as a float64 numpy array (the serving path);
+        factorisation models override it with a single numpy matrix-vector product."""
+        users = torch.tensor([int(user)], device=self.global_mean.device)
+        return self.score_users(users)[0].float().cpu().numpy().astype(np.float64)
 
     def item_vectors(self) -> torch.Tensor | None:
         """One vector per item for similarity search, or ``None`` when the model has none."""

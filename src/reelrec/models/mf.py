@@ -161,6 +161,16 @@ class MatrixFactorization(RatingModel):
         scores = self.user_factors(users) @ self.item_factors.weight.T
         return scores + self.global_mean + self.user_bias(users) + self.item_bias.weight.T
 
+    def score_user(self, user: int) -> np.ndarray:
+        """One user's scores with numpy on CPU weights (shared memory, no copy): ``Q p + b``."""
+        if self.item_factors.weight.device.type != "cpu":
+            return super().score_user(user)
+        q = self.item_factors.weight.detach().numpy()
+        p = self.user_factors.weight.detach().numpy()[int(user)]
+        b_i = self.item_bias.weight.detach().numpy()[:, 0]
+        b_u = float(self.user_bias.weight.detach().numpy()[int(user), 0])
+        return (q @ p + b_i).astype(np.float64) + (float(self.global_mean) + b_u)
+
     @torch.no_grad()
     def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
         """Scores of every item for a *new* user described only by ``ratings`` of ``items``.
@@ -171,19 +181,29 @@ class MatrixFactorization(RatingModel):
         ``reg * n * (n / 100) ** (reg_alpha - 1)`` on the factors, ``bias_reg * n`` on the bias).
         """
         cfg = self.config
-        n = items.shape[0]
-        q = self.item_factors(items).double()
-        target = ratings.double() - float(self.global_mean) - self.item_bias(items).squeeze(-1).double()
-        x = torch.cat([q, torch.ones(n, 1, dtype=q.dtype, device=q.device)], dim=1) if cfg.use_bias else q
+        weight = self.item_factors.weight.detach()
+        bias = self.item_bias.weight.detach()[:, 0]
+        idx = items.cpu().numpy()
+        n = idx.shape[0]
+        q = weight[items].cpu().numpy().astype(np.float64)
+        target = ratings.cpu().numpy().astype(np.float64) - float(self.global_mean)
+        target -= bias[items].cpu().numpy()
+        x = np.concatenate([q, np.ones((n, 1))], axis=1) if cfg.use_bias else q
         lam = cfg.reg * n * (max(n, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
-        diag = torch.full((x.shape[1],), lam, dtype=q.dtype, device=q.device)
+        diag = np.full(x.shape[1], lam + 1e-9)
         if cfg.use_bias:
-            diag[-1] = cfg.bias_reg * n
-        a = x.T @ x + torch.diag(diag) + 1e-9 * torch.eye(x.shape[1], dtype=q.dtype, device=q.device)
-        w = torch.linalg.solve(a, x.T @ target)
-        p, b_u = (w[:-1], w[-1]) if cfg.use_bias else (w, torch.zeros((), dtype=w.dtype))
-        scores = self.item_factors.weight.double() @ p + self.item_bias.weight.squeeze(-1).double()
-        return (scores + float(self.global_mean) + b_u).float()
+            diag[-1] = cfg.bias_reg * n + 1e-9
+        if n < x.shape[1] and diag.min() > 1e-6:
+            # fewer ratings than unknowns: the same minimiser from the n x n dual system
+            # w = D^-1 X^T (X D^-1 X^T + I)^-1 y  (Woodbury), far cheaper than the k x k one
+            xd = x / diag
+            w = xd.T @ np.linalg.solve(xd @ x.T + np.eye(n), target)
+        else:
+            w = np.linalg.solve(x.T @ x + np.diag(diag), x.T @ target)
+        p, b_u = (w[:-1], float(w[-1])) if cfg.use_bias else (w, 0.0)
+        # the small solve is in float64; the catalogue pass stays float32 (no copy of the table)
+        p_t = torch.as_tensor(p, dtype=weight.dtype, device=weight.device)
+        return weight @ p_t + bias + (float(self.global_mean) + b_u)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors.weight.detach()

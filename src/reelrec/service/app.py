@@ -10,6 +10,7 @@ in the thread pool.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ import numpy as np
 from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -61,6 +62,7 @@ class Strict(BaseModel):
 class Health(BaseModel):
     status: str
     model: str
+    predicts_ratings: bool = Field(description="scores are predicted ratings (else ranking scores)")
     dataset: str | None
     schema_version: int
     run: str
@@ -252,6 +254,13 @@ class BodyTooLarge(Exception):
 
 
 # ---------------------------------------------------------------------- the app
+def _fast_json(obj: Any) -> Response:
+    """A JSON response built directly (the hot endpoints' bodies are plain dicts of Python
+    values already checked by construction; the declared response models document them)."""
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(body.encode("utf-8"), media_type="application/json")
+
+
 def _first_error(exc: RequestValidationError) -> str:
     err = exc.errors()[0]
     if err.get("type") == "json_invalid":
@@ -428,7 +437,7 @@ def create_app(
         sims[i] = -np.inf
         sims[s.rec.item_counts == 0] = -np.inf
         top, val = s.rec.top_n_from_scores(sims.astype(np.float64), n)
-        return s.scored(top, val)
+        return _fast_json(s.scored(top, val))
 
     # ------------------------------------------------------------------ routes: users
     @app.get("/users", response_model=list[UserSummary], tags=["users"])
@@ -452,17 +461,18 @@ def create_app(
         """Top-n for a user the model was trained on (their rated movies excluded by default)."""
         s = current()
         u = s.user(user_id)
-        idx, val = s.rec.top_n_indices(np.array([u]), n, exclude_rated)
-        keep = idx[0] >= 0
-        top, shown = idx[0][keep], s.rec._display_scores(val[0][keep])
+        top, val = s.rec.top_n_for_user(u, n, exclude_rated)
+        shown = s.rec._display_scores(val)
         rated, ratings = s.rec.user_ratings(u)
         because = s.rec.explain(rated, ratings, top)
-        given = dict(zip(rated.tolist(), ratings.tolist(), strict=True)) if ratings is not None else None
-        return {
-            "model": s.rec.model.name,
-            "personalised": True,
-            "items": s.scored(top, shown, because, given),
-        }
+        given = None
+        if ratings is not None:
+            cited = [b for b in because if b >= 0]
+            pos = np.searchsorted(rated, cited)  # seen items are sorted per user
+            given = dict(zip(cited, ratings[pos].tolist(), strict=True))
+        return _fast_json(
+            {"model": s.rec.model.name, "personalised": True, "items": s.scored(top, shown, because, given)}
+        )
 
     @app.get("/users/{user_id}/ratings", response_model=list[ProfileRating], tags=["users"])
     async def user_ratings(
@@ -483,7 +493,7 @@ def create_app(
         folded into the frozen model (closed form for MF). No ratings: the most-rated movies."""
         s = current()
         ratings = {s.item(k): check_rating(s, v) for k, v in body.ratings.items()}
-        return for_new_user(s, ratings, body.n)
+        return _fast_json(for_new_user(s, ratings, body.n))
 
     @app.post("/predict", response_model=Predictions, tags=["users"])
     async def predict(body: PredictRequest) -> dict[str, Any]:
@@ -544,7 +554,7 @@ def create_app(
             raise UnknownIdError(f"unknown profile {profile_id!r}")
         stored = await run_in_threadpool(store.get_ratings, profile_id)
         s = current()
-        return for_new_user(s, profile_ratings(s, stored), n)
+        return _fast_json(for_new_user(s, profile_ratings(s, stored), n))
 
     # ------------------------------------------------------------------ the web page
     static = resources.files("reelrec.service") / "static"
