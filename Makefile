@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 DATA_HOME ?= $(if $(REELREC_DATA_HOME),$(REELREC_DATA_HOME),$(if $(wildcard ../shared/data),$(abspath ../shared/data),))
 export REELREC_DATA_HOME := $(DATA_HOME)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo serve test lint bench clean
 
 $(BIN)/reelrec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ setup: $(BIN)/reelrec
 
 demo: setup
 	$(BIN)/reelrec demo
+
+serve: setup
+	@test -f runs/demo/manifest.json || $(BIN)/reelrec demo
+	$(BIN)/reelrec serve runs/demo
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -76,10 +76,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, store: Path) -> subprocess.Popen:
+def start_server(run: Path, port: int, store: Path, ann: bool = False) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--store", f"sqlite:///{store}"]
+    cmd += ["--store", f"sqlite:///{store}"] + (["--ann"] if ann else [])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -201,6 +201,7 @@ def main() -> None:
         help="offered load of the paced runs, requests/s over all clients (0: closed loop only)",
     )
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--ann", action="store_true", help="serve with approximate retrieval (faiss HNSW)")
     ap.add_argument(
         "--only", action="append", choices=sorted(BARS), help="run only this scenario (repeatable)"
     )
@@ -218,7 +219,7 @@ def main() -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store}{suffix}").unlink(missing_ok=True)
     port = free_port()
-    proc = start_server(run, port, store)
+    proc = start_server(run, port, store, args.ann)
     rows = {}
     modes = [("closed loop", None)] + ([(f"paced {args.rate:g}/s", args.rate)] if args.rate else [])
     try:
@@ -241,7 +242,10 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "results": rows,
     }
-    print(f"reelrec serve load: {run}, {args.clients} clients, {args.seconds:g} s per scenario, 127.0.0.1")
+    mode = " --ann" if args.ann else ""
+    print(
+        f"reelrec serve{mode} load: {run}, {args.clients} clients, {args.seconds:g} s per scenario, 127.0.0.1"
+    )
     print("| scenario | requests | req/s | p50 ms | p99 ms | server CPU ms/req | non-200 | 5xx | bar |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, r in rows.items():

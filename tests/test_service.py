@@ -334,3 +334,35 @@ def test_fold_in_quality_new_user_overlaps_known_user(planted, tmp_path) -> None
             known = c.get(f"/users/{uid}/recommendations", params={"n": 10}).json()["items"]
             overlaps.append(len({x["movie_id"] for x in new} & {x["movie_id"] for x in known}) / 10)
     assert np.mean(overlaps) >= 0.8
+
+
+def test_ann_retrieval_matches_exact_serving(planted, tmp_path) -> None:
+    """faiss HNSW lists (--ann) agree with exact full-catalogue scoring and never repeat a seen
+    movie; the scores shown are the model's exact scores of the retrieved movies."""
+    pytest.importorskip("faiss", reason="--ann needs faiss-cpu")
+    ds, _ = planted
+    cfg = TrainConfig(epochs=10, batch_size=1024, learning_rate=0.01, patience=0)
+    rec = Recommender.train("mf", ds, model_params={"embedding_size": 8}, train_config=cfg)
+    rec.save(str(tmp_path / "run"))
+    store = sqlite_url(tmp_path / "r.sqlite")
+    overlap_users, overlap_similar = [], []
+    with (
+        TestClient(create_app(str(tmp_path / "run"), store)) as exact,
+        TestClient(create_app(str(tmp_path / "run"), store, ann=True)) as ann,
+    ):
+        for u in range(0, 60, 3):
+            uid = int(ds.users.ids[u])
+            a = ann.get(f"/users/{uid}/recommendations").json()["items"]
+            e = exact.get(f"/users/{uid}/recommendations").json()["items"]
+            seen = set(ds.items.ids[rec.seen_items(u)].tolist())
+            assert not seen & {x["movie_id"] for x in a}
+            overlap_users.append(len({x["movie_id"] for x in a} & {x["movie_id"] for x in e}) / 10)
+            scores = [x["score"] for x in a]
+            assert scores == sorted(scores, reverse=True)
+            movie = int(ds.items.ids[u])
+            sa = ann.get(f"/movies/{movie}/similar").json()
+            se = exact.get(f"/movies/{movie}/similar").json()
+            assert movie not in {x["movie_id"] for x in sa}
+            overlap_similar.append(len({x["movie_id"] for x in sa} & {x["movie_id"] for x in se}) / 10)
+    assert np.mean(overlap_users) >= 0.9
+    assert np.mean(overlap_similar) >= 0.9

@@ -470,7 +470,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     token = args.admin_token or os.environ.get("REELREC_ADMIN_TOKEN") or None
     store = args.store or default_store_url(args.run_dir)
-    app = create_app(args.run_dir, store, admin_token=token)
+    app = create_app(args.run_dir, store, admin_token=token, ann=args.ann)
     health = app.state.served.health()
     print(
         f"serving {health['model']} run {health['run']} on http://{args.host}:{args.port} "
@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         action="append",
         metavar="MOVIE=RATING",
-        help="a new user's rating (repeatable; folded in without retraining, mf runs)",
+        help="a new user's rating (repeatable; folded in without retraining)",
     )
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="also rank movies the user already rated")
@@ -683,6 +683,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="enables POST /admin/reload with this X-Admin-Token (or $REELREC_ADMIN_TOKEN)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default: 1)")
+    p.add_argument(
+        "--ann",
+        action="store_true",
+        help="approximate retrieval with faiss HNSW (large catalogues; pip install 'reelrec[ann]')",
+    )
     p.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )

@@ -118,6 +118,12 @@ class RatingModel(nn.Module):
         """One vector per item for similarity search, or ``None`` when the model has none."""
         return None
 
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(user vectors, item vectors)`` whose inner product ranks items exactly as the model
+        does for each user (up to a per-user constant), for approximate nearest-neighbour
+        retrieval; ``None`` when the model's score is not an inner product."""
+        return None
+
     # ------------------------------------------------------------------ new users
     def fold_in_penalty(self, n: int) -> tuple[float, float]:
         """L2 weights ``(on user vectors, on user biases)`` of the fold-in objective for a user

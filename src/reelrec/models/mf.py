@@ -207,3 +207,11 @@ class MatrixFactorization(RatingModel):
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors.weight.detach()
+
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[p_u ; 1]`` and ``[q_i ; b_i]``: their inner product is the score minus ``mu + b_u``."""
+        p = self.user_factors.weight.detach().cpu().numpy()
+        q = self.item_factors.weight.detach().cpu().numpy()
+        b_i = self.item_bias.weight.detach().cpu().numpy()
+        users = np.concatenate([p, np.ones((p.shape[0], 1), dtype=p.dtype)], axis=1)
+        return users, np.concatenate([q, b_i], axis=1)

@@ -276,14 +276,17 @@ def create_app(
     *,
     admin_token: str | None = None,
     max_body: int = MAX_BODY,
+    ann: bool = False,
 ) -> FastAPI:
     """The service for run directory ``run_dir`` (verified and loaded once, here) with ratings
     kept in ``store_url`` (default: ``ratings.sqlite`` beside the run directory).
 
     ``admin_token`` enables ``POST /admin/reload`` (switching to another run without a restart)
     for requests carrying it in ``X-Admin-Token``; without one the endpoint is disabled.
+    ``ann`` serves known-user lists and similar movies from faiss HNSW indexes (approximate;
+    for catalogues far larger than MovieLens') instead of exact full-catalogue scoring.
     """
-    served = Served.load(run_dir)
+    served = Served.load(run_dir, ann=ann)
     store = RatingStore(store_url or default_store_url(run_dir))
     telemetry = Telemetry()
 
@@ -389,7 +392,7 @@ def create_app(
 
         def load() -> Served:
             with app.state.reload_lock:
-                return Served.load(target)
+                return Served.load(target, ann=ann)
 
         try:
             fresh = await run_in_threadpool(load)
@@ -433,10 +436,7 @@ def create_app(
             raise ReelrecError(f"model {s.rec.model.name!r} has no movie embeddings, so no similar movies")
         if s.rec.item_counts[i] == 0:
             raise UnknownIdError(f"movie {movie_id!r} has no training ratings, so no embedding")
-        sims = vectors @ vectors[i]
-        sims[i] = -np.inf
-        sims[s.rec.item_counts == 0] = -np.inf
-        top, val = s.rec.top_n_from_scores(sims.astype(np.float64), n)
+        top, val = s.similar(i, n)
         return _fast_json(s.scored(top, val))
 
     # ------------------------------------------------------------------ routes: users
@@ -461,7 +461,7 @@ def create_app(
         """Top-n for a user the model was trained on (their rated movies excluded by default)."""
         s = current()
         u = s.user(user_id)
-        top, val = s.rec.top_n_for_user(u, n, exclude_rated)
+        top, val = s.top_n_for_user(u, n, exclude_rated)
         shown = s.rec._display_scores(val)
         rated, ratings = s.rec.user_ratings(u)
         because = s.rec.explain(rated, ratings, top)

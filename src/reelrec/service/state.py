@@ -31,10 +31,12 @@ class Served:
     genre_matrix: np.ndarray = field(repr=False)
     popularity_order: np.ndarray = field(repr=False)
     genres: list[str] = field(repr=False)
+    ann: Any = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Served:
-        """Verify and load a run directory (manifest, hashes, schema) and index it."""
+    def load(cls, run_dir: str | Path, ann: bool = False) -> Served:
+        """Verify and load a run directory (manifest, hashes, schema) and index it; with
+        ``ann``, also build approximate nearest-neighbour indexes (faiss HNSW)."""
         rec = Recommender.load(str(run_dir))
         raw, titles, _, genres = rec.catalogue()
         item_lookup = {str(x): i for i, x in enumerate(raw)}
@@ -47,7 +49,13 @@ class Served:
         rows = [column[g.lower()] for gs in genres for g in gs]
         cols = [i for i, gs in enumerate(genres) for _ in gs]
         genre_matrix[rows, cols] = True
+        index = None
+        if ann:
+            from reelrec.service.ann import AnnIndex
+
+            index = AnnIndex(rec)
         return cls(
+            ann=index,
             rec=rec,
             run_dir=Path(run_dir).resolve(),
             loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -58,6 +66,21 @@ class Served:
             popularity_order=order,
             genres=all_genres,
         )
+
+    def top_n_for_user(self, user: int, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        if self.ann is not None:
+            return self.ann.top_n_for_user(user, n, exclude_seen)
+        return self.rec.top_n_for_user(user, n, exclude_seen)
+
+    def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` movies nearest to ``item`` by embedding cosine (exact, or the ANN index)."""
+        if self.ann is not None and self.ann.item_index is not None:
+            return self.ann.similar(item, n)
+        vectors = self.rec.unit_item_vectors()
+        sims = (vectors @ vectors[item]).astype(np.float64)
+        sims[item] = -np.inf
+        sims[self.rec.item_counts == 0] = -np.inf
+        return self.rec.top_n_from_scores(sims, n)
 
     # ------------------------------------------------------------------ ids
     def item(self, movie_id: Any) -> int:
