@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(run_dir: Path, store: str, port: int) -> subprocess.Popen:
+def _start(run_dir: Path, store: str, port: int, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run_dir), "--port", str(port), "--store", store]
+    cmd += list(extra)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -139,3 +141,46 @@ def test_retrain_refuses_to_overwrite_the_old_run(cli_run, tmp_path, capsys) -> 
     code = main(["retrain", str(cli_run), "--store", store_url, "--out", str(cli_run), "--overwrite"])
     assert code == 1
     assert "the old run stays as it is" in capsys.readouterr().err
+
+
+def test_reload_under_load_drops_no_request(cli_run, tmp_path) -> None:
+    """Clients keep asking while the service switches runs twice: every answer is a 200."""
+    other = tmp_path / "runs" / "other"
+    assert (
+        main(["retrain", str(cli_run), "--store", sqlite_url(tmp_path / "empty.sqlite"), "--out", str(other)])
+        == 0
+    )
+    port = _free_port()
+    proc = _start(cli_run, sqlite_url(tmp_path / "r.sqlite"), port, "--admin-token", "tok")
+    base = f"http://127.0.0.1:{port}"
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            while not stop.is_set():
+                statuses.append(c.get("/users/100/recommendations", params={"n": 5}).status_code)
+                statuses.append(c.post("/recommendations", json={"ratings": {"m1": 5}}).status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        runs = []
+        for target in (other, cli_run):
+            time.sleep(0.3)
+            r = httpx.post(
+                f"{base}/admin/reload", json={"run": str(target)}, headers={"X-Admin-Token": "tok"}
+            )
+            assert r.status_code == 200
+            runs.append(r.json()["run"])
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert runs == [str(other.resolve()), str(cli_run.resolve())]
+    assert len(statuses) > 20
+    assert set(statuses) == {200}
