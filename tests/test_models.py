@@ -154,3 +154,27 @@ def test_refit_retrains_on_train_plus_validation(small) -> None:
     users = small.users.ids[small.user_index]
     items = small.items.ids[small.item_index]
     np.testing.assert_array_equal(rec.predict(users, items), again.predict(users, items))
+
+
+def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
+    from reelrec.errors import ConfigError
+    from reelrec.models.registry import build_model
+
+    mf = Recommender.train("mf", small, model_params={"embedding_size": 8}, train_config=FAST, seed=0)
+    mf.save(str(tmp_path / "mf"))
+    params = {"embedding_size": 8, "hidden": [8], "pretrained_mf": str(tmp_path / "mf")}
+    mlp = build_model("mlp", small.n_users, small.n_items, params, train=small)
+    mlp.prepare(small)
+    torch.testing.assert_close(mlp.user_embedding.weight, mf.model.user_factors.weight)
+    torch.testing.assert_close(mlp.item_bias.weight, mf.model.item_bias.weight)
+    assert float(mlp.global_mean) == pytest.approx(float(mf.model.global_mean))
+    rec = Recommender.train("mlp", small, model_params=params, train_config=FAST, seed=0)
+    assert np.isfinite(rec.predict(small.users.ids[:5], small.items.ids[:5])).all()
+    with pytest.raises(ConfigError, match="set embedding_size=8"):
+        build_model(
+            "mlp", small.n_users, small.n_items, {**params, "embedding_size": 4}, train=small
+        ).prepare(small)
+    Recommender.train("bias", small).save(str(tmp_path / "bias"))
+    bad = {**params, "pretrained_mf": str(tmp_path / "bias")}
+    with pytest.raises(ConfigError, match="not an mf run"):
+        build_model("mlp", small.n_users, small.n_items, bad, train=small).prepare(small)

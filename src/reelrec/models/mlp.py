@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
+from reelrec.data.dataset import Dataset
+from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import init_linear, mlp_tower
@@ -28,6 +31,11 @@ class MLPConfig(NeuralConfig):
         "concat",
         description="the tower's input: [p_u ; q_i] (the notebooks'), or [p_u ; q_i ; p_u * q_i], which "
         "hands the tower the dot-product interaction an MLP finds hard to learn (Rendle et al. 2020)",
+    )
+    pretrained_mf: str | None = Field(
+        None,
+        description="run directory of an mf model trained on the same data: its factors and biases "
+        "initialise the embeddings and biases (embedding_size must match)",
     )
 
 
@@ -51,6 +59,39 @@ class MLP(NeuralRatingModel):
         self.tower = tower
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         init_linear(self.tower, "he" if config.init == "he" else "xavier")
+
+    def prepare(self, train: Dataset) -> None:
+        super().prepare(train)
+        if self.config.pretrained_mf:
+            self._load_mf(self.config.pretrained_mf, train)
+
+    def _load_mf(self, path: str, train: Dataset) -> None:
+        """Start from a trained MF run: its factors become the embeddings, its biases the biases."""
+        from reelrec.artifacts import load_run
+
+        other = load_run(path)
+        if other.model.name != "mf":
+            raise ConfigError(f"pretrained_mf: {path} is a {other.model.name!r} run, not an mf run")
+        if not (
+            np.array_equal(other.users.ids, train.users.ids)
+            and np.array_equal(other.items.ids, train.items.ids)
+        ):
+            raise ConfigError(f"pretrained_mf: {path} was trained on different users or movies")
+        mf = other.model
+        if mf.config.embedding_size != self.config.embedding_size:
+            raise ConfigError(
+                f"pretrained_mf: {path} has {mf.config.embedding_size} factors; "
+                f"set embedding_size={mf.config.embedding_size}"
+            )
+        if self.config.output != "linear" or self.config.standardize:
+            raise ConfigError("pretrained_mf needs output='linear' without standardize (the MF scale)")
+        with torch.no_grad():
+            self.user_embedding.weight.copy_(mf.user_factors.weight)
+            self.item_embedding.weight.copy_(mf.item_factors.weight)
+            if self.config.use_bias:
+                self.user_bias.weight.copy_(mf.user_bias.weight)
+                self.item_bias.weight.copy_(mf.item_bias.weight)
+                self.global_mean.copy_(mf.global_mean)
 
     def encode(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p, q = self.user_embedding(users), self.item_embedding(items)
