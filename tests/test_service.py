@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import small_dataset
+from reelrec._defaults import LIST_NOVELTY
 from reelrec.recommender import Recommender
 from reelrec.service.app import create_app
 from reelrec.service.store import RatingStore, default_store_url, sqlite_url
@@ -117,7 +118,9 @@ def test_known_user_recommendations_exclude_rated_and_carry_reasons(client, smal
     ids = [x["movie_id"] for x in r["items"]]
     assert not set(ids) & rated
     rec = Recommender.load(client.app.state.served.run_dir)
-    assert ids == [x.item_id for x in rec.recommend(user, n=5)]
+    assert ids == [x.item_id for x in rec.recommend(user, n=5, novelty=LIST_NOVELTY)]
+    plain = client.get(f"/users/{user}/recommendations", params={"n": 5, "novelty": 0}).json()["items"]
+    assert [x["movie_id"] for x in plain] == [x.item_id for x in rec.recommend(user, n=5, novelty=0)]
     for item in r["items"]:
         assert item["because"] in rated
         assert item["reason"].startswith("because you rated Movie ")
@@ -352,13 +355,15 @@ def test_ann_retrieval_matches_exact_serving(planted, tmp_path) -> None:
     ):
         for u in range(0, 60, 3):
             uid = int(ds.users.ids[u])
-            a = ann.get(f"/users/{uid}/recommendations").json()["items"]
-            e = exact.get(f"/users/{uid}/recommendations").json()["items"]
+            knob = {"novelty": [0.0, LIST_NOVELTY, 0.3][u % 3]}  # any knob value, one index
+            a = ann.get(f"/users/{uid}/recommendations", params=knob).json()["items"]
+            e = exact.get(f"/users/{uid}/recommendations", params=knob).json()["items"]
             seen = set(ds.items.ids[rec.seen_items(u)].tolist())
             assert not seen & {x["movie_id"] for x in a}
             overlap_users.append(len({x["movie_id"] for x in a} & {x["movie_id"] for x in e}) / 10)
-            scores = [x["score"] for x in a]
-            assert scores == sorted(scores, reverse=True)
+            if knob["novelty"] == 0:
+                scores = [x["score"] for x in a]
+                assert scores == sorted(scores, reverse=True)
             movie = int(ds.items.ids[u])
             sa = ann.get(f"/movies/{movie}/similar").json()
             se = exact.get(f"/movies/{movie}/similar").json()

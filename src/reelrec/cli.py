@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reelrec import __version__
+from reelrec._defaults import LIST_NOVELTY
 from reelrec.errors import ConfigError, DataError, ReelrecError
 
 log = logging.getLogger("reelrec")
@@ -350,14 +351,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--rate {pair!r}: expected MOVIE_ID=RATING") from None
             if not sep:
                 raise ConfigError(f"--rate {pair!r}: expected MOVIE_ID=RATING")
-        items = rec.recommend_for_ratings(ratings, n=args.n)
+        items = rec.recommend_for_ratings(ratings, n=args.n, novelty=args.novelty)
         who = (
             f"a new user with {len(ratings)} ratings" if ratings else "a new user (no ratings: most popular)"
         )
         label = "predicted" if ratings else "count"
         user_json: Any = None
     else:
-        items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen)
+        items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen, novelty=args.novelty)
         who = f"user {args.user}"
         label = "count" if rec.name == "popularity" else "predicted"
         user_json = args.user
@@ -638,6 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="also rank movies the user already rated")
+    p.add_argument(
+        "--novelty",
+        type=float,
+        default=LIST_NOVELTY,
+        help=f"re-rank against popularity: >0 favours less-watched movies, <0 the mainstream, 0 = the "
+        f"model's ranking as it is (default {LIST_NOVELTY:g}, a light popularity prior)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recommend)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from reelrec._defaults import LIST_NOVELTY
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
 from reelrec.errors import ReelrecError, UnknownIdError
 from reelrec.models.base import RatingModel
@@ -25,6 +26,8 @@ from reelrec.models.registry import build_model, model_class
 from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
 
 log = logging.getLogger(__name__)
+
+__all__ = ["LIST_NOVELTY", "Recommender", "ScoredItem"]
 
 #: shrinkage of the fallback bias baseline (users, items), in ratings
 FALLBACK_REG = (15.0, 10.0)
@@ -125,6 +128,9 @@ class Recommender:
         self._catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]] | None = None
         self._unit_vectors: np.ndarray | bool | None = False
         self._untrained: np.ndarray | None = None
+        self._pop_z: np.ndarray | None = None
+        #: default of the ``novelty`` knob of :meth:`top_n_indices` / :meth:`recommend` (see there)
+        self.novelty = 0.0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -354,9 +360,36 @@ class Recommender:
                     pred[warm] = self.model.predict_level(ut, it).cpu().numpy()
         return pred
 
+    def popularity_z(self) -> np.ndarray:
+        """Standardised ``log(1 + training count)`` of every item (mean 0, std 1 over trained items)."""
+        if self._pop_z is None:
+            logc = np.log1p(self.item_counts.astype(np.float64))
+            trained = self.item_counts > 0
+            mean = logc[trained].mean() if trained.any() else 0.0
+            std = logc[trained].std() if trained.sum() > 1 else 1.0
+            self._pop_z = ((logc - mean) / max(std, 1e-12)).astype(np.float32)
+        return self._pop_z
+
+    def _novelty_shift(self, scores: torch.Tensor, novelty: float) -> torch.Tensor:
+        """``scores - novelty * unit * z_pop``: the novelty knob. ``unit`` is one rating for rating
+        models and each user's score spread for ranking models, so ``novelty=1`` moves a movie one
+        popularity standard deviation above average down by one star (or one spread)."""
+        z = torch.as_tensor(self.popularity_z(), device=scores.device)
+        if self.model.predicts_ratings and self.model.name != "popularity":
+            unit = torch.ones(scores.shape[0], 1, device=scores.device)
+        else:
+            finite = torch.where(torch.isfinite(scores), scores, torch.nan)
+            unit = torch.nan_to_num(
+                torch.sqrt(
+                    torch.nanmean((finite - torch.nanmean(finite, 1, keepdim=True)) ** 2, 1, keepdim=True)
+                ),
+                nan=1.0,
+            )
+        return scores - novelty * unit * z
+
     @torch.no_grad()
     def top_n_indices(
-        self, user_index: np.ndarray, n: int, exclude_seen: bool = True
+        self, user_index: np.ndarray, n: int, exclude_seen: bool = True, novelty: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores for a batch of dense user indices.
 
@@ -364,9 +397,18 @@ class Recommender:
         from features); with ``exclude_seen`` neither are
         the user's training items. Rows are padded with ``-1`` / ``-inf`` when fewer than ``n``
         candidates remain.
+
+        ``novelty`` (default :attr:`novelty`, 0 = off) re-ranks against popularity: the ranking
+        score becomes ``score - novelty * unit * z_pop`` (see :meth:`_novelty_shift`); positive
+        values favour less-watched movies (more catalogue coverage), negative ones the
+        mainstream. The scores returned are the model's own, unshifted.
         """
+        novelty = self.novelty if novelty is None else float(novelty)
         user_index = np.asarray(user_index, dtype=np.int64)
         scores = self.model.score_users(torch.as_tensor(user_index, device=self._device)).float()
+        raw = scores
+        if novelty:
+            scores = self._novelty_shift(scores, novelty)
         if not self.model.predicts_cold_items:
             scores[:, torch.as_tensor(self.item_counts == 0, device=self._device)] = -torch.inf
         if exclude_seen:
@@ -382,6 +424,9 @@ class Recommender:
         top = torch.topk(scores, k, dim=1)
         idx = top.indices.cpu().numpy()
         val = top.values.cpu().numpy()
+        if novelty:
+            finite = np.isfinite(val)
+            val = np.where(finite, torch.gather(raw, 1, top.indices).cpu().numpy(), val)
         idx[~np.isfinite(val)] = -1
         if k < n:
             idx = np.pad(idx, ((0, 0), (0, n - k)), constant_values=-1)
@@ -390,31 +435,47 @@ class Recommender:
 
     @torch.no_grad()
     def top_n_for_user(
-        self, user_index: int, n: int, exclude_seen: bool = True
+        self, user_index: int, n: int, exclude_seen: bool = True, novelty: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` (indices, scores) for one known user: one scoring pass over the catalogue,
-        the user's seen items and untrained items masked, one partial sort (the service's path)."""
+        the user's seen items and untrained items masked, one partial sort (the service's path).
+        ``novelty`` as in :meth:`top_n_indices`."""
+        novelty = self.novelty if novelty is None else float(novelty)
         scores = self.model.score_user(int(user_index))
+        if novelty:
+            raw = scores
+            scores = self._novelty_shift(torch.as_tensor(scores)[None, :], novelty)[0].numpy()
         if not self.model.predicts_cold_items:
             if self._untrained is None:
                 self._untrained = np.flatnonzero(self.item_counts == 0)
             scores[self._untrained] = -np.inf
         if exclude_seen:
             scores[self.seen_items(int(user_index))] = -np.inf
-        return self.top_n_from_scores(scores, n)
+        top, val = self.top_n_from_scores(scores, n)
+        return (top, raw[top]) if novelty else (top, val)
 
-    def recommend(self, user_id: Any, n: int = 10, exclude_seen: bool = True) -> list[ScoredItem]:
+    def shifted(self, scores: np.ndarray, novelty: float | None = None) -> np.ndarray:
+        """One score row with the novelty knob applied (``-inf`` entries stay ``-inf``)."""
+        novelty = self.novelty if novelty is None else float(novelty)
+        if not novelty:
+            return scores
+        return self._novelty_shift(torch.as_tensor(scores, dtype=torch.float64)[None, :], novelty)[0].numpy()
+
+    def recommend(
+        self, user_id: Any, n: int = 10, exclude_seen: bool = True, novelty: float | None = None
+    ) -> list[ScoredItem]:
         """The ``n`` best items for a known user, best first (unrated ones only by default).
 
         The score is the model's ranking score: the predicted rating for rating models
-        (clipped to the scale), the training count for popularity.
+        (clipped to the scale), the training count for popularity. ``novelty`` re-ranks
+        against popularity (see :meth:`top_n_indices`).
         """
         if n < 1:
             raise ReelrecError(f"n must be at least 1, got {n}")
         u = int(self.users.index(user_id)[0])
         if self.user_counts[u] == 0:
             raise UnknownIdError(f"user {user_id!r} has no training ratings; no personal recommendations")
-        idx, val = self.top_n_indices(np.array([u]), n, exclude_seen)
+        idx, val = self.top_n_indices(np.array([u]), n, exclude_seen, novelty)
         keep = idx[0] >= 0
         return self._describe(idx[0][keep], self._display_scores(val[0][keep]))
 
@@ -457,7 +518,9 @@ class Recommender:
         top = top[np.argsort(-scores[top], kind="stable")]
         return top, scores[top]
 
-    def recommend_for_ratings(self, ratings: dict[Any, float], n: int = 10) -> list[ScoredItem]:
+    def recommend_for_ratings(
+        self, ratings: dict[Any, float], n: int = 10, novelty: float | None = None
+    ) -> list[ScoredItem]:
         """Top-``n`` movies for a *new* user given only their ``{movie_id: rating}``, no retraining.
 
         The model folds the user in with its weights frozen (``fold_in``: closed form for MF and
@@ -471,8 +534,9 @@ class Recommender:
         items = self.items.index(list(ratings.keys())) if ratings else np.zeros(0, dtype=np.int64)
         values = np.asarray(list(ratings.values()), dtype=np.float64)
         scores = self.fold_in_indices(items, values)
-        top, val = self.top_n_from_scores(scores, n)
         personal = bool(values.size) and bool((self.item_counts[items] > 0).any())
+        top, _ = self.top_n_from_scores(self.shifted(scores, novelty) if personal else scores, n)
+        val = scores[top]
         return self._describe(top, self._display_scores(val) if personal else val)
 
     @torch.no_grad()

@@ -4,9 +4,11 @@ Exact serving scores the whole catalogue per request (one matrix-vector product 
 sort), which is the right choice up to tens of thousands of movies. Beyond that, a faiss HNSW
 graph over the item vectors answers in time that grows with log(catalogue):
 
-* known-user lists: maximum inner product search with ``[p_u ; 1]`` against ``[q_i ; b_i]``
-  (the MF score minus the per-user constant ``mu + b_u``), over-fetching by the user's number
-  of seen movies so that filtering them out still leaves ``n``;
+* known-user lists: maximum inner product search with ``[p_u ; 1 ; -novelty]`` against
+  ``[q_i ; b_i ; z_i]`` (the MF score minus the per-user constant ``mu + b_u``, with the novelty
+  knob's popularity term ``-novelty * z_i`` riding along as one more dimension, so any knob
+  value is served from the same index), over-fetching by the user's number of seen movies so
+  that filtering them out still leaves ``n``;
 * similar movies: inner product of L2-normalised item vectors (cosine).
 
 Only models that expose :meth:`~reelrec.models.base.RatingModel.retrieval_vectors` (MF) get the
@@ -46,6 +48,7 @@ class AnnIndex:
         vectors = rec.model.retrieval_vectors()
         if vectors is not None:
             users, items = vectors
+            items = np.concatenate([items, rec.popularity_z()[:, None]], axis=1)
             self.user_vectors = np.ascontiguousarray(users, dtype=np.float32)
             self.user_index = faiss.IndexHNSWFlat(items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
             self.user_index.hnsw.efSearch = ef_search
@@ -58,19 +61,22 @@ class AnnIndex:
             self.item_index.add(np.ascontiguousarray(self.unit[self.keep], dtype=np.float32))
         log.info("ANN indexes built over %d movies", self.keep.shape[0])
 
-    def top_n_for_user(self, user: int, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def top_n_for_user(
+        self, user: int, n: int, exclude_seen: bool = True, novelty: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-``n`` (dense indices, model scores) for a known user."""
         if self.user_index is None or self.user_vectors is None:
-            return self.rec.top_n_for_user(user, n, exclude_seen)
+            return self.rec.top_n_for_user(user, n, exclude_seen, novelty)
         seen = self.rec.seen_items(user) if exclude_seen else np.zeros(0, dtype=np.int64)
         k = min(n + seen.shape[0], self.keep.shape[0])
-        _, found = self.user_index.search(self.user_vectors[user : user + 1], k)
+        query = np.append(self.user_vectors[user], np.float32(-novelty))[None, :]
+        _, found = self.user_index.search(query, k)
         idx = self.keep[found[0][found[0] >= 0]]
         if seen.size:
             idx = idx[~np.isin(idx, seen)]
         idx = idx[:n]
         scores = self.rec.model.score_user(user)[idx]  # exact scores of the retrieved movies
-        order = np.argsort(-scores, kind="stable")
+        order = np.argsort(-(scores - novelty * self.rec.popularity_z()[idx]), kind="stable")
         return idx[order], scores[order]
 
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelrec import __version__
+from reelrec._defaults import LIST_NOVELTY
 from reelrec.errors import ArtifactError, ReelrecError, UnknownIdError
 from reelrec.service.state import Served
 from reelrec.service.store import RatingStore, StoreError, default_store_url
@@ -52,6 +53,15 @@ ProfileId = Annotated[
     str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a profile id from POST /profiles")
 ]
 N = Annotated[int, Query(ge=1, le=100, description="list length, 1..100")]
+Novelty = Annotated[
+    float,
+    Query(
+        ge=-5,
+        le=5,
+        description="re-rank against popularity: >0 favours less-watched movies, <0 the mainstream, "
+        "0 = the model's ranking as it is",
+    ),
+]
 
 
 # ---------------------------------------------------------------------- schemas
@@ -108,6 +118,7 @@ class NewUserRequest(Strict):
         max_length=MAX_RATINGS,
     )
     n: int = Field(10, ge=1, le=100)
+    novelty: float = Field(LIST_NOVELTY, ge=-5, le=5, description="as the query parameter of the GET lists")
 
 
 class Pair(Strict):
@@ -338,12 +349,13 @@ def create_app(
             raise ReelrecError(f"rating {value:g} is outside the rating scale {low:g}..{high:g}")
         return float(value)
 
-    def for_new_user(s: Served, ratings: dict[int, float], n: int) -> dict[str, Any]:
+    def for_new_user(s: Served, ratings: dict[int, float], n: int, novelty: float) -> dict[str, Any]:
         items = np.fromiter(ratings.keys(), dtype=np.int64, count=len(ratings))
         values = np.fromiter(ratings.values(), dtype=np.float64, count=len(ratings))
         scores = s.rec.fold_in_indices(items, values)
-        top, val = s.rec.top_n_from_scores(scores, n)
         personal = bool(items.size) and bool((s.rec.item_counts[items] > 0).any())
+        top, _ = s.rec.top_n_from_scores(s.rec.shifted(scores, novelty) if personal else scores, n)
+        val = scores[top]
         because = s.rec.explain(items, values, top) if personal else None
         shown = s.rec._display_scores(val) if personal else val
         return {
@@ -457,11 +469,12 @@ def create_app(
         user_id: Annotated[str, PathParam(min_length=1, max_length=255)],
         n: N = 10,
         exclude_rated: bool = True,
+        novelty: Novelty = LIST_NOVELTY,
     ) -> dict[str, Any]:
         """Top-n for a user the model was trained on (their rated movies excluded by default)."""
         s = current()
         u = s.user(user_id)
-        top, val = s.top_n_for_user(u, n, exclude_rated)
+        top, val = s.top_n_for_user(u, n, exclude_rated, novelty)
         shown = s.rec._display_scores(val)
         rated, ratings = s.rec.user_ratings(u)
         because = s.rec.explain(rated, ratings, top)
@@ -493,7 +506,7 @@ def create_app(
         folded into the frozen model (closed form for MF). No ratings: the most-rated movies."""
         s = current()
         ratings = {s.item(k): check_rating(s, v) for k, v in body.ratings.items()}
-        return _fast_json(for_new_user(s, ratings, body.n))
+        return _fast_json(for_new_user(s, ratings, body.n, body.novelty))
 
     @app.post("/predict", response_model=Predictions, tags=["users"])
     async def predict(body: PredictRequest) -> dict[str, Any]:
@@ -548,13 +561,15 @@ def create_app(
         return await get_profile(profile_id)
 
     @app.get("/profiles/{profile_id}/recommendations", response_model=Recommendations, tags=["profiles"])
-    async def profile_recommendations(profile_id: ProfileId, n: N = 10) -> dict[str, Any]:
+    async def profile_recommendations(
+        profile_id: ProfileId, n: N = 10, novelty: Novelty = LIST_NOVELTY
+    ) -> dict[str, Any]:
         """Top-n for a profile from its stored ratings (fold-in; popularity while it has none)."""
         if not await run_in_threadpool(store.has_profile, profile_id):
             raise UnknownIdError(f"unknown profile {profile_id!r}")
         stored = await run_in_threadpool(store.get_ratings, profile_id)
         s = current()
-        return _fast_json(for_new_user(s, profile_ratings(s, stored), n))
+        return _fast_json(for_new_user(s, profile_ratings(s, stored), n, novelty))
 
     # ------------------------------------------------------------------ the web page
     static = resources.files("reelrec.service") / "static"

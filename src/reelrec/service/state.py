@@ -67,10 +67,13 @@ class Served:
             genres=all_genres,
         )
 
-    def top_n_for_user(self, user: int, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    def top_n_for_user(
+        self, user: int, n: int, exclude_seen: bool, novelty: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A known user's top-``n``: exact, or from the ANN index when there is one."""
         if self.ann is not None:
-            return self.ann.top_n_for_user(user, n, exclude_seen)
-        return self.rec.top_n_for_user(user, n, exclude_seen)
+            return self.ann.top_n_for_user(user, n, exclude_seen, novelty)
+        return self.rec.top_n_for_user(user, n, exclude_seen, novelty)
 
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` movies nearest to ``item`` by embedding cosine (exact, or the ANN index)."""

@@ -1,0 +1,7 @@
+"""Defaults shared by the library, the CLI and the service (kept free of heavy imports)."""
+
+#: the novelty knob of user-facing lists (``reelrec recommend``, the service): a light
+#: popularity prior, chosen on the NDCG@10 / coverage curve of benchmarks/novelty.py
+#: (docs/benchmarks.md). The library's own default (``Recommender.novelty``) stays 0, so
+#: evaluation measures the model's ranking as it is.
+LIST_NOVELTY = -0.25
