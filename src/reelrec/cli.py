@@ -147,6 +147,8 @@ def _train_and_save(
     meta_extra: dict[str, Any] | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    params_extra: dict[str, Any] | None = None,
+    train_extra: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     from reelrec.data.split import make_split
     from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
@@ -154,7 +156,7 @@ def _train_and_save(
     from reelrec.training.trainer import TrainConfig
 
     split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
-    params = _parse_params(getattr(args, "param", None))
+    params = {**(params_extra or {}), **_parse_params(getattr(args, "param", None))}
     for flag, key in (("embedding_size", "embedding_size"), ("reg", "reg")):
         value = getattr(args, flag, None)
         if value is not None:
@@ -176,6 +178,7 @@ def _train_and_save(
         )
         if getattr(args, k, None) is not None
     }
+    train_values = {**(train_extra or {}), **train_values}
     from pydantic import ValidationError
 
     from reelrec.models.registry import model_class
@@ -270,6 +273,77 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, metrics = _train_and_save(args, ds, args.model, args.out, overwrite=args.overwrite, quiet=args.json)
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
     _emit(args, metrics, f"{args.model}: {_metrics_text(metrics)}\nsaved run: {args.out}")
+    return 0
+
+
+def _fmt4(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from reelrec.data.split import make_split
+    from reelrec.tune import load_space, tune
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(f"{out} already holds files; choose another --out or pass --overwrite")
+    space = load_space(args.space) if args.space else None  # fail before loading data
+    ds = load_dataset_from_args(args)
+    split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
+    if split.valid is None:
+        raise ConfigError("tuning needs a validation part: set --valid-fraction above 0")
+    if not args.json:
+        print(
+            f"tuning {args.model} on {ds.name} {split.name}: validation {len(split.valid):,} ratings, "
+            f"at most {args.trials} trials / {args.timeout:g} s"
+        )
+    result = tune(
+        args.model,
+        split.train,
+        split.valid,
+        space=space,
+        n_trials=args.trials,
+        timeout=args.timeout,
+        seed=args.seed,
+        out=out,
+        device=args.device,
+        max_epochs=args.max_epochs,
+    )
+    states = [t["state"] for t in result.trials]
+    # the test split is read once, now, for the chosen configuration only
+    _, metrics = _train_and_save(
+        args,
+        ds,
+        args.model,
+        str(out / "run"),
+        overwrite=True,
+        quiet=args.json,
+        params_extra=result.best_params,
+        train_extra=result.best_train,
+        meta_extra={"tuned": {"trials": len(states), "valid_rmse": result.best_value}},
+    )
+    summary = {
+        "model": args.model,
+        "trials": len(states),
+        "complete": states.count("complete"),
+        "pruned": states.count("pruned"),
+        "failed": states.count("fail"),
+        "search_seconds": round(result.seconds, 1),
+        "default_valid": result.default_value,
+        "best_valid": result.best_value,
+        "best_params": result.best_params,
+        "best_train": result.best_train,
+        "final": metrics,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    text = (
+        f"{len(states)} trials in {result.seconds:.0f} s ({summary['complete']} complete, "
+        f"{summary['pruned']} pruned, {summary['failed']} failed)\n"
+        f"validation RMSE: default {_fmt4(result.default_value)} -> best {result.best_value:.4f}\n"
+        f"best: {json.dumps(result.best_params)} {json.dumps(result.best_train)}\n"
+        f"final run ({_metrics_text(metrics)}) saved to {out / 'run'}; trials in {out / 'trials.csv'}"
+    )
+    _emit(args, summary, text)
     return 0
 
 
@@ -548,28 +622,8 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from reelrec.models.registry import MODELS
-
-    parser = argparse.ArgumentParser(prog="reelrec", description="Neural-network movie recommender.")
-    parser.add_argument("--version", action="version", version=f"reelrec {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("datasets", help="list the MovieLens datasets and which are present")
-    _add_data_options(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_datasets)
-
-    p = sub.add_parser("download", help="download and unpack a MovieLens archive (sha256-checked)")
-    p.add_argument("name")
-    _add_data_options(p)
-    p.add_argument("--force", action="store_true", help="download again even if present")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_download)
-
-    p = sub.add_parser("train", help="train a model and save a run directory")
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    """--dataset | --ratings and the column, side-data and feature options of train/tune."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="a MovieLens name (see `reelrec datasets`) or an extracted folder")
     src.add_argument("--ratings", help="any ratings file: CSV, TSV or Parquet")
@@ -601,6 +655,31 @@ def build_parser() -> argparse.ArgumentParser:
         "prefix:N); '' for none; default: every informative column",
     )
     p.add_argument("--item-features", help="hybrid: as --user-features; default: genres, year, tags")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from reelrec.models.registry import MODELS
+
+    parser = argparse.ArgumentParser(prog="reelrec", description="Neural-network movie recommender.")
+    parser.add_argument("--version", action="version", version=f"reelrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("datasets", help="list the MovieLens datasets and which are present")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("download", help="download and unpack a MovieLens archive (sha256-checked)")
+    p.add_argument("name")
+    _add_data_options(p)
+    p.add_argument("--force", action="store_true", help="download again even if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("train", help="train a model and save a run directory")
+    _add_source_options(p)
     p.add_argument("--model", default="mf", choices=sorted(MODELS))
     _add_train_options(p)
     _add_data_options(p)
@@ -608,6 +687,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="search hyperparameters on validation data (Optuna), then train the best")
+    _add_source_options(p)
+    p.add_argument("--model", default="mf", choices=sorted(MODELS))
+    _add_train_options(p)
+    _add_data_options(p)
+    p.add_argument("--trials", type=int, default=100, help="at most this many trials (default 100)")
+    p.add_argument("--timeout", type=float, default=1800, help="search budget in seconds (default 1800)")
+    p.add_argument("--space", help="search space TOML ([model] and [train] tables; default: built in)")
+    p.add_argument("--max-epochs", type=int, help="cap on each trial's epochs")
+    p.add_argument("--out", required=True, help="folder for trials.csv/json, best.json and the run")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on its test split")
     p.add_argument("run_dir")

@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,11 +167,15 @@ class Trainer:
         seed: int = 42,
         device: str | torch.device | None = "auto",
         progress: bool = False,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.seed = seed
         self.device = resolve_device(device)
         self.progress = progress
+        #: called after every epoch with its history record; may raise to stop training
+        #: (``reelrec tune`` prunes unpromising trials this way)
+        self.on_epoch = on_epoch
 
     # ------------------------------------------------------------------ optimisers
     def _optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
@@ -294,6 +299,8 @@ class Trainer:
                 record["lr"] = lr_now
                 record["seconds"] = time.perf_counter() - t0
                 result.history.append(record)
+                if self.on_epoch is not None:
+                    self.on_epoch(epoch, record)
                 log.info("epoch %d %s", epoch, {k: round(v, 5) for k, v in record.items() if k != "epoch"})
                 if bar is not None:
                     shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("valid_")}
