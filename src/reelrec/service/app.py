@@ -330,17 +330,15 @@ def create_app(
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _first_error(exc)}, status_code=422)
 
-    @app.exception_handler(UnknownIdError)
-    async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    def one_line(status: int) -> Any:
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return handler
 
-    @app.exception_handler(ReelrecError)
-    async def _bad(_: Request, exc: ReelrecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    # the most specific class wins: unknown ids 404, store trouble 503, any other user error 422
+    for error, status in ((UnknownIdError, 404), (StoreError, 503), (ReelrecError, 422)):
+        app.add_exception_handler(error, one_line(status))
 
     # ------------------------------------------------------------------ helpers
     def check_rating(s: Served, value: float) -> float:
