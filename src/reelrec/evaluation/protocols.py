@@ -208,6 +208,29 @@ def _key_csr(keys: np.ndarray, n_rows: int, n_cols: int) -> tuple[np.ndarray, np
     return indptr, keys % n_cols
 
 
+def sample_unrated(
+    rng: np.random.Generator, n_rows: int, n_items: int, rows: np.ndarray, cols: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` distinct items per row drawn uniformly from the items not excluded for that row.
+
+    ``(rows, cols)`` are the excluded (row, item) pairs. One row of ``n_items`` uniforms is drawn
+    per row (so consecutive calls continue one stream, whatever the batch size); the ``m``
+    allowed items with the smallest draws are the sample. Returns ``(items, allowed)`` of shape
+    ``(n_rows, min(m, n_items))``; ``allowed`` is False where a row has fewer than ``m`` allowed
+    items (those entries are excluded items and must be ignored).
+    """
+    draw = rng.random((n_rows, n_items))
+    draw[rows, cols] = np.inf
+    m = min(m, n_items)
+    items = (
+        np.argpartition(draw, m - 1, axis=1)[:, :m]
+        if m < n_items
+        else np.tile(np.arange(n_items), (n_rows, 1))
+    )
+    allowed = np.isfinite(np.take_along_axis(draw, items, axis=1))
+    return items, allowed
+
+
 def evaluate_loo(
     rec: Recommender,
     test: Dataset,
@@ -267,13 +290,10 @@ def evaluate_loo(
             ranks[s : s + b] = (scores >= target[:, None]).sum(axis=1)  # counts the test item itself
         else:
             assert rng is not None
-            draw = rng.random((b, n_items))
-            draw[rows, cols] = np.inf
-            trow, tcol = _expand(test_indptr, test_items, ub)
-            draw[trow, tcol] = np.inf  # every item the user rated in the test set too
-            m = min(negatives, n_items - 1)
-            neg = np.argpartition(draw, m - 1, axis=1)[:, :m]
-            allowed = np.isfinite(np.take_along_axis(draw, neg, axis=1))
+            trow, tcol = _expand(test_indptr, test_items, ub)  # every item the user rated in test too
+            neg, allowed = sample_unrated(
+                rng, b, n_items, np.concatenate([rows, trow]), np.concatenate([cols, tcol]), negatives
+            )
             neg_scores = np.take_along_axis(scores, neg, axis=1)
             ranks[s : s + b] = 1 + ((neg_scores >= target[:, None]) & allowed).sum(axis=1)
             n_drawn[s : s + b] = allowed.sum(axis=1)
