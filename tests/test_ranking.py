@@ -188,15 +188,17 @@ def implicit_data() -> Dataset:
     return Dataset.from_frame(frame, name="clusters")
 
 
-def test_ease_matches_the_closed_form() -> None:
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_ease_matches_the_closed_form(dropout: float) -> None:
     ds = implicit_data()
-    model = build_model("ease", ds.n_users, ds.n_items, {"reg": 7.0}, train=ds)
+    model = build_model("ease", ds.n_users, ds.n_items, {"reg": 7.0, "dropout": dropout}, train=ds)
     model.fit_closed_form(ds)
     x = np.zeros((ds.n_users, ds.n_items))
     x[ds.user_index, ds.item_index] = 1.0
     active = x.sum(0) > 0
     xa = x[:, active]
-    p = np.linalg.inv(xa.T @ xa + 7.0 * np.eye(xa.shape[1]))
+    lam = 7.0 + dropout / (1 - dropout) * np.diag(xa.T @ xa)  # DLAE: item-dependent L2 weight
+    p = np.linalg.inv(xa.T @ xa + np.diag(lam))
     b = -p / np.diag(p)[None, :]
     np.fill_diagonal(b, 0.0)
     np.testing.assert_allclose(model.weights.numpy(), b, atol=1e-5)
@@ -204,7 +206,7 @@ def test_ease_matches_the_closed_form() -> None:
     np.testing.assert_allclose(scores[:, active], xa @ b, atol=1e-4)
     # stationarity of the constrained least squares: (XᵀX + λI) B - XᵀX is diagonal
     g = xa.T @ xa
-    resid = (g + 7.0 * np.eye(g.shape[0])) @ b - g
+    resid = (g + np.diag(lam)) @ b - g
     np.testing.assert_allclose(resid - np.diag(np.diag(resid)), 0.0, atol=1e-6)
 
 

@@ -27,8 +27,8 @@ from reelrec.models.ranking import interaction_keys, ranking_validation_loss, sa
 class BPRConfig(ModelConfig):
     """Hyperparameters of :class:`BPR` (defaults chosen on validation data)."""
 
-    embedding_size: int = Field(64, ge=1, le=4096)
-    reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's user and item vectors")
+    embedding_size: int = Field(128, ge=1, le=4096)
+    reg: float = Field(1e-5, ge=0, description="L2 weight on the batch's user and item vectors")
     bias_reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's item biases")
     negatives: int = Field(1, ge=1, le=1000, description="sampled negatives per positive")
     init_std: float = Field(0.01, gt=0)

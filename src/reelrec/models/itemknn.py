@@ -29,7 +29,7 @@ from reelrec.models.ranking import HistoryConfig, HistoryRankingModel
 class ItemKNNConfig(HistoryConfig):
     """Hyperparameters of :class:`ItemKNN` (defaults chosen on validation data)."""
 
-    neighbours: int = Field(100, ge=1, le=10_000, description="similar items kept per item")
+    neighbours: int = Field(50, ge=1, le=10_000, description="similar items kept per item")
     shrink: float = Field(10.0, ge=0, description="added to the cosine denominator (damps rare pairs)")
 
 
