@@ -279,3 +279,42 @@ def test_recommend_for_a_new_user_from_ratings(mf_run, capsys) -> None:
     code, _, err = run(capsys, "recommend", str(run_dir), "--rate", "m1")
     assert code == 1
     assert "expected MOVIE_ID=RATING" in err
+
+
+def test_ranking_model_with_a_protocol_trains_and_evaluates(files, tmp_path, capsys) -> None:
+    ratings, items = files
+    run_dir = tmp_path / "ease"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--ratings",
+        str(ratings),
+        "--items",
+        str(items),
+        "--model",
+        "ease",
+        "--protocol",
+        "loo-sampled",
+        "--json",
+        "--out",
+        str(run_dir),
+    )
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["split"] == "leave-last"
+    assert metrics["test_ranking"]["protocol"] == "loo-sampled"
+    assert 0.0 <= metrics["test_ranking"]["hr@10"] <= 1.0
+    assert "test" not in metrics  # no RMSE for a ranking model
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--json")
+    assert code == 0, err
+    again = json.loads(out)["ranking"]
+    assert again["hr@10"] == metrics["test_ranking"]["hr@10"]  # same seed, same sampled negatives
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--protocol", "loo-full", "--json")
+    assert code == 0, err
+    assert json.loads(out)["ranking"]["protocol"] == "loo-full"
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--protocol", "temporal-full")
+    assert code == 1
+    assert "needs a model trained on the temporal split" in err
+    code, out, err = run(capsys, "recommend", str(run_dir), "--user", "100", "-n", "3")
+    assert code == 0, err
+    assert "score=" in out

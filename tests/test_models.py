@@ -30,14 +30,23 @@ class TestConformance:
         pred = fitted.predict(users, items)
         assert pred.shape == (50,)
         assert np.all(np.isfinite(pred))
-        assert pred.min() >= small.scale.low
-        assert pred.max() <= small.scale.high
+        if fitted.model.predicts_ratings:
+            assert pred.min() >= small.scale.low
+            assert pred.max() <= small.scale.high
+        else:  # a ranking score, never clipped to the rating scale; and no rating metrics
+            with pytest.raises(ConfigError, match="trained for ranking"):
+                evaluate_ratings(fitted, small)
 
     def test_unknown_ids_follow_the_documented_fallback(self, fitted: Recommender, small) -> None:
         fb = fitted.fallback
         known_item = small.items.ids[0]
         i = int(fitted.items.index(known_item)[0])
         pred = fitted.predict(["nobody", "nobody"], [known_item, "no-such-movie"])
+        if not fitted.model.predicts_ratings:  # a ranking model has no rating to fall back on
+            assert np.all(np.isnan(pred))
+            with pytest.raises(UnknownIdError, match="unknown user id 'nobody'"):
+                fitted.predict(["nobody"], [known_item], unknown="error")
+            return
         expected_item = fb.mean + (fb.item_bias[i] if fitted.item_counts[i] else 0.0)
         assert pred[0] == pytest.approx(np.clip(expected_item, 1, 5), abs=1e-5)
         assert pred[1] == pytest.approx(np.clip(fb.mean, 1, 5), abs=1e-5)

@@ -277,7 +277,7 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{root}/items.json is malformed ({exc})") from None
-    meta_keys = ("dataset", "split", "seed", "device")
+    meta_keys = ("dataset", "split", "seed", "device", "protocol")
     rec = Recommender(
         model,
         users=users,

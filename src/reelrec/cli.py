@@ -138,6 +138,15 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_split(args: argparse.Namespace) -> None:
+    """``--split`` defaults to the ``--protocol``'s split, else holdout90."""
+    from reelrec.evaluation.protocols import PROTOCOL_SPLITS, check_protocol
+
+    if args.split is None:
+        protocol = getattr(args, "protocol", None)
+        args.split = PROTOCOL_SPLITS[check_protocol(protocol)] if protocol else "holdout90"
+
+
 def _train_and_save(
     args: argparse.Namespace,
     ds: Any,
@@ -151,11 +160,22 @@ def _train_and_save(
     train_extra: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     from reelrec.data.split import make_split
-    from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
+    from reelrec.evaluation.protocols import (
+        check_protocol,
+        evaluate_protocol,
+        evaluate_ranking,
+        evaluate_ratings,
+        protocol_for_split,
+    )
     from reelrec.recommender import Recommender
     from reelrec.training.trainer import TrainConfig
 
+    protocol = getattr(args, "protocol", None)
+    _resolve_split(args)
     split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
+    protocol = protocol or protocol_for_split(split.name)
+    if protocol:
+        check_protocol(protocol, split.name)
     params = {**(params_extra or {}), **_parse_params(getattr(args, "param", None))}
     for flag, key in (("embedding_size", "embedding_size"), ("reg", "reg")):
         value = getattr(args, flag, None)
@@ -202,6 +222,7 @@ def _train_and_save(
             "valid_fraction": args.valid_fraction,
         },
         "seed": args.seed,
+        "protocol": protocol,
         "side_data": {
             k: getattr(args, k, None) for k in ("users", "item_info", "tags") if getattr(args, k, None)
         },
@@ -240,7 +261,10 @@ def _train_and_save(
         if rec.model.predicts_ratings:
             metrics["test"] = evaluate_ratings(rec, split.test)
         try:
-            metrics["test_ranking"] = evaluate_ranking(rec, split.test)
+            if protocol:
+                metrics["test_ranking"] = evaluate_protocol(rec, split.test, protocol, seed=args.seed)
+            else:
+                metrics["test_ranking"] = evaluate_ranking(rec, split.test)
         except ValueError as exc:
             log.warning("ranking metrics skipped: %s", exc)
     if out:
@@ -260,7 +284,9 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
         parts.append(f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}")
     rank = metrics.get("test_ranking")
     if rank:
-        parts.append(f"NDCG@10 {rank['ndcg@10']:.4f}  Recall@20 {rank['recall@20']:.4f}")
+        shown = [("NDCG@10", "ndcg@10"), ("Recall@20", "recall@20"), ("HR@10", "hr@10")]
+        text = "  ".join(f"{label} {rank[key]:.4f}" for label, key in shown if key in rank)
+        parts.append(f"{rank['protocol']}: {text}" if "protocol" in rank else text)
     return ", ".join(parts)
 
 
@@ -289,6 +315,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already holds files; choose another --out or pass --overwrite")
     space = load_space(args.space) if args.space else None  # fail before loading data
     ds = load_dataset_from_args(args)
+    _resolve_split(args)
     split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
     if split.valid is None:
         raise ConfigError("tuning needs a validation part: set --valid-fraction above 0")
@@ -349,7 +376,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from reelrec.data.split import make_split
-    from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
+    from reelrec.evaluation.protocols import (
+        check_protocol,
+        evaluate_protocol,
+        evaluate_ranking,
+        evaluate_ratings,
+        protocol_for_split,
+    )
     from reelrec.recommender import Recommender
 
     rec = Recommender.load(args.run_dir)
@@ -370,6 +403,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=split_meta.get("seed", 42),
         valid_fraction=split_meta.get("valid_fraction") or None,
     )
+    protocol = args.protocol or rec.meta.get("protocol") or protocol_for_split(split.name)
+    if protocol:
+        check_protocol(protocol, split.name)  # a protocol only fits the split the model was trained on
     metrics: dict[str, Any] = {"run": str(args.run_dir), "model": rec.name, "split": split.name}
     lines = [f"{rec.name} on {ds.name} ({split.name}, {len(split.test):,} test ratings)"]
     if rec.model.predicts_ratings:
@@ -378,7 +414,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"  RMSE {metrics['rmse']:.4f}  MAE {metrics['mae']:.4f}"
             f"  (fallback used for {metrics['n_fallback']} pairs)"
         )
-    metrics["ranking"] = evaluate_ranking(rec, split.test)
+    if protocol:
+        metrics["ranking"] = evaluate_protocol(rec, split.test, protocol, seed=split_meta.get("seed", 42))
+        lines.append(f"  protocol {protocol}")
+    else:
+        metrics["ranking"] = evaluate_ranking(rec, split.test)
     lines += [f"  {k:<22} {v:.4f}" for k, v in metrics["ranking"].items() if isinstance(v, float)]
     _emit(args, metrics, "\n".join(lines))
     return 0
@@ -434,7 +474,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     else:
         items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen, novelty=args.novelty)
         who = f"user {args.user}"
-        label = "count" if rec.name == "popularity" else "predicted"
+        label = (
+            "count" if rec.name == "popularity" else "predicted" if rec.model.predicts_ratings else "score"
+        )
         user_json = args.user
     _emit(
         args,
@@ -592,8 +634,14 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
     if with_split:
         p.add_argument(
             "--split",
-            default="holdout90",
+            default=None,
             help="holdout90 (default), holdoutNN, cvN:K, temporal, leave-last, u1..u5, ua, ub, none",
+        )
+        p.add_argument(
+            "--protocol",
+            choices=["loo-sampled", "loo-full", "temporal-full"],
+            help="top-N protocol of the benchmark guide: picks its split (leave-last or temporal) and "
+            "evaluates with it (default: loo-full for leave-last, temporal-full for temporal)",
         )
         p.add_argument(
             "--valid-fraction",
@@ -704,6 +752,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on its test split")
     p.add_argument("run_dir")
+    p.add_argument(
+        "--protocol",
+        choices=["loo-sampled", "loo-full", "temporal-full"],
+        help="top-N protocol (must fit the run's split; default: the run's own, else full ranking)",
+    )
     _add_data_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)

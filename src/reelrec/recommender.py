@@ -158,10 +158,13 @@ class Recommender:
             return model, result
 
         model, result = fit(train, valid, train_config)
-        if train_config.refit and valid is not None and len(valid) and result.best_epoch:
-            # the validation part chose the number of epochs; now learn from all the training data
+        closed_form = not model.trainable
+        if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
+            # the validation part chose the number of epochs (or only measured a closed-form
+            # model); now learn from all the training data
             train, valid = train.concat(valid), None
-            refit_cfg = train_config.model_copy(update={"epochs": result.best_epoch, "patience": 0})
+            epochs = result.best_epoch or 1
+            refit_cfg = train_config.model_copy(update={"epochs": epochs, "patience": 0})
             model, again = fit(train, None, refit_cfg)
             result.refit_epochs = result.best_epoch
             result.seconds += again.seconds

@@ -6,18 +6,53 @@
 * :func:`evaluate_ranking`: full ranking. For each test user, every item with training
   ratings that the user did not rate in training is a candidate; the user's test items are the
   relevant ones. Training items are never ranked and test items never enter the filter.
+* :func:`evaluate_protocol`: the named top-N protocols of the benchmark guide
+  (``docs/benchmarks.md``), each with the split it needs (:func:`protocol_split`):
+
+  - ``loo-sampled`` (NCF, He et al. 2017): each user's latest interaction is the test item,
+    ranked among itself plus 99 items the user never rated (training or test), drawn
+    uniformly without replacement from the whole catalogue with a fixed seed; HR@10, NDCG@10.
+  - ``loo-full``: the same test item ranked against every catalogue item the user did not
+    interact with in training; HR@10, NDCG@10, MRR (+ HR/NDCG@20, coverage, popularity share).
+  - ``temporal-full``: per user the latest 20% of interactions are the test set; full ranking
+    as :func:`evaluate_ranking` with ``unrankable="miss"``: Recall@20, NDCG@20, Precision@10,
+    MAP@10, coverage@10 (+ every other @10/@20 metric).
+
+  "Training" is the whole training part (train + validation: the recommender's seen index).
+  A test item without training data stays relevant (a miss for every model that cannot score
+  it) instead of being dropped. In the leave-one-out protocols the rank is pessimistic: the
+  test item is placed after every candidate with an equal score.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
-from reelrec.evaluation.metrics import accuracy, mae, popularity_share, ranking_metrics, rmse
+from reelrec.evaluation.metrics import (
+    accuracy,
+    catalogue_coverage,
+    mae,
+    popularity_share,
+    ranking_metrics,
+    rmse,
+)
 from reelrec.recommender import Recommender
+
+#: the top-N protocols of the benchmark guide -> the split each one needs
+PROTOCOL_SPLITS: dict[str, str] = {
+    "loo-sampled": "leave-last",
+    "loo-full": "leave-last",
+    "temporal-full": "temporal",
+}
+#: sampled negatives per test item in ``loo-sampled``
+LOO_NEGATIVES = 99
+#: the split names (as :func:`reelrec.data.split.make_split` reports them) of each protocol
+_SPLIT_NAMES = {"leave-last": "leave-last", "temporal": "temporal20"}
 
 
 def _indices_in(rec: Recommender, test: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -61,12 +96,23 @@ def evaluate_ratings(rec: Recommender, test: Dataset) -> dict[str, Any]:
 
 
 def evaluate_ranking(
-    rec: Recommender, test: Dataset, ks: tuple[int, ...] = (10, 20), batch_users: int | None = None
+    rec: Recommender,
+    test: Dataset,
+    ks: tuple[int, ...] = (10, 20),
+    batch_users: int | None = None,
+    unrankable: Literal["drop", "miss"] = "drop",
 ) -> dict[str, Any]:
-    """Full-ranking HR/Precision/Recall/NDCG/MAP@k, MRR, coverage and popularity share."""
+    """Full-ranking HR/Precision/Recall/NDCG/MAP@k, MRR, coverage and popularity share.
+
+    ``unrankable`` says what happens to a test item without training data (which no model
+    without side features can rank) and to a test user without training data: ``"drop"``
+    leaves them out; ``"miss"`` keeps the item relevant (it is never recommended, so it counts
+    as a miss) and keeps the user (ranked by whatever the model scores for them).
+    """
     u, i = _indices_in(rec, test)
     ok = (u >= 0) & (i >= 0)
-    ok[ok] = rec.item_counts[i[ok]] > 0  # an item with no training data can never be ranked
+    if unrankable == "drop":
+        ok[ok] = rec.item_counts[i[ok]] > 0  # an item with no training data can never be ranked
     u, i = u[ok], i[ok]
     # drop test pairs the user also has in training (repeat ratings): they are filtered from ranking
     keys = np.unique(u * rec.items.ids.shape[0] + i)
@@ -78,7 +124,8 @@ def evaluate_ranking(
     n_items = rec.items.ids.shape[0]
     tu, ti = keys // n_items, keys % n_items
     users = np.unique(tu)
-    users = users[rec.user_counts[users] > 0]
+    if unrankable == "drop":
+        users = users[rec.user_counts[users] > 0]
     if users.size == 0:
         raise ValueError("no test user has both training data and a rankable test item")
     kmax = max(ks)
@@ -96,4 +143,177 @@ def evaluate_ranking(
     out: dict[str, Any] = ranking_metrics(topk, indptr, rel_items, n_items, ks=ks)
     out["popularity_share@10"] = popularity_share(topk, rec.item_counts, min(10, kmax))
     out["n_users"] = int(users.size)
+    out["n_relevant"] = int(rel_items.size)
+    return out
+
+
+# --------------------------------------------------------------------------- named protocols
+
+
+def protocol_split(ds: Dataset, protocol: str, *, seed: int = 42, valid_fraction: float | None = 0.05):
+    """The split protocol ``protocol`` evaluates on (validation carved from its training part)."""
+    from reelrec.data.split import make_split
+
+    return make_split(ds, PROTOCOL_SPLITS[check_protocol(protocol)], seed=seed, valid_fraction=valid_fraction)
+
+
+def check_protocol(protocol: str, split_name: str | None = None) -> str:
+    """``protocol`` if it is known (and fits a model trained on split ``split_name``), else ConfigError."""
+    if protocol not in PROTOCOL_SPLITS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOL_SPLITS)}")
+    needed = _SPLIT_NAMES[PROTOCOL_SPLITS[protocol]]
+    if split_name is not None and split_name != needed:
+        raise ConfigError(
+            f"protocol {protocol} needs a model trained on the {PROTOCOL_SPLITS[protocol]} split, "
+            f"not {split_name} (its test interactions would be in the training data)"
+        )
+    return protocol
+
+
+def protocol_for_split(split_name: str) -> str | None:
+    """The full-ranking protocol that a split belongs to (``None`` for other splits)."""
+    return {"leave-last": "loo-full", "temporal20": "temporal-full"}.get(split_name)
+
+
+def evaluate_protocol(rec: Recommender, test: Dataset, protocol: str, *, seed: int = 42) -> dict[str, Any]:
+    """Run top-N protocol ``protocol`` (see the module docs) on ``test``."""
+    check_protocol(protocol)
+    if protocol == "temporal-full":
+        out = evaluate_ranking(rec, test, ks=(10, 20), unrankable="miss")
+    elif protocol == "loo-full":
+        out = evaluate_loo(rec, test, negatives=None, ks=(10, 20))
+    else:
+        out = evaluate_loo(rec, test, negatives=LOO_NEGATIVES, seed=seed, ks=(10,))
+    return {"protocol": protocol, **out}
+
+
+def _seen_keys(rec: Recommender) -> np.ndarray:
+    """Sorted ``user * n_items + item`` keys of the recommender's seen (training) interactions."""
+    n_items = rec.items.ids.shape[0]
+    rows = np.repeat(np.arange(len(rec.users), dtype=np.int64), np.diff(rec.seen_indptr))
+    return rows * n_items + rec.seen_indices
+
+
+def _expand(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in ``rows``, column) of every entry of CSR rows ``rows``."""
+    starts, lengths = indptr[rows], indptr[rows + 1] - indptr[rows]
+    pos = np.repeat(np.arange(rows.shape[0]), lengths)
+    offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pos, indices[np.repeat(starts, lengths) + offs]
+
+
+def _key_csr(keys: np.ndarray, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
+    return indptr, keys % n_cols
+
+
+def sample_unrated(
+    rng: np.random.Generator, n_rows: int, n_items: int, rows: np.ndarray, cols: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` distinct items per row drawn uniformly from the items not excluded for that row.
+
+    ``(rows, cols)`` are the excluded (row, item) pairs. One row of ``n_items`` uniforms is drawn
+    per row (so consecutive calls continue one stream, whatever the batch size); the ``m``
+    allowed items with the smallest draws are the sample. Returns ``(items, allowed)`` of shape
+    ``(n_rows, min(m, n_items))``; ``allowed`` is False where a row has fewer than ``m`` allowed
+    items (those entries are excluded items and must be ignored).
+    """
+    draw = rng.random((n_rows, n_items))
+    draw[rows, cols] = np.inf
+    m = min(m, n_items)
+    items = (
+        np.argpartition(draw, m - 1, axis=1)[:, :m]
+        if m < n_items
+        else np.tile(np.arange(n_items), (n_rows, 1))
+    )
+    allowed = np.isfinite(np.take_along_axis(draw, items, axis=1))
+    return items, allowed
+
+
+def evaluate_loo(
+    rec: Recommender,
+    test: Dataset,
+    negatives: int | None = None,
+    *,
+    seed: int = 42,
+    ks: tuple[int, ...] = (10, 20),
+    batch_users: int | None = None,
+) -> dict[str, Any]:
+    """Leave-one-out ranking: each test interaction is ranked on its own.
+
+    ``negatives=None`` (``loo-full``): against every catalogue item the user has no training
+    interaction with. ``negatives=m`` (``loo-sampled``): against ``m`` items the user never
+    rated (neither in training nor in ``test``), drawn uniformly without replacement from the
+    catalogue by ``numpy.random.default_rng(seed)`` (one row of uniforms per test
+    interaction, in user order; the ``m`` smallest among the allowed items are the sample).
+
+    The rank is ``1 + #candidates scoring >= the test item`` (pessimistic about ties); items
+    without training data score ``-inf`` (unless the model scores cold items). A test
+    interaction that repeats a training one is skipped (it is not a candidate).
+
+    Returns ``hr@k``, ``ndcg@k``, ``recall@k`` (= HR with one relevant item) for each ``k``,
+    ``mrr``, ``n_cases``, ``n_users``; for full ranking also ``coverage@10`` and
+    ``popularity_share@10`` of the users' top-10 lists.
+    """
+    n_items = rec.items.ids.shape[0]
+    n_users = len(rec.users)
+    u, i = _indices_in(rec, test)
+    ok = (u >= 0) & (i >= 0)
+    test_keys = np.unique(u[ok] * n_items + i[ok])
+    seen = _seen_keys(rec)
+    keys = test_keys[~np.isin(test_keys, seen)]
+    if keys.size == 0:
+        raise ValueError("no test interaction is left to rank (all unknown or seen in training)")
+    tu, ti = keys // n_items, keys % n_items
+    seen_indptr, seen_items = rec.seen_indptr, rec.seen_indices
+    test_indptr, test_items = _key_csr(test_keys, n_users, n_items)
+    cold = torch.as_tensor(rec.item_counts == 0, device=rec._device)
+    if batch_users is None:
+        batch_users = max(1, min(4096, (1 << 22) // n_items))
+    rng = np.random.default_rng(seed) if negatives else None
+    ranks = np.empty(keys.size, dtype=np.int64)
+    n_drawn = np.empty(keys.size, dtype=np.int64)
+    for s in range(0, keys.size, batch_users):
+        ub, ib = tu[s : s + batch_users], ti[s : s + batch_users]
+        b = ub.shape[0]
+        with torch.no_grad():
+            scores = rec.model.score_users(torch.as_tensor(ub, device=rec._device)).float().clone()
+        scores = torch.nan_to_num(scores, nan=-torch.inf)
+        if not rec.model.predicts_cold_items:
+            scores[:, cold] = -torch.inf
+        scores = scores.cpu().numpy()
+        target = scores[np.arange(b), ib]
+        rows, cols = _expand(seen_indptr, seen_items, ub)
+        if negatives is None:
+            scores[rows, cols] = np.nan  # training items are not candidates (NaN >= x is False)
+            ranks[s : s + b] = (scores >= target[:, None]).sum(axis=1)  # counts the test item itself
+        else:
+            assert rng is not None
+            trow, tcol = _expand(test_indptr, test_items, ub)  # every item the user rated in test too
+            neg, allowed = sample_unrated(
+                rng, b, n_items, np.concatenate([rows, trow]), np.concatenate([cols, tcol]), negatives
+            )
+            neg_scores = np.take_along_axis(scores, neg, axis=1)
+            ranks[s : s + b] = 1 + ((neg_scores >= target[:, None]) & allowed).sum(axis=1)
+            n_drawn[s : s + b] = allowed.sum(axis=1)
+    out: dict[str, Any] = {}
+    for k in ks:
+        hit = ranks <= k
+        out[f"hr@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
+        out[f"recall@{k}"] = out[f"hr@{k}"]
+    out["mrr"] = float((1.0 / ranks).mean())
+    if negatives is None:
+        users = np.unique(tu)
+        topk = np.concatenate(
+            [rec.top_n_indices(users[s : s + batch_users], 10)[0] for s in range(0, users.size, batch_users)]
+        )
+        out["coverage@10"] = catalogue_coverage(topk, n_items, 10)
+        out["popularity_share@10"] = popularity_share(topk, rec.item_counts, 10)
+    else:
+        out["negatives_per_case"] = float(n_drawn.mean())
+    out["n_cases"] = int(keys.size)
+    out["n_users"] = int(np.unique(tu).size)
+    out["n_skipped"] = int(test_keys.size - keys.size)
     return out

@@ -33,6 +33,7 @@ from reelrec.models.base import ModelConfig
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import init_linear, mlp_tower
 from reelrec.models.neural import NeuralConfig, NeuralRatingModel
+from reelrec.models.ranking import sample_negatives
 
 
 class NeuMFConfig(NeuralConfig):
@@ -173,14 +174,7 @@ class NeuMF(NeuralRatingModel):
 
     def sample_negatives(self, users: torch.Tensor, k: int) -> torch.Tensor:
         """``k`` uniformly drawn items per user; draws that are training positives are redrawn once."""
-        items = torch.randint(0, self.n_items, (users.shape[0], k), device=users.device)
-        if self.positive_keys.numel():
-            keys = users[:, None] * self.n_items + items
-            pos = torch.searchsorted(self.positive_keys, keys).clamp(max=self.positive_keys.numel() - 1)
-            hit = self.positive_keys[pos] == keys
-            if hit.any():
-                items = torch.where(hit, torch.randint_like(items, 0, self.n_items), items)
-        return items
+        return sample_negatives(self.positive_keys, users, k, self.n_items)
 
     def training_loss(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
         if self.config.objective == "mse":

@@ -8,14 +8,29 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
+from reelrec.models.bpr import BPR
+from reelrec.models.ease import EASE
 from reelrec.models.hybrid import Hybrid
+from reelrec.models.itemknn import ItemKNN
 from reelrec.models.mf import MatrixFactorization
 from reelrec.models.mlp import MLP
 from reelrec.models.neumf import GMF, NeuMF
 
 MODELS: dict[str, type[RatingModel]] = {
     cls.name: cls
-    for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization, MLP, GMF, NeuMF, Hybrid)
+    for cls in (
+        GlobalMean,
+        BiasBaseline,
+        Popularity,
+        MatrixFactorization,
+        MLP,
+        GMF,
+        NeuMF,
+        Hybrid,
+        EASE,
+        ItemKNN,
+        BPR,
+    )
 }
 
 
