@@ -184,6 +184,14 @@ class HistoryRankingModel(RatingModel):
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         return self.score_history(self.history_rows(users))
 
+    @torch.no_grad()
+    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
+        """A new user is their history: every movie they rated, whatever the rating, exactly as
+        the training interactions were (so a known user's own history gives their own scores)."""
+        dense = torch.zeros(1, self.n_items, device=self.history_indptr.device)
+        dense[0, items.to(dense.device)] = 1.0
+        return self.score_history(dense)[0]
+
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``Σ_{h ∈ history(u)} W[h, i]`` per pair, without scoring the whole catalogue."""
         pair, hist = expand_rows(self.history_indptr, self.history_items, users)
