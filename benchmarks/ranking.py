@@ -1,6 +1,7 @@
 """Top-N ranking quality of reelrec's implicit-feedback models on MovieLens.
 
-Reproduces the ranking table of docs/benchmarks.md:
+Reproduces the ranking table of docs/benchmarks.md, with the `implicit` library's ALS and BPR
+as peers on the identical splits (``pip install -e ".[bench]"``):
 
     REELREC_DATA_HOME=../shared/data python benchmarks/ranking.py                 # everything
     REELREC_DATA_HOME=../shared/data python benchmarks/ranking.py --dataset ml-100k --model ease
@@ -31,6 +32,8 @@ from typing import Any
 
 DATASETS = ("ml-100k", "ml-latest-small")
 MODELS = ("popularity", "itemknn", "ease", "bpr", "neumf")
+#: peers from the `implicit` library (pip install -e ".[bench]"), run through the same protocols
+PEERS = ("implicit-als", "implicit-bpr")
 
 #: (model params, train-config overrides) grids searched on the inner validation split
 GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
@@ -48,6 +51,14 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         ({"embedding_size": 128, "reg": 1e-4}, {"learning_rate": 5e-3}),
     ],
     # NeuMF (He et al. 2017) with its implicit BCE objective: one configuration, not tuned
+    "implicit-als": [
+        ({"factors": f, "regularization": r, "alpha": a, "iterations": 15}, {})
+        for f, r, a in ((64, 0.01, 1.0), (64, 0.1, 10.0), (128, 0.05, 1.0), (128, 0.1, 10.0), (32, 0.05, 5.0))
+    ],
+    "implicit-bpr": [
+        ({"factors": f, "learning_rate": lr, "regularization": r, "iterations": 100}, {})
+        for f, lr, r in ((64, 0.01, 0.01), (128, 0.01, 0.01), (64, 0.05, 0.01), (128, 0.05, 0.001))
+    ],
     "neumf": [
         (
             {"objective": "bce", "negatives": 4},
@@ -57,7 +68,65 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
 }
 
 
+def _peer(name: str, train, params: dict, seed: int):
+    """An `implicit` model fitted on ``train`` (every rating an interaction), wrapped as a reelrec
+    ranking model so that the very same protocol code ranks and scores it."""
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    from reelrec.models.base import RatingModel
+    from reelrec.recommender import Recommender
+
+    try:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+    except ImportError:
+        raise SystemExit("the implicit peers need: pip install -e '.[bench]'") from None
+
+    class Peer(RatingModel):
+        trainable = False
+
+        def __init__(self, n_users: int, n_items: int, k: int) -> None:
+            super().__init__(n_users, n_items, RatingModel.config_class())
+            self.register_buffer("user_factors", torch.zeros(n_users, k))
+            self.register_buffer("item_factors", torch.zeros(n_items, k))
+
+        @property
+        def predicts_ratings(self) -> bool:  # type: ignore[override]
+            return False
+
+        @torch.no_grad()
+        def score_users(self, users: torch.Tensor) -> torch.Tensor:
+            return self.user_factors[users] @ self.item_factors.T
+
+        def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            return (self.user_factors[users] * self.item_factors[items]).sum(-1)
+
+    ui = sp.csr_matrix(
+        (np.ones(len(train), dtype=np.float32), (train.user_index, train.item_index)),
+        shape=(train.n_users, train.n_items),
+    )
+    ui.data[:] = 1.0  # repeated pairs count once
+    cls = AlternatingLeastSquares if name == "implicit-als" else BayesianPersonalizedRanking
+    algo = cls(**params, num_threads=1, random_state=seed)
+    algo.fit(ui, show_progress=False)
+    users, items = np.asarray(algo.user_factors), np.asarray(algo.item_factors)
+    Peer.name = name
+    model = Peer(train.n_users, train.n_items, users.shape[1])
+    model.user_factors.copy_(torch.as_tensor(users))
+    model.item_factors.copy_(torch.as_tensor(items))
+    return Recommender.from_training(model, train)
+
+
 def _fit(model: str, train, params: dict, overrides: dict, seed: int):
+    if model in PEERS:
+        start = time.perf_counter()
+        rec = _peer(model, train, params, seed)
+        from reelrec.training.trainer import TrainResult
+
+        rec.train_result = TrainResult(seconds=time.perf_counter() - start)
+        return rec
     from reelrec.data.split import carve_validation
     from reelrec.models.registry import model_class
     from reelrec.recommender import Recommender
@@ -150,7 +219,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", action="append", choices=DATASETS, help="default: both")
-    parser.add_argument("--model", action="append", choices=MODELS, help="default: all")
+    parser.add_argument("--model", action="append", choices=MODELS + PEERS, help="default: all")
     parser.add_argument("--protocol", action="append", choices=("temporal-full", "loo"))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machines are shared)")
@@ -176,7 +245,7 @@ def main() -> int:
             else:
                 groups.append((proto,))
         for protocols in groups:
-            for model in args.model or MODELS:
+            for model in args.model or MODELS + PEERS:
                 rows.extend(run_group(ds, protocols, model, args.seed, log))
     print(markdown(rows))
     cpu = platform.processor() or platform.machine()
