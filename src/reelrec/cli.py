@@ -195,6 +195,7 @@ def _train_and_save(
             "weight_decay",
             "lr_schedule",
             "patience",
+            "refit",
         )
         if getattr(args, k, None) is not None
     }
@@ -371,6 +372,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"final run ({_metrics_text(metrics)}) saved to {out / 'run'}; trials in {out / 'trials.csv'}"
     )
     _emit(args, summary, text)
+    return 0
+
+
+def cmd_blend(args: argparse.Namespace) -> int:
+    from reelrec.blend import blend_runs
+
+    _, metrics = blend_runs(args.runs, args.out, data_home=args.data_home, overwrite=args.overwrite)
+    lines = [f"{'run':<40} {'model':<10} {'weight':>8} {'valid RMSE':>11} {'test RMSE':>10}"]
+    tests = metrics.get("members_test_rmse") or [None] * len(metrics["members"])
+    for m, t in zip(metrics["members"], tests, strict=True):
+        shown = f"{t:.4f}" if t is not None else "-"
+        lines.append(
+            f"{m['run']:<40} {m['model']:<10} {m['weight']:>8.3f} {m['valid_rmse']:>11.4f} {shown:>10}"
+        )
+    test = metrics.get("test", {}).get("rmse")
+    lines.append(
+        f"{'blend':<40} {'':<10} {'':>8} {metrics['valid_rmse']:>11.4f} "
+        f"{(f'{test:.4f}' if test is not None else '-'):>10}\nsaved run: {args.out}"
+    )
+    _emit(args, metrics, "\n".join(lines))
     return 0
 
 
@@ -749,6 +770,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("blend", help="blend saved rating runs, weights fitted on their validation part")
+    p.add_argument("runs", nargs="+", help="run directories trained on the same split with --no-refit")
+    p.add_argument("--out", required=True, help="the blend's run directory")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", action="store_true")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on its test split")
     p.add_argument("run_dir")

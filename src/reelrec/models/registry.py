@@ -8,6 +8,7 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
+from reelrec.models.blend import Blend
 from reelrec.models.bpr import BPR
 from reelrec.models.ease import EASE
 from reelrec.models.hybrid import Hybrid
@@ -34,10 +35,14 @@ MODELS: dict[str, type[RatingModel]] = {
 }
 
 
+#: models built from other runs rather than trained (``reelrec blend``): loadable, not trainable
+COMPOSITE: dict[str, type[RatingModel]] = {Blend.name: Blend}
+
+
 def model_class(name: str) -> type[RatingModel]:
     """The model class registered under ``name``."""
     try:
-        return MODELS[name]
+        return MODELS[name] if name in MODELS else COMPOSITE[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}") from None
 
