@@ -6,6 +6,7 @@ from typing import Any
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
+from reelrec.models.autorec import AutoRec
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
 from reelrec.models.hybrid import Hybrid
@@ -15,7 +16,7 @@ from reelrec.models.neumf import GMF, NeuMF
 
 MODELS: dict[str, type[RatingModel]] = {
     cls.name: cls
-    for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization, MLP, GMF, NeuMF, Hybrid)
+    for cls in (GlobalMean, BiasBaseline, Popularity, MatrixFactorization, MLP, GMF, NeuMF, Hybrid, AutoRec)
 }
 
 
