@@ -12,7 +12,7 @@ from reelrec.models import build_model
 from reelrec.recommender import Recommender
 from reelrec.training import TrainConfig, Trainer, seed_everything
 
-PARAMS = {"hidden": 32, "reg": 1.0}
+PARAMS = {"hidden": 32, "reg": 1.0, "input_dropout": 0.0}
 CFG = TrainConfig(epochs=60, batch_size=16, learning_rate=0.01, patience=5)
 
 
@@ -106,3 +106,15 @@ def test_fold_in_recovers_a_known_users_scores(autorec, planted_split) -> None:
         assert not {r.item_id for r in new} & set(ratings)
     assert np.mean(corrs) > 0.95, corrs
     assert np.mean(overlaps) >= 0.6, overlaps
+
+
+def test_default_reg_is_filled_in_from_the_training_size(small) -> None:
+    from reelrec.models.autorec import default_reg
+
+    model = build_model("autorec", small.n_users, small.n_items, train=small)
+    assert model.config.reg == default_reg(len(small))  # the saved config holds the number
+    assert default_reg(100_000) == 100.0
+    assert default_reg(900_000) == 300.0
+    bare = build_model("autorec", small.n_users, small.n_items, {"hidden": 4})
+    bare.prepare(small)
+    assert bare.reg == default_reg(len(small))

@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         action="append",
         metavar="MOVIE=RATING",
-        help="a new user's rating (repeatable; folded in without retraining, mf runs)",
+        help="a new user's rating (repeatable; folded in without retraining, mf and autorec runs)",
     )
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="also rank movies the user already rated")

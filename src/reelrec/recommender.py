@@ -333,7 +333,7 @@ class Recommender:
     def recommend_for_ratings(self, ratings: dict[Any, float], n: int = 10) -> list[ScoredItem]:
         """Top-``n`` movies for a *new* user given only their ``{movie_id: rating}``, no retraining.
 
-        The model folds the user in with its weights frozen (``fold_in``; closed form for MF).
+        The model folds the user in with its weights frozen (``fold_in``; closed form for MF and AutoRec).
         The rated movies are never recommended back. With no ratings, the list is the most-rated
         movies (popularity), scored by their training count.
         """
@@ -345,7 +345,9 @@ class Recommender:
             return self._describe(idx, self.item_counts[idx].astype(float))
         fold_in = getattr(self.model, "fold_in", None)
         if fold_in is None:
-            raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user; use an mf run")
+            raise ReelrecError(
+                f"model {self.model.name!r} cannot fold in a new user; use an mf or autorec run"
+            )
         items = self.items.index(list(ratings.keys()))
         values = np.asarray(list(ratings.values()), dtype=np.float64)
         if not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high:
