@@ -7,7 +7,8 @@ Reproduces the foundation table of docs/benchmarks.md:
 
 Cases (protocols from docs/benchmarks.md, seed 42, validation 5% carved from train):
   ml-100k/holdout90, ml-100k/u1  (MovieLens loader),
-  ml-1m/holdout90                (ml-1m-ratings/ratings.csv through the generic ratings-file loader).
+  ml-1m/holdout90                (ml-1m-ratings/ratings.csv through the generic ratings-file loader),
+  ml-latest-small/holdout90      (MovieLens loader).
 Each (case, model) runs in its own process so its peak resident memory is its own.
 Reported: test RMSE/MAE (clipped to the scale), training wall seconds (fit only, data loading
 excluded), seconds per epoch, epochs run, peak RSS of the process.
@@ -29,8 +30,9 @@ CASES = {
     "ml-100k/holdout90": ("ml-100k", "holdout90"),
     "ml-100k/u1": ("ml-100k", "u1"),
     "ml-1m/holdout90": ("ml-1m-ratings", "holdout90"),
+    "ml-latest-small/holdout90": ("ml-latest-small", "holdout90"),
 }
-MODELS = ("bias", "mf")
+MODELS = ("bias", "mf", "autorec")
 
 
 def _load(name: str):

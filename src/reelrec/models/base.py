@@ -93,6 +93,19 @@ class RatingModel(nn.Module):
         pred = self(users, items)
         return torch.mean((pred - ratings) ** 2) + self.penalty(users, items)
 
+    def training_rows(self) -> int | None:
+        """How the Trainer walks the data: ``None`` (default) for (user, item, rating) triples.
+
+        A model that trains on rows of its own (e.g. AutoRec's item rating vectors, built in
+        :meth:`prepare`) returns their number; the Trainer then permutes ``range(rows)`` each
+        epoch and minimises :meth:`rows_loss` on slices of ``batch_size`` rows.
+        """
+        return None
+
+    def rows_loss(self, rows: torch.Tensor) -> torch.Tensor:
+        """The objective on a batch of the model's own training rows (see :meth:`training_rows`)."""
+        raise NotImplementedError(f"{self.name} trains on (user, item, rating) triples")
+
     @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each user in ``users``: shape ``(len(users), n_items)``.

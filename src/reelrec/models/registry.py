@@ -6,6 +6,7 @@ from typing import Any
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
+from reelrec.models.autorec import AutoRec
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
 from reelrec.models.blend import Blend
@@ -28,6 +29,7 @@ MODELS: dict[str, type[RatingModel]] = {
         GMF,
         NeuMF,
         Hybrid,
+        AutoRec,
         EASE,
         ItemKNN,
         BPR,

@@ -2,6 +2,8 @@
 
 Data lives as three tensors on the target device; each epoch draws one permutation and walks
 it in large contiguous slices, so there is no per-sample Python and no DataLoader overhead.
+A model that trains on rows of its own (AutoRec's item rating vectors) says so through
+``training_rows``; the loop then permutes those rows and minimises the model's ``rows_loss``.
 Early stopping watches validation RMSE (clipped to the rating scale) and restores the best
 weights. A fixed seed gives bit-identical weights on the CPU.
 """
@@ -240,13 +242,15 @@ class Trainer:
                 )
             return result
 
-        users, items, ratings = _as_tensors(train, self.device)
+        # the model's own rows (e.g. AutoRec's item vectors) or, by default, the rating triples
+        rows = model.training_rows()
+        users, items, ratings = _as_tensors(train, self.device) if rows is None else (None, None, None)
         valid_t = _as_tensors(valid, self.device) if valid is not None and len(valid) else None
         scale = train.scale
         opts = self._optimizers(model)
         scheds = self._schedulers(opts)
         gen = torch.Generator().manual_seed(self.seed)
-        n, bs = len(train), cfg.batch_size
+        n, bs = (len(train) if rows is None else rows), cfg.batch_size
         n_batches = math.ceil(n / bs)
         result = TrainResult()
         best_state: dict[str, torch.Tensor] | None = None
@@ -266,7 +270,10 @@ class Trainer:
                 total = torch.zeros((), device=self.device)
                 for b, s in enumerate(range(0, n, bs)):
                     idx = perm[s : s + bs]
-                    loss = model.training_loss(users[idx], items[idx], ratings[idx])
+                    if rows is None:
+                        loss = model.training_loss(users[idx], items[idx], ratings[idx])
+                    else:
+                        loss = model.rows_loss(idx)
                     for o in opts:
                         o.zero_grad(set_to_none=True)
                     loss.backward()
