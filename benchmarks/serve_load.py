@@ -77,7 +77,7 @@ def free_port() -> int:
 
 
 def start_server(run: Path, port: int, store: Path, ann: bool = False) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = dict(os.environ)  # the server limits its own torch and BLAS threads (serve --threads)
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--store", f"sqlite:///{store}"] + (["--ann"] if ann else [])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

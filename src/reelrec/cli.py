@@ -606,6 +606,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {args.port}")
     torch.set_num_threads(max(1, args.threads))
+    # numpy's BLAS too: per-request algebra is tiny, and waking BLAS threads costs more than it saves
+    from threadpoolctl import threadpool_limits
+
+    blas_limit = threadpool_limits(limits=max(1, args.threads))  # noqa: F841 - held for the process
     token = args.admin_token or os.environ.get("REELREC_ADMIN_TOKEN") or None
     store = args.store or default_store_url(args.run_dir)
     app = create_app(args.run_dir, store, admin_token=token, ann=args.ann)

@@ -183,27 +183,27 @@ class MatrixFactorization(RatingModel):
         cfg = self.config
         weight = self.item_factors.weight.detach()
         bias = self.item_bias.weight.detach()[:, 0]
-        idx = items.cpu().numpy()
-        n = idx.shape[0]
-        q = weight[items].cpu().numpy().astype(np.float64)
-        target = ratings.cpu().numpy().astype(np.float64) - float(self.global_mean)
-        target -= bias[items].cpu().numpy()
-        x = np.concatenate([q, np.ones((n, 1))], axis=1) if cfg.use_bias else q
+        n = int(items.shape[0])
+        # small dense algebra in torch float64: torch runs tiny ops on one thread, where a
+        # multi-threaded BLAS behind numpy spends far longer waking threads than solving
+        q = weight[items].double()
+        target = ratings.double().to(q.device) - float(self.global_mean) - bias[items].double()
+        x = torch.cat([q, torch.ones(n, 1, dtype=q.dtype, device=q.device)], dim=1) if cfg.use_bias else q
         lam = cfg.reg * n * (max(n, 1) / REG_REFERENCE_COUNT) ** (cfg.reg_alpha - 1.0)
-        diag = np.full(x.shape[1], lam + 1e-9)
+        diag = torch.full((x.shape[1],), lam + 1e-9, dtype=q.dtype, device=q.device)
         if cfg.use_bias:
             diag[-1] = cfg.bias_reg * n + 1e-9
-        if n < x.shape[1] and diag.min() > 1e-6:
+        if n < x.shape[1] and float(diag.min()) > 1e-6:
             # fewer ratings than unknowns: the same minimiser from the n x n dual system
             # w = D^-1 X^T (X D^-1 X^T + I)^-1 y  (Woodbury), far cheaper than the k x k one
             xd = x / diag
-            w = xd.T @ np.linalg.solve(xd @ x.T + np.eye(n), target)
+            eye = torch.eye(n, dtype=q.dtype, device=q.device)
+            w = xd.T @ torch.linalg.solve(xd @ x.T + eye, target)
         else:
-            w = np.linalg.solve(x.T @ x + np.diag(diag), x.T @ target)
+            w = torch.linalg.solve(x.T @ x + torch.diag(diag), x.T @ target)
         p, b_u = (w[:-1], float(w[-1])) if cfg.use_bias else (w, 0.0)
-        # the small solve is in float64; the catalogue pass stays float32 (no copy of the table)
-        p_t = torch.as_tensor(p, dtype=weight.dtype, device=weight.device)
-        return weight @ p_t + bias + (float(self.global_mean) + b_u)
+        # the catalogue pass stays float32 (no copy of the table)
+        return weight @ p.to(weight.dtype) + bias + (float(self.global_mean) + b_u)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors.weight.detach()
