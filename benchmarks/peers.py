@@ -35,7 +35,7 @@ CASES = {
     "ml-latest-small/holdout90": ("ml-latest-small", "holdout90"),
     "ml-1m/holdout90": ("ml-1m-ratings", "holdout90"),
 }
-REELREC_MODELS = ("bias", "mf")
+REELREC_MODELS = ("bias", "mf", "autorec")
 
 
 def load(name: str) -> Any:
