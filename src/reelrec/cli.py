@@ -583,10 +583,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"bias baseline: test RMSE {base['test']['rmse']:.4f}")
     print(f"matrix factorisation: {_metrics_text(mf)}")
     user = rec.users.ids[0].item() if args.user is None else args.user
-    items = rec.recommend(user, n=10)
+    items = rec.recommend(user, n=10, novelty=LIST_NOVELTY)
     print(f"\ntop 10 unwatched movies for user {user}:\n" + _fmt_items(items, "predicted"))
     print(
-        f"\nsaved run: {out}   (try: reelrec recommend {out} --user {user}; reelrec similar {out} --movie 50)"
+        f"\nsaved run: {out}   (try: reelrec recommend {out} --user {user}; reelrec similar {out} --movie 50;"
+        f" reelrec serve {out})"
     )
     return 0
 
