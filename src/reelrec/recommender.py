@@ -542,28 +542,29 @@ class Recommender:
         val = scores[top]
         return self._describe(top, self._display_scores(val) if personal else val)
 
-    @torch.no_grad()
-    def similar_items(self, item_id: Any, n: int = 10) -> list[ScoredItem]:
-        """The ``n`` items whose embeddings have the highest cosine similarity to ``item_id``'s."""
-        if n < 1:
-            raise ReelrecError(f"n must be at least 1, got {n}")
-        vectors = self.model.item_vectors()
+    def similar_indices(self, item_index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Dense indices and cosines of the ``n`` items nearest to ``item_index`` (itself and
+        untrained items excluded): one product with the normalised vectors, one partial sort."""
+        vectors = self.unit_item_vectors()
         if vectors is None:
             raise ReelrecError(
                 f"model {self.model.name!r} has no item embeddings; train an mf model for similar items"
             )
+        sims = (vectors @ vectors[item_index]).astype(np.float64)
+        sims[item_index] = -np.inf
+        if self._untrained is None:
+            self._untrained = np.flatnonzero(self.item_counts == 0)
+        sims[self._untrained] = -np.inf
+        return self.top_n_from_scores(sims, n)
+
+    def similar_items(self, item_id: Any, n: int = 10) -> list[ScoredItem]:
+        """The ``n`` items whose embeddings have the highest cosine similarity to ``item_id``'s."""
+        if n < 1:
+            raise ReelrecError(f"n must be at least 1, got {n}")
         i = int(self.items.index(item_id)[0])
-        if self.item_counts[i] == 0:
+        if self.unit_item_vectors() is not None and self.item_counts[i] == 0:
             raise UnknownIdError(f"item {item_id!r} has no training ratings, so no embedding")
-        v = torch.nn.functional.normalize(vectors.float(), dim=1)
-        sims = v @ v[i]
-        sims[i] = -torch.inf
-        sims[torch.as_tensor(self.item_counts == 0, device=sims.device)] = -torch.inf
-        k = min(n, int((self.item_counts > 0).sum()) - 1)
-        if k <= 0:
-            return []
-        top = torch.topk(sims, k)
-        return self._describe(top.indices.cpu().numpy(), top.values.cpu().numpy())
+        return self._describe(*self.similar_indices(i, n))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str, *, metrics: dict[str, Any] | None = None, overwrite: bool = False) -> None:

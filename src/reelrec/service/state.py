@@ -79,11 +79,7 @@ class Served:
         """The ``n`` movies nearest to ``item`` by embedding cosine (exact, or the ANN index)."""
         if self.ann is not None and self.ann.item_index is not None:
             return self.ann.similar(item, n)
-        vectors = self.rec.unit_item_vectors()
-        sims = (vectors @ vectors[item]).astype(np.float64)
-        sims[item] = -np.inf
-        sims[self.rec.item_counts == 0] = -np.inf
-        return self.rec.top_n_from_scores(sims, n)
+        return self.rec.similar_indices(item, n)
 
     # ------------------------------------------------------------------ ids
     def item(self, movie_id: Any) -> int:
