@@ -536,11 +536,20 @@ class Recommender:
             raise ReelrecError(f"n must be at least 1, got {n}")
         items = self.items.index(list(ratings.keys())) if ratings else np.zeros(0, dtype=np.int64)
         values = np.asarray(list(ratings.values()), dtype=np.float64)
+        top, shown, _ = self.new_user_top_n(items, values, n, novelty)
+        return self._describe(top, shown)
+
+    def new_user_top_n(
+        self, items: np.ndarray, values: np.ndarray, n: int, novelty: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A new user's top-``n`` from dense ``items`` and their ratings: (indices, scores as
+        shown, personalised). Fold-in, the novelty knob, one partial sort; unpersonalised (the
+        popularity list, scored by training count) when no rated movie was learned."""
         scores = self.fold_in_indices(items, values)
         personal = bool(values.size) and bool((self.item_counts[items] > 0).any())
         top, _ = self.top_n_from_scores(self.shifted(scores, novelty) if personal else scores, n)
         val = scores[top]
-        return self._describe(top, self._display_scores(val) if personal else val)
+        return top, (self._display_scores(val) if personal else val), personal
 
     def similar_indices(self, item_index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Dense indices and cosines of the ``n`` items nearest to ``item_index`` (itself and

@@ -350,12 +350,8 @@ def create_app(
     def for_new_user(s: Served, ratings: dict[int, float], n: int, novelty: float) -> dict[str, Any]:
         items = np.fromiter(ratings.keys(), dtype=np.int64, count=len(ratings))
         values = np.fromiter(ratings.values(), dtype=np.float64, count=len(ratings))
-        scores = s.rec.fold_in_indices(items, values)
-        personal = bool(items.size) and bool((s.rec.item_counts[items] > 0).any())
-        top, _ = s.rec.top_n_from_scores(s.rec.shifted(scores, novelty) if personal else scores, n)
-        val = scores[top]
+        top, shown, personal = s.rec.new_user_top_n(items, values, n, novelty)
         because = s.rec.explain(items, values, top) if personal else None
-        shown = s.rec._display_scores(val) if personal else val
         return {
             "model": s.rec.model.name,
             "personalised": personal,
