@@ -24,7 +24,9 @@ def url(request, tmp_path) -> str:
     if not PG_URL:
         if os.environ.get("REELREC_REQUIRE_POSTGRES") == "1":
             pytest.fail("REELREC_REQUIRE_POSTGRES=1 but REELREC_TEST_POSTGRES_URL is not set")
-        pytest.skip("set REELREC_TEST_POSTGRES_URL to run the store tests on PostgreSQL")
+        pytest.skip(
+            "no PostgreSQL: set REELREC_TEST_POSTGRES_URL to run these (CI starts a server, requires them)"
+        )
     store = RatingStore(PG_URL)
     metadata.drop_all(store.engine)  # a clean database for every test
     store.close()
