@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 DATASETS = ("ml-100k", "ml-latest-small")
-MODELS = ("popularity", "itemknn", "ease", "bpr", "neumf")
+MODELS = ("popularity", "itemknn", "ease", "seqlinear", "bpr", "neumf")
 #: peers from the `implicit` library (pip install -e ".[bench]"), run through the same protocols
 PEERS = ("implicit-als", "implicit-bpr")
 
@@ -44,6 +44,18 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "ease": [
         ({"reg": lam, "dropout": p}, {})
         for lam, p in ((50, 0), (100, 0), (200, 0), (300, 0), (500, 0), (100, 0.5), (200, 0.25), (300, 0.5))
+    ],
+    # sequence-aware linear model: set part (EASE) + transition part, see src/reelrec/models/seqlinear.py
+    "seqlinear": [
+        (p, {})
+        for p in (
+            {},
+            {"set_reg": 500.0},
+            {"reg": 500.0, "targets": 3},
+            {"alpha": 0.2, "targets": 3},
+            {"tau": 5.0, "targets": 3},
+            {"set_reg": 500.0, "reg": 500.0, "targets": 3},
+        )
     ],
     "bpr": [
         ({"embedding_size": 64, "reg": 1e-4}, {"learning_rate": 2e-3}),

@@ -230,7 +230,12 @@ def test_itemknn_keeps_the_top_shrunk_cosine_neighbours() -> None:
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("ease", {"reg": 20.0}), ("itemknn", {"neighbours": 20}), ("bpr", {"embedding_size": 8})],
+    [
+        ("ease", {"reg": 20.0}),
+        ("itemknn", {"neighbours": 20}),
+        ("bpr", {"embedding_size": 8}),
+        ("seqlinear", {"set_reg": 20.0}),
+    ],
 )  # fmt: skip
 def test_ranking_models_beat_popularity_under_temporal_full(name: str, params: dict) -> None:
     ds = implicit_data()
@@ -257,3 +262,102 @@ def test_history_models_never_see_the_test_interactions() -> None:
     assert len(keys) == model.config.n_history == len(split.train)
     test_keys = set((split.test.user_index * ds.n_items + split.test.item_index).tolist())
     assert not keys & test_keys
+
+
+# --------------------------------------------------------------------------- seqlinear
+
+
+def cycle_data(timestamps: bool = True, seed: int = 0) -> Dataset:
+    """Users walk the cycle 0 -> 1 -> ... -> 11 -> 0 from random starts for 3..8 steps.
+
+    Rows are shuffled when there are timestamps (the model must order by time), and kept in
+    time order without them (file order is the only order)."""
+    rng = np.random.default_rng(seed)
+    m, rows = 12, []
+    for u in range(60):
+        start, length = rng.integers(0, m), rng.integers(3, 9)
+        rows += [(u, (start + s) % m, 1000 * u + s) for s in range(length)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(rating=4.0)
+    frame = frame.sample(frac=1.0, random_state=seed) if timestamps else frame.drop(columns="timestamp")
+    return Dataset.from_frame(frame, name="cycle")
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_seqlinear_transition_predicts_the_next_step_of_a_cycle(timestamps: bool) -> None:
+    ds = cycle_data(timestamps)
+    rec = Recommender.train("seqlinear", ds, model_params={"alpha": 1.0, "reg": 1.0})
+    users = np.arange(ds.n_users)
+    top, _ = rec.top_n_indices(users, 1)
+    item_ids = ds.items.ids.astype(int)
+    frame = pd.DataFrame({"u": ds.user_index, "i": item_ids[ds.item_index]})
+    if timestamps:
+        frame["t"] = ds.timestamp
+        frame = frame.sort_values(["u", "t"], kind="stable")
+    last = frame.groupby("u")["i"].last().to_numpy()
+    np.testing.assert_array_equal(item_ids[top[:, 0]], (last + 1) % 12)
+
+
+def test_seqlinear_transition_is_the_ridge_solution() -> None:
+    ds = cycle_data(seed=3)
+    params = {"reg": 2.0, "window": 3, "targets": 2, "tau": 1.5}
+    model = build_model("seqlinear", ds.n_users, ds.n_items, params, train=ds)
+    model.fit_closed_form(ds)
+    # reference: one row per interaction with a predecessor, built with plain loops
+    p_rows, q_rows = [], []
+    order = np.lexsort((ds.timestamp, ds.user_index))
+    for u in range(ds.n_users):
+        seq = ds.item_index[order][ds.user_index[order] == u]
+        for t in range(1, len(seq)):
+            p, q = np.zeros(ds.n_items), np.zeros(ds.n_items)
+            for lag in range(1, min(3, t) + 1):
+                p[seq[t - lag]] += np.exp(-(lag - 1) / 1.5)
+            for d in range(2):
+                if t + d < len(seq):
+                    q[seq[t + d]] += np.exp(-d / 1.5)
+            p_rows.append(p)
+            q_rows.append(q)
+    p, q = np.array(p_rows), np.array(q_rows)
+    expected = np.linalg.solve(p.T @ p + 2.0 * np.eye(ds.n_items), p.T @ q)
+    assert (model.item_pos.numpy() == np.arange(ds.n_items)).all()  # every item has training data
+    np.testing.assert_allclose(model.transition.numpy(), expected, atol=1e-5)
+
+
+def test_seqlinear_set_part_is_ease_on_equal_weights() -> None:
+    ds = implicit_data()
+    params = {"alpha": 0.0, "set_reg": 9.0, "set_tau": 1e12, "set_base": 0.0}
+    seq = build_model("seqlinear", ds.n_users, ds.n_items, params, train=ds)
+    seq.fit_closed_form(ds)
+    ease = build_model("ease", ds.n_users, ds.n_items, {"reg": 9.0}, train=ds)
+    ease.fit_closed_form(ds)
+    np.testing.assert_allclose(seq.set_weights.numpy(), ease.weights.numpy(), atol=1e-6)
+    users = torch.arange(ds.n_users)
+    active = (ease.item_pos >= 0).numpy()
+    e = ease.score_users(users).numpy()[:, active]
+    z = (e - e.mean(1, keepdims=True)) / e.std(1, keepdims=True)
+    np.testing.assert_allclose(seq.score_users(users).numpy()[:, active], z, atol=1e-4)
+    # items without training data rank below every item with some
+    got = seq.score_users(users).numpy()
+    if (~active).any():
+        assert (got[:, ~active].max(1) < got[:, active].min(1)).all()
+
+
+def test_seqlinear_fold_in_of_a_known_history_gives_the_users_own_scores() -> None:
+    ds = cycle_data(seed=5)
+    rec = Recommender.train("seqlinear", ds)
+    model = rec.model
+    order = np.lexsort((ds.timestamp, ds.user_index))
+    for u in range(0, ds.n_users, 7):
+        seq = ds.item_index[order][ds.user_index[order] == u]
+        own = model.score_users(torch.tensor([u]))[0]
+        items = torch.as_tensor(seq)
+        got = model.fold_in(items, torch.full((len(seq),), 4.0))
+        torch.testing.assert_close(got, own, atol=1e-5, rtol=0)
+        # an item rated again counts once, at its latest position
+        again = torch.cat([items[-1:], items])
+        got = model.fold_in(again, torch.full((len(seq) + 1,), 4.0))
+        torch.testing.assert_close(got, own, atol=1e-5, rtol=0)
+    # the order matters: the same items in reverse give other scores
+    seq = ds.item_index[order][ds.user_index[order] == 0]
+    fwd = model.fold_in(torch.as_tensor(seq), torch.ones(len(seq)))
+    rev = model.fold_in(torch.as_tensor(seq[::-1].copy()), torch.ones(len(seq)))
+    assert not torch.allclose(fwd, rev)

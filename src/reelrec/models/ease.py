@@ -35,6 +35,18 @@ from reelrec.models.ranking import HistoryConfig, HistoryRankingModel
 MAX_EASE_ITEMS = 30_000
 
 
+def ease_weights(x: torch.Tensor, reg: float, dropout: float = 0.0) -> torch.Tensor:
+    """The EASE^R (DLAE when ``dropout > 0``) item-item matrix ``B`` (float64, zero diagonal)
+    of the float64 user x item matrix ``x``."""
+    gram = x.T @ x
+    gram.diagonal().add_(reg + dropout / (1.0 - dropout) * gram.diagonal())
+    p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+    del gram
+    b = -p / p.diagonal()[None, :]
+    b.diagonal().zero_()
+    return b
+
+
 class EASEConfig(HistoryConfig):
     """Hyperparameters of :class:`EASE`."""
 
@@ -89,14 +101,7 @@ class EASE(HistoryRankingModel):
         rows, cols = self.training_keys() // self.n_items, self.history_items
         x = torch.zeros(self.n_users, active.shape[0], dtype=torch.float64, device=device)
         x[rows, torch.as_tensor(pos, device=device)[cols]] = 1.0
-        gram = x.T @ x
-        del x
-        p_drop = self.config.dropout
-        gram.diagonal().add_(self.config.reg + p_drop / (1.0 - p_drop) * gram.diagonal())
-        p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
-        del gram
-        b = -p / p.diagonal()[None, :]
-        b.diagonal().zero_()
+        b = ease_weights(x, self.config.reg, self.config.dropout)
         self.weights.copy_(b.float())
         self.item_pos.copy_(torch.as_tensor(pos))
 

@@ -17,6 +17,7 @@ from reelrec.models.itemknn import ItemKNN
 from reelrec.models.mf import MatrixFactorization
 from reelrec.models.mlp import MLP
 from reelrec.models.neumf import GMF, NeuMF
+from reelrec.models.seqlinear import SeqLinear
 
 MODELS: dict[str, type[RatingModel]] = {
     cls.name: cls
@@ -33,6 +34,7 @@ MODELS: dict[str, type[RatingModel]] = {
         EASE,
         ItemKNN,
         BPR,
+        SeqLinear,
     )
 }
 
