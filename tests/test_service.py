@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from conftest import small_dataset
 from reelrec._defaults import LIST_NOVELTY
+from reelrec.data.dataset import Dataset
 from reelrec.recommender import Recommender
 from reelrec.service.app import create_app
 from reelrec.service.store import RatingStore, default_store_url, sqlite_url
@@ -371,3 +372,29 @@ def test_ann_retrieval_matches_exact_serving(planted, tmp_path) -> None:
             overlap_similar.append(len({x["movie_id"] for x in sa} & {x["movie_id"] for x in se}) / 10)
     assert np.mean(overlap_users) >= 0.9
     assert np.mean(overlap_similar) >= 0.9
+
+
+def test_sequence_model_reads_a_profile_in_the_order_it_was_rated(tmp_path) -> None:
+    """seqlinear: a profile's (and a POSTed dict's) ratings count in the order they were made."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(80):  # users walk the cycle m0 -> m1 -> ... -> m11 -> m0
+        start = int(rng.integers(0, 12))
+        rows += [(u, f"m{(start + s) % 12}", 4.0, s) for s in range(int(rng.integers(3, 8)))]
+    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]), name="cycle")
+    rec = Recommender.train("seqlinear", ds, model_params={"alpha": 1.0, "reg": 1.0})
+    rec.save(str(tmp_path / "seq"))
+    app = create_app(str(tmp_path / "seq"), sqlite_url(tmp_path / "ratings.sqlite"))
+    with TestClient(app) as c:
+        pid = c.post("/profiles").json()["id"]
+        params = {"n": 1, "novelty": 0}
+        for movie in ("m3", "m8"):
+            assert c.put(f"/profiles/{pid}/ratings/{movie}", json={"rating": 4}).status_code == 200
+        assert c.get(f"/profiles/{pid}/recommendations", params=params).json()["items"][0]["movie_id"] == "m9"
+        c.put(f"/profiles/{pid}/ratings/m3", json={"rating": 4})  # re-rating m3 makes it the latest
+        assert c.get(f"/profiles/{pid}/recommendations", params=params).json()["items"][0]["movie_id"] == "m4"
+        for first, last, expected in (("m3", "m8", "m9"), ("m8", "m3", "m4")):
+            body = {"ratings": {first: 4, last: 4}, "n": 1, "novelty": 0}
+            assert c.post("/recommendations", json=body).json()["items"][0]["movie_id"] == expected

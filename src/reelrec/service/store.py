@@ -174,7 +174,7 @@ class RatingStore:
         return done.rowcount > 0
 
     def get_ratings(self, profile_id: str) -> dict[str, float]:
-        """``{item id (text): rating}`` of one profile, in the order they were first given."""
+        """``{item id (text): rating}`` of one profile, oldest first (a changed rating counts as new)."""
         self.check_profile_id(profile_id)
         with self.engine.connect() as conn:
             rows = conn.execute(
