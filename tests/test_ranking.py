@@ -234,6 +234,8 @@ def test_itemknn_keeps_the_top_shrunk_cosine_neighbours() -> None:
         ("ease", {"reg": 20.0}),
         ("itemknn", {"neighbours": 20}),
         ("bpr", {"embedding_size": 8}),
+        ("bpr", {"embedding_size": 8, "loss": "bce"}),
+        ("bpr", {"embedding_size": 8, "loss": "softmax", "negatives": 8}),
         ("seqlinear", {"set_reg": 20.0}),
     ],
 )  # fmt: skip

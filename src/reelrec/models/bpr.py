@@ -1,10 +1,15 @@
-"""Matrix factorisation trained with the BPR loss (Rendle et al. 2009) for implicit feedback.
+"""Matrix factorisation for implicit feedback, trained with sampled negatives.
 
 ``score(u, i) = p_u · q_i + b_i``. Each training interaction ``(u, i)`` in a batch is paired
 with ``negatives`` items ``j`` drawn uniformly (vectorised, one ``randint`` per batch; a draw
 that is one of the user's training items is redrawn once), and the Trainer minimises
 
-    mean -log σ(score(u, i) - score(u, j))  +  reg · mean(|p_u|² + |q_i|² + |q_j|²)  (+ bias_reg · b²).
+    mean -log σ(score(u, i) - score(u, j))  +  reg · mean(|p_u|² + |q_i|² + |q_j|²)  (+ bias_reg · b²)
+
+with ``loss="bpr"`` (Rendle et al. 2009, the default). ``loss="bce"`` replaces the first term
+by the pointwise ``-log σ(score(u, i)) - Σ_j log σ(-score(u, j))`` (NCF's objective), and
+``loss="softmax"`` by the sampled softmax ``-score(u, i) + log Σ_{x ∈ {i} ∪ J} exp(score(u, x))``
+(uniform negatives need no log-Q correction).
 
 Early stopping watches ``1 - Recall@20`` of the validation interactions (full catalogue,
 training items masked), and :class:`~reelrec.recommender.Recommender` then refits on
@@ -13,7 +18,7 @@ train + validation for the best number of epochs (``refit`` in ``default_train``
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -31,12 +36,15 @@ class BPRConfig(ModelConfig):
     reg: float = Field(1e-5, ge=0, description="L2 weight on the batch's user and item vectors")
     bias_reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's item biases")
     negatives: int = Field(1, ge=1, le=1000, description="sampled negatives per positive")
+    loss: Literal["bpr", "bce", "softmax"] = Field(
+        "bpr", description="bpr (pairwise), bce (pointwise) or softmax (sampled softmax over 1 + negatives)"
+    )
     init_std: float = Field(0.01, gt=0)
     item_bias: bool = True
 
 
 class BPR(RatingModel):
-    """MF with the BPR pairwise loss; see the module docs."""
+    """MF with the BPR (or BCE / sampled-softmax) loss; see the module docs."""
 
     name: ClassVar[str] = "bpr"
     config_class: ClassVar[type[ModelConfig]] = BPRConfig
@@ -87,7 +95,13 @@ class BPR(RatingModel):
         b_pos, b_neg = self.item_bias(items).squeeze(-1), self.item_bias(neg).squeeze(-1)
         x_pos = (p * q_pos).sum(-1) + b_pos
         x_neg = (p[:, None, :] * q_neg).sum(-1) + b_neg
-        loss = -nn.functional.logsigmoid(x_pos[:, None] - x_neg).mean()
+        if cfg.loss == "bpr":
+            loss = -nn.functional.logsigmoid(x_pos[:, None] - x_neg).mean()
+        elif cfg.loss == "bce":
+            loss = -(nn.functional.logsigmoid(x_pos) + nn.functional.logsigmoid(-x_neg).sum(1)).mean()
+        else:
+            logits = torch.cat([x_pos[:, None], x_neg], dim=1)
+            loss = (torch.logsumexp(logits, dim=1) - x_pos).mean()
         l2 = (p * p).sum(-1).mean() + (q_pos * q_pos).sum(-1).mean() + (q_neg * q_neg).sum(-1).mean()
         loss = loss + cfg.reg * l2
         if cfg.item_bias and cfg.bias_reg:
