@@ -144,7 +144,9 @@ class SeqLinear(HistoryRankingModel):
         cfg = self.config
         k = self.set_weights.shape[0]
         target = np.flatnonzero(step >= 1)  # interactions with at least one predecessor
-        row_of = np.arange(target.shape[0])
+        small = np.int32 if max(target.shape[0], k) < 2**31 else np.int64  # index width of the COO pieces
+        row_of = np.arange(target.shape[0], dtype=small)
+        cols = cols.astype(small)
         p_rows, p_cols, p_vals = [], [], []
         for lag in range(1, cfg.window + 1):  # one vectorised pass per lag, not per interaction
             ok = step[target] >= lag
