@@ -96,7 +96,7 @@ def skip_or_fail(reason: str) -> None:
     """Skip a real-data test whose files are absent, or fail it when CI requires real data."""
     if os.environ.get("REELREC_REQUIRE_REALDATA"):
         pytest.fail(f"REELREC_REQUIRE_REALDATA is set, but: {reason}")
-    pytest.skip(reason)
+    pytest.skip(f"{reason}; runs when REELREC_DATA_HOME holds the files (CI sets it and requires them)")
 
 
 def real_data_home() -> Path | None:

@@ -44,7 +44,7 @@ def _require_browser() -> None:
     reason = f"browser test: {' and '.join(missing)} missing (apt-get install chromium chromium-driver)"
     if os.environ.get("REELREC_REQUIRE_BROWSER", "") not in ("", "0"):
         pytest.fail(f"REELREC_REQUIRE_BROWSER is set, but: {reason}")
-    pytest.skip(reason)
+    pytest.skip(f"{reason}; runs when both are installed (CI installs them and requires this test)")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def url(request, tmp_path) -> str:
         if os.environ.get("REELREC_REQUIRE_POSTGRES") == "1":
             pytest.fail("REELREC_REQUIRE_POSTGRES=1 but REELREC_TEST_POSTGRES_URL is not set")
         pytest.skip(
-            "no PostgreSQL: set REELREC_TEST_POSTGRES_URL to run these (CI starts a server, requires them)"
+            "no PostgreSQL: runs when REELREC_TEST_POSTGRES_URL is set (CI starts one, requires these)"
         )
     store = RatingStore(PG_URL)
     metadata.drop_all(store.engine)  # a clean database for every test
