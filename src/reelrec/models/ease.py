@@ -47,7 +47,54 @@ def ease_weights(x: torch.Tensor, reg: float, dropout: float = 0.0) -> torch.Ten
     return b
 
 
-class EASEConfig(HistoryConfig):
+class ItemMatrixConfig(HistoryConfig):
+    """Options of a model with item x item matrices over the items that have training data."""
+
+    n_active: int = Field(
+        0, ge=0, description="(filled in from the training data) items with at least one training interaction"
+    )
+
+
+class ItemMatrixModel(HistoryRankingModel):
+    """Base of the models that keep item x item matrices over the ``n_active`` items with
+    training data; ``item_pos`` maps a catalogue index to its row (-1: no training data)."""
+
+    config: ItemMatrixConfig
+
+    def __init__(self, n_users: int, n_items: int, config: ItemMatrixConfig) -> None:
+        super().__init__(n_users, n_items, config)
+        if config.n_active > MAX_EASE_ITEMS:
+            raise ConfigError(
+                f"{self.name} builds item x item matrices; {config.n_active} items exceed its limit of "
+                f"{MAX_EASE_ITEMS} (use itemknn or bpr)"
+            )
+        self.register_buffer("item_pos", torch.full((n_items,), -1, dtype=torch.long))
+
+    @classmethod
+    def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
+        values = super().configure(values, train)
+        values["n_active"] = int((train.item_counts() > 0).sum())
+        return values
+
+    def active_positions(self, train: Dataset) -> np.ndarray:
+        """Each catalogue item's row in the item matrices (-1: no training data) for ``train``."""
+        active = np.flatnonzero(np.bincount(train.item_index, minlength=self.n_items) > 0)
+        if active.shape[0] != self.config.n_active:
+            raise ValueError(
+                f"{self.name} was configured for {self.config.n_active} active items, got {active.shape[0]}"
+            )
+        pos = np.full(self.n_items, -1, dtype=np.int64)
+        pos[active] = np.arange(active.shape[0])
+        return pos
+
+    def columns_per_item(self, matrix: torch.Tensor) -> torch.Tensor:
+        """``matrix``'s columns as one row per catalogue item (zeros for items without training data)."""
+        out = torch.zeros(self.n_items, matrix.shape[0], device=matrix.device)
+        out[self.item_pos >= 0] = matrix.T
+        return out
+
+
+class EASEConfig(ItemMatrixConfig):
     """Hyperparameters of :class:`EASE`."""
 
     reg: float = Field(
@@ -59,12 +106,9 @@ class EASEConfig(HistoryConfig):
     dropout: float = Field(
         0.0, ge=0, lt=1, description="DLAE input dropout: adds p/(1-p)·diag(XᵀX) to the L2 weight (0: EASE)"
     )
-    n_active: int = Field(
-        0, ge=0, description="(filled in from the training data) items with at least one training interaction"
-    )
 
 
-class EASE(HistoryRankingModel):
+class EASE(ItemMatrixModel):
     """EASE^R; see the module docs."""
 
     name: ClassVar[str] = "ease"
@@ -75,31 +119,13 @@ class EASE(HistoryRankingModel):
     def __init__(self, n_users: int, n_items: int, config: EASEConfig | None = None) -> None:
         config = config or EASEConfig()
         super().__init__(n_users, n_items, config)
-        if config.n_active > MAX_EASE_ITEMS:
-            raise ConfigError(
-                f"ease builds an item x item matrix; {config.n_active} items exceed its limit of "
-                f"{MAX_EASE_ITEMS} (use itemknn or bpr)"
-            )
-        self.register_buffer("item_pos", torch.full((n_items,), -1, dtype=torch.long))
         self.register_buffer("weights", torch.zeros(config.n_active, config.n_active))
 
-    @classmethod
-    def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
-        values = super().configure(values, train)
-        values["n_active"] = int((train.item_counts() > 0).sum())
-        return values
-
     def fit_weights(self, train: Dataset) -> None:
-        active = np.flatnonzero(np.bincount(train.item_index, minlength=self.n_items) > 0)
-        if active.shape[0] != self.weights.shape[0]:
-            raise ValueError(
-                f"ease was configured for {self.weights.shape[0]} active items, got {active.shape}"
-            )
-        pos = np.full(self.n_items, -1, dtype=np.int64)
-        pos[active] = np.arange(active.shape[0])
+        pos = self.active_positions(train)
         device = self.weights.device
         rows, cols = self.training_keys() // self.n_items, self.history_items
-        x = torch.zeros(self.n_users, active.shape[0], dtype=torch.float64, device=device)
+        x = torch.zeros(self.n_users, self.config.n_active, dtype=torch.float64, device=device)
         x[rows, torch.as_tensor(pos, device=device)[cols]] = 1.0
         b = ease_weights(x, self.config.reg, self.config.dropout)
         self.weights.copy_(b.float())
@@ -118,7 +144,4 @@ class EASE(HistoryRankingModel):
 
     def item_vectors(self) -> torch.Tensor | None:
         """Each item's column of B (its weights from every other item), zeros for inactive items."""
-        out = torch.zeros(self.n_items, self.weights.shape[0], device=self.weights.device)
-        active = self.item_pos >= 0
-        out[active] = self.weights.T
-        return out
+        return self.columns_per_item(self.weights)

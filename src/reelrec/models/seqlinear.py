@@ -37,13 +37,12 @@ import torch
 from pydantic import Field
 
 from reelrec.data.dataset import Dataset
-from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig
-from reelrec.models.ease import MAX_EASE_ITEMS, ease_weights
-from reelrec.models.ranking import HistoryConfig, HistoryRankingModel, expand_rows
+from reelrec.models.ease import ItemMatrixConfig, ItemMatrixModel, ease_weights
+from reelrec.models.ranking import expand_rows
 
 
-class SeqLinearConfig(HistoryConfig):
+class SeqLinearConfig(ItemMatrixConfig):
     """Hyperparameters of :class:`SeqLinear` (defaults: the values benchmarks/ranking.py chose
     most often on the validation parts of ML-100K and ml-latest-small)."""
 
@@ -59,9 +58,6 @@ class SeqLinearConfig(HistoryConfig):
     targets: int = Field(1, ge=1, le=50, description="how many following items each transition row predicts")
     set_tau: float = Field(5.0, gt=0, description="recency decay of the set part's input, in interactions")
     set_base: float = Field(0.2, ge=0, description="weight every history item keeps in the set part's input")
-    n_active: int = Field(
-        0, ge=0, description="(filled in from the training data) items with at least one training interaction"
-    )
 
 
 def chronological(train: Dataset) -> np.ndarray:
@@ -71,7 +67,7 @@ def chronological(train: Dataset) -> np.ndarray:
     return np.lexsort((rows, ts, train.user_index))
 
 
-class SeqLinear(HistoryRankingModel):
+class SeqLinear(ItemMatrixModel):
     """Set (EASE) + transition (ridge) linear item model; see the module docs."""
 
     name: ClassVar[str] = "seqlinear"
@@ -82,36 +78,17 @@ class SeqLinear(HistoryRankingModel):
     def __init__(self, n_users: int, n_items: int, config: SeqLinearConfig | None = None) -> None:
         config = config or SeqLinearConfig()
         super().__init__(n_users, n_items, config)
-        if config.n_active > MAX_EASE_ITEMS:
-            raise ConfigError(
-                f"seqlinear builds item x item matrices; {config.n_active} items exceed its limit of "
-                f"{MAX_EASE_ITEMS} (use itemknn or bpr)"
-            )
         k = config.n_active
         self.register_buffer("history_rank", torch.zeros(config.n_history))
-        self.register_buffer("item_pos", torch.full((n_items,), -1, dtype=torch.long))
         self.register_buffer("set_weights", torch.zeros(k, k))
         self.register_buffer("transition", torch.zeros(k, k))
-
-    @classmethod
-    def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
-        values = super().configure(values, train)
-        values["n_active"] = int((train.item_counts() > 0).sum())
-        return values
 
     # ------------------------------------------------------------------ fitting
     def fit_weights(self, train: Dataset) -> None:
         cfg = self.config
         n = self.n_items
-        counts = np.bincount(train.item_index, minlength=n)
-        active = np.flatnonzero(counts > 0)
-        k = active.shape[0]
-        if k != self.set_weights.shape[0]:
-            raise ValueError(
-                f"seqlinear was configured for {self.set_weights.shape[0]} active items, got {k}"
-            )
-        pos = np.full(n, -1, dtype=np.int64)
-        pos[active] = np.arange(k)
+        k = cfg.n_active
+        pos = self.active_positions(train)
 
         order = chronological(train)
         users = train.user_index[order].astype(np.int64)
@@ -227,10 +204,7 @@ class SeqLinear(HistoryRankingModel):
 
     def item_vectors(self) -> torch.Tensor | None:
         """Each item's column of the set part ``B`` (zeros for items without training data)."""
-        out = torch.zeros(self.n_items, self.set_weights.shape[0], device=self.set_weights.device)
-        active = self.item_pos >= 0
-        out[active] = self.set_weights.T
-        return out
+        return self.columns_per_item(self.set_weights)
 
 
 def _standardise(scores: torch.Tensor) -> torch.Tensor:
