@@ -165,6 +165,73 @@ def test_refit_retrains_on_train_plus_validation(small) -> None:
     np.testing.assert_array_equal(rec.predict(users, items), again.predict(users, items))
 
 
+def test_mf_average_is_the_mean_of_the_members_predictions(small) -> None:
+    from reelrec.models.mf import MatrixFactorization
+
+    members = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        model = build_model("mf", small.n_users, small.n_items, {"embedding_size": 4}, train=small)
+        model.prepare(small)
+        with torch.no_grad():  # distinct biases and global means, as after training
+            model.user_bias.weight.normal_(std=0.3)
+            model.item_bias.weight.normal_(std=0.3)
+            model.global_mean.add_(0.1 * seed)
+        members.append(model.eval())
+    merged = MatrixFactorization.average(members)
+    assert merged.config.embedding_size == 12
+    assert merged.user_factors.weight.shape == (small.n_users, 12)
+    users = torch.as_tensor(small.user_index, dtype=torch.long)
+    items = torch.as_tensor(small.item_index, dtype=torch.long)
+    with torch.no_grad():
+        expected = torch.stack([m(users, items) for m in members]).mean(0)
+        torch.testing.assert_close(merged(users, items), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            merged.score_users(users[:5]),
+            merged(users[:5].repeat_interleave(small.n_items), torch.arange(small.n_items).repeat(5)).reshape(
+                5, -1
+            ),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    with pytest.raises(TypeError):
+        MatrixFactorization.average([build_model("bias", small.n_users, small.n_items)])
+
+
+def test_refit_models_averages_independently_seeded_refits(small) -> None:
+    split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
+    base = {"epochs": 6, "batch_size": 64, "learning_rate": 0.01, "refit": True}
+    params = {"embedding_size": 4}
+    one = Recommender.train(
+        "mf", split.train, split.valid, model_params=params, train_config=TrainConfig(**base)
+    )
+    cfg = TrainConfig(**base, refit_models=3)
+    avg = Recommender.train("mf", split.train, split.valid, model_params=params, train_config=cfg)
+    assert one.train_result.refit_models is None
+    assert avg.train_result.refit_models == 3
+    assert avg.train_result.refit_epochs == one.train_result.refit_epochs
+    assert avg.model.config.embedding_size == 12
+    # the first member is the single refit: its factors are the first block, scaled by 1/sqrt(3)
+    torch.testing.assert_close(
+        avg.model.user_factors.weight[:, :4] * 3**0.5, one.model.user_factors.weight, rtol=1e-5, atol=1e-6
+    )
+    users = small.users.ids[small.user_index]
+    items = small.items.ids[small.item_index]
+    assert np.all(np.isfinite(avg.predict(users, items)))
+    # a model that cannot merge keeps its single refit
+    bias = Recommender.train("bias", split.train, split.valid, train_config=cfg)
+    assert bias.train_result.refit_models is None
+
+
+def test_mf_trains_by_default_with_two_averaged_refits() -> None:
+    from reelrec.models.mf import MatrixFactorization
+
+    cfg = TrainConfig(**MatrixFactorization.default_train)
+    assert cfg.refit
+    assert cfg.refit_models == 2
+    assert TrainConfig().refit_models == 1
+
+
 def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
     from reelrec.errors import ConfigError
     from reelrec.models.registry import build_model

@@ -151,10 +151,12 @@ class Recommender:
         if train_config is None:
             train_config = TrainConfig(**model_class(model_name).default_train)
 
-        def fit(part: Dataset, check: Dataset | None, config: TrainConfig) -> tuple[RatingModel, TrainResult]:
-            seed_everything(seed)
+        def fit(
+            part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
+        ) -> tuple[RatingModel, TrainResult]:
+            seed_everything(run_seed)
             model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
-            result = Trainer(config, seed=seed, device=device, progress=progress).fit(model, part, check)
+            result = Trainer(config, seed=run_seed, device=device, progress=progress).fit(model, part, check)
             return model, result
 
         model, result = fit(train, valid, train_config)
@@ -169,6 +171,17 @@ class Recommender:
             result.refit_epochs = result.best_epoch
             result.seconds += again.seconds
             log.info("refit on train+valid for %d epochs", result.best_epoch)
+            if train_config.refit_models > 1 and model.averageable:
+                # independently initialised refits differ by their random start and batch order;
+                # the mean of their predictions has lower variance than any one of them
+                members = [model]
+                for k in range(1, train_config.refit_models):
+                    member, again = fit(train, None, refit_cfg, seed + k)
+                    members.append(member)
+                    result.seconds += again.seconds
+                model = type(model).average(members)
+                result.refit_models = len(members)
+                log.info("averaged %d refitted models", len(members))
         rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result
         return rec

@@ -42,6 +42,8 @@ class RatingModel(nn.Module):
     predicts_cold_items: ClassVar[bool] = False
     #: True when the model predicts users without training ratings itself (e.g. from features)
     predicts_cold_users: ClassVar[bool] = False
+    #: True when :meth:`average` merges several fitted models into one of the same kind
+    averageable: ClassVar[bool] = False
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
@@ -79,6 +81,12 @@ class RatingModel(nn.Module):
     ) -> float | None:
         """A model-specific early-stopping criterion (lower is better); ``None``: validation RMSE."""
         return None
+
+    @classmethod
+    def average(cls, models: list[RatingModel]) -> RatingModel:
+        """One model whose predictions are the mean of ``models``' predictions (fitted models of
+        this class on the same users and items); only for classes with ``averageable = True``."""
+        raise NotImplementedError(f"{cls.name} cannot merge several models into one")
 
     # ------------------------------------------------------------------ prediction
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:  # pragma: no cover

@@ -20,6 +20,7 @@ Two details matter for accuracy (measured on the ML-100K and ML-1M validation pa
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -94,12 +95,16 @@ class MatrixFactorization(RatingModel):
     """Biased MF in PyTorch; see :class:`MFConfig`."""
 
     name: ClassVar[str] = "mf"
+    averageable: ClassVar[bool] = True
     config_class: ClassVar[type[ModelConfig]] = MFConfig
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 40,
         "batch_size": 4096,
         "learning_rate": 1e-3,
         "refit": True,
+        # two refits from different seeds, merged into one MF of twice the factors: -0.0018
+        # validation RMSE on ML-100K u1 and -0.0017 on ML-100K holdout90 (nested validation)
+        "refit_models": 2,
     }
     config: MFConfig
 
@@ -136,6 +141,36 @@ class MatrixFactorization(RatingModel):
                 self.global_mean.fill_(mu)
                 self.user_bias.weight.copy_(torch.as_tensor(b_u, dtype=torch.float32).unsqueeze(-1))
                 self.item_bias.weight.copy_(torch.as_tensor(b_i, dtype=torch.float32).unsqueeze(-1))
+
+    @classmethod
+    def average(cls, models: list[RatingModel]) -> MatrixFactorization:
+        """The mean of ``K`` fitted MFs, exactly, as one MF with the factors side by side.
+
+        ``mean_k(mu_k + b_u^k + b_i^k + p_u^k . q_i^k)`` is the prediction of an MF whose biases are
+        the mean biases and whose factors are ``[p_u^1, ..., p_u^K] / sqrt(K)`` and
+        ``[q_i^1, ..., q_i^K] / sqrt(K)``; its ``embedding_size`` is the members' total.
+        """
+        if not models or not all(isinstance(m, MatrixFactorization) for m in models):
+            raise TypeError("MatrixFactorization.average needs a list of MatrixFactorization models")
+        mfs: list[MatrixFactorization] = [m for m in models if isinstance(m, MatrixFactorization)]
+        first = mfs[0]
+        if any((m.n_users, m.n_items) != (first.n_users, first.n_items) for m in mfs):
+            raise ValueError("the models to average must share their users and items")
+        k = sum(m.config.embedding_size for m in mfs)
+        merged = cls(first.n_users, first.n_items, first.config.model_copy(update={"embedding_size": k}))
+        merged.to(first.global_mean.device)
+        scale = 1.0 / math.sqrt(len(mfs))
+        with torch.no_grad():
+            merged.user_factors.weight.copy_(torch.cat([m.user_factors.weight for m in mfs], dim=1) * scale)
+            merged.item_factors.weight.copy_(torch.cat([m.item_factors.weight for m in mfs], dim=1) * scale)
+            for name in ("user_bias", "item_bias"):
+                mean = torch.stack([getattr(m, name).weight for m in mfs]).mean(0)
+                getattr(merged, name).weight.copy_(mean)
+            merged.global_mean.copy_(torch.stack([m.global_mean for m in mfs]).mean())
+            merged.user_reg_weight.copy_(first.user_reg_weight)
+            merged.item_reg_weight.copy_(first.item_reg_weight)
+        merged.train(first.training)
+        return merged
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         dot = (self.user_factors(users) * self.item_factors(items)).sum(-1)

@@ -57,6 +57,14 @@ class TrainConfig(BaseModel):
         description="after early stopping, retrain from scratch on train + validation for the best number "
         "of epochs (used by Recommender.train)",
     )
+    refit_models: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="with refit, retrain this many models (seeds seed, seed + 1, ...) and average their "
+        "predictions; models that can merge the average into one model of their own kind (MF: "
+        "concatenated factors) use it, the others keep the first",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -77,6 +85,8 @@ class TrainResult:
     seconds: float = 0.0
     stopped_early: bool = False
     refit_epochs: int | None = None
+    #: how many refitted models were averaged into the returned one
+    refit_models: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +97,7 @@ class TrainResult:
             "seconds": self.seconds,
             "stopped_early": self.stopped_early,
             "refit_epochs": self.refit_epochs,
+            "refit_models": self.refit_models,
         }
 
 
