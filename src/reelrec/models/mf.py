@@ -67,7 +67,12 @@ class MFConfig(ModelConfig):
 
     The defaults were chosen by validation RMSE (5% of the training part) on ML-100K and
     ML-1M ``holdout90`` with ``TrainConfig(epochs=40, batch_size=4096, learning_rate=1e-3,
-    optimizer="adam", lr_schedule="constant", patience=3)``.
+    optimizer="adam", lr_schedule="constant", patience=3)``. ``init_std`` (0.01 before) was
+    lowered to 0.003 later: from a smaller start gradient descent picks up the leading factors
+    first and the early-stopped model is effectively of lower rank (the implicit regularisation of
+    factorised gradient descent). Nested validation (the refit scored on a validation part it
+    never saw), with two averaged refits: ML-100K u1 0.9013 -> 0.9003 (5 carves), ML-1M
+    holdout90 0.8379 -> 0.8376, ML-100K holdout90 0.9040 -> 0.9042 (3 carves, within noise).
     """
 
     embedding_size: int = Field(128, ge=1, le=4096, description="factors per user and item")
@@ -87,7 +92,7 @@ class MFConfig(ModelConfig):
         "baseline", description="start the biases at the closed-form bias baseline, or at zero"
     )
     init: Literal["normal", "uniform", "xavier", "he"] = "normal"
-    init_std: float = Field(0.01, gt=0, description="scale of the normal/uniform initialiser")
+    init_std: float = Field(0.003, gt=0, description="scale of the normal/uniform initialiser")
     use_bias: bool = True
 
 
