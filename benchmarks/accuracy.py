@@ -11,7 +11,8 @@ Cases (protocols from docs/benchmarks.md, seed 42, validation 5% carved from tra
   ml-latest-small/holdout90      (MovieLens loader).
 Each (case, model) runs in its own process so its peak resident memory is its own.
 Reported: test RMSE/MAE (clipped to the scale), training wall seconds (fit only, data loading
-excluded), seconds per epoch, epochs run, peak RSS of the process.
+excluded), seconds per epoch, epochs run (+ refit epochs, times the number of averaged refits
+when there are several), peak RSS of the process.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def run_one(case: str, model: str, seed: int) -> dict:
         "seconds_per_epoch": round(sum(h["seconds"] for h in hist) / len(hist), 3) if hist else None,
         "epochs": len(hist) or None,
         "refit_epochs": rec.train_result.refit_epochs,
+        "refit_models": rec.train_result.refit_models,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
     }
@@ -76,7 +78,10 @@ def run_one(case: str, model: str, seed: int) -> dict:
 def _epochs(row: dict) -> str:
     if not row["epochs"]:
         return ""
-    return f"{row['epochs']}" + (f" (+{row['refit_epochs']})" if row.get("refit_epochs") else "")
+    if not row.get("refit_epochs"):
+        return f"{row['epochs']}"
+    models = f"{row['refit_models']}×" if (row.get("refit_models") or 1) > 1 else ""
+    return f"{row['epochs']} (+{models}{row['refit_epochs']})"
 
 
 def main() -> int:

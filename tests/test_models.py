@@ -179,7 +179,8 @@ def test_mf_average_is_the_mean_of_the_members_predictions(small) -> None:
             model.global_mean.add_(0.1 * seed)
         members.append(model.eval())
     merged = MatrixFactorization.average(members)
-    assert merged.config.embedding_size == 12
+    assert merged.config.embedding_size == 4
+    assert merged.config.members == 3
     assert merged.user_factors.weight.shape == (small.n_users, 12)
     users = torch.as_tensor(small.user_index, dtype=torch.long)
     items = torch.as_tensor(small.item_index, dtype=torch.long)
@@ -198,7 +199,7 @@ def test_mf_average_is_the_mean_of_the_members_predictions(small) -> None:
         MatrixFactorization.average([build_model("bias", small.n_users, small.n_items)])
 
 
-def test_refit_models_averages_independently_seeded_refits(small) -> None:
+def test_refit_models_averages_independently_seeded_refits(small, tmp_path) -> None:
     split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
     base = {"epochs": 6, "batch_size": 64, "learning_rate": 0.01, "refit": True}
     params = {"embedding_size": 4}
@@ -210,7 +211,9 @@ def test_refit_models_averages_independently_seeded_refits(small) -> None:
     assert one.train_result.refit_models is None
     assert avg.train_result.refit_models == 3
     assert avg.train_result.refit_epochs == one.train_result.refit_epochs
-    assert avg.model.config.embedding_size == 12
+    assert avg.model.config.embedding_size == 4
+    assert avg.model.config.members == 3
+    assert avg.model.user_factors.weight.shape[1] == 12
     # the first member is the single refit: its factors are the first block, scaled by 1/sqrt(3)
     torch.testing.assert_close(
         avg.model.user_factors.weight[:, :4] * 3**0.5, one.model.user_factors.weight, rtol=1e-5, atol=1e-6
@@ -218,6 +221,10 @@ def test_refit_models_averages_independently_seeded_refits(small) -> None:
     users = small.users.ids[small.user_index]
     items = small.items.ids[small.item_index]
     assert np.all(np.isfinite(avg.predict(users, items)))
+    avg.save(str(tmp_path / "avg"))  # the saved config rebuilds the merged tables
+    np.testing.assert_allclose(
+        Recommender.load(str(tmp_path / "avg")).predict(users, items), avg.predict(users, items)
+    )
     # a model that cannot merge keeps its single refit
     bias = Recommender.train("bias", split.train, split.valid, train_config=cfg)
     assert bias.train_result.refit_models is None

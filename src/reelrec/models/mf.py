@@ -16,6 +16,12 @@ Two details matter for accuracy (measured on the ML-100K and ML-1M validation pa
 * **Biases start at the bias baseline.** :meth:`MatrixFactorization.prepare` solves the
   regularised ``mu + b_u + b_i`` least-squares problem in closed form, so gradient descent
   only has to learn the interaction term and the biases' refinements.
+
+With the default ``refit_models = 2`` (:class:`reelrec.training.TrainConfig`),
+:meth:`Recommender.train <reelrec.recommender.Recommender.train>` refits two independently
+seeded MFs on train + validation and :meth:`MatrixFactorization.average` merges the mean of
+their predictions exactly into one MF with twice the factors (``members = 2``; lower variance
+than either).
 """
 
 from __future__ import annotations
@@ -94,6 +100,13 @@ class MFConfig(ModelConfig):
     init: Literal["normal", "uniform", "xavier", "he"] = "normal"
     init_std: float = Field(0.003, gt=0, description="scale of the normal/uniform initialiser")
     use_bias: bool = True
+    members: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="how many independently trained MFs this one is the exact average of (set by "
+        "MatrixFactorization.average): the factor tables hold embedding_size x members columns",
+    )
 
 
 class MatrixFactorization(RatingModel):
@@ -115,7 +128,7 @@ class MatrixFactorization(RatingModel):
 
     def __init__(self, n_users: int, n_items: int, config: MFConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or MFConfig())
-        k = self.config.embedding_size
+        k = self.config.embedding_size * self.config.members
         self.user_factors = nn.Embedding(n_users, k)
         self.item_factors = nn.Embedding(n_items, k)
         self.user_bias = nn.Embedding(n_users, 1)
@@ -153,7 +166,8 @@ class MatrixFactorization(RatingModel):
 
         ``mean_k(mu_k + b_u^k + b_i^k + p_u^k . q_i^k)`` is the prediction of an MF whose biases are
         the mean biases and whose factors are ``[p_u^1, ..., p_u^K] / sqrt(K)`` and
-        ``[q_i^1, ..., q_i^K] / sqrt(K)``; its ``embedding_size`` is the members' total.
+        ``[q_i^1, ..., q_i^K] / sqrt(K)``. Its config is the first model's, with ``members`` the
+        models' total (the hyperparameter ``embedding_size`` stays the members' own).
         """
         if not models or not all(isinstance(m, MatrixFactorization) for m in models):
             raise TypeError("MatrixFactorization.average needs a list of MatrixFactorization models")
@@ -161,8 +175,10 @@ class MatrixFactorization(RatingModel):
         first = mfs[0]
         if any((m.n_users, m.n_items) != (first.n_users, first.n_items) for m in mfs):
             raise ValueError("the models to average must share their users and items")
-        k = sum(m.config.embedding_size for m in mfs)
-        merged = cls(first.n_users, first.n_items, first.config.model_copy(update={"embedding_size": k}))
+        if any(m.config.embedding_size != first.config.embedding_size for m in mfs):
+            raise ValueError("the models to average must share their embedding_size")
+        members = sum(m.config.members for m in mfs)
+        merged = cls(first.n_users, first.n_items, first.config.model_copy(update={"members": members}))
         merged.to(first.global_mean.device)
         scale = 1.0 / math.sqrt(len(mfs))
         with torch.no_grad():

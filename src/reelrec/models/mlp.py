@@ -78,11 +78,9 @@ class MLP(NeuralRatingModel):
         ):
             raise ConfigError(f"pretrained_mf: {path} was trained on different users or movies")
         mf = other.model
-        if mf.config.embedding_size != self.config.embedding_size:
-            raise ConfigError(
-                f"pretrained_mf: {path} has {mf.config.embedding_size} factors; "
-                f"set embedding_size={mf.config.embedding_size}"
-            )
+        width = int(mf.user_factors.weight.shape[1])  # embedding_size x members of an averaged MF
+        if width != self.config.embedding_size:
+            raise ConfigError(f"pretrained_mf: {path} has {width} factors; set embedding_size={width}")
         if self.config.output != "linear" or self.config.standardize:
             raise ConfigError("pretrained_mf needs output='linear' without standardize (the MF scale)")
         with torch.no_grad():
