@@ -318,3 +318,18 @@ def test_ranking_model_with_a_protocol_trains_and_evaluates(files, tmp_path, cap
     code, out, err = run(capsys, "recommend", str(run_dir), "--user", "100", "-n", "3")
     assert code == 0, err
     assert "score=" in out
+
+
+def test_train_refit_models_option(files, tmp_path, capsys) -> None:
+    ratings, _ = files
+    common = ["train", "--ratings", str(ratings), "--epochs", "2", "--embedding-size", "4", "--no-progress"]
+    code, _, err = run(capsys, *common, "--refit-models", "3", "--out", str(tmp_path / "three"))
+    assert code == 0, err
+    config = json.loads((tmp_path / "three" / "config.json").read_text())
+    assert config["model"]["config"]["members"] == 3
+    assert config["train"]["refit_models"] == 3
+    code, _, err = run(capsys, *common, "--refit-models", "0", "--out", str(tmp_path / "zero"))
+    assert code == 1
+    assert "refit_models" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "zero").exists()

@@ -230,12 +230,12 @@ def test_refit_models_averages_independently_seeded_refits(small, tmp_path) -> N
     assert bias.train_result.refit_models is None
 
 
-def test_mf_trains_by_default_with_two_averaged_refits() -> None:
+def test_mf_trains_by_default_with_four_averaged_refits() -> None:
     from reelrec.models.mf import MatrixFactorization
 
     cfg = TrainConfig(**MatrixFactorization.default_train)
     assert cfg.refit
-    assert cfg.refit_models == 2
+    assert cfg.refit_models == 4
     assert TrainConfig().refit_models == 1
 
 
@@ -261,3 +261,37 @@ def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
     bad = {**params, "pretrained_mf": str(tmp_path / "bias")}
     with pytest.raises(ConfigError, match="not an mf run"):
         build_model("mlp", small.n_users, small.n_items, bad, train=small).prepare(small)
+
+
+def test_mf_closed_form_gradients_equal_autograd(small) -> None:
+    """MF's batch_gradients (the Trainer's fast path) gives autograd's loss and gradients."""
+    model = build_model(
+        "mf",
+        small.n_users,
+        small.n_items,
+        {"embedding_size": 6, "bias_reg": 0.05, "init_std": 0.3},
+        train=small,
+    )
+    model.prepare(small)
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(small), 300)  # repeated users and items within the batch
+    users = torch.as_tensor(small.user_index[rows], dtype=torch.long)
+    items = torch.as_tensor(small.item_index[rows], dtype=torch.long)
+    ratings = torch.as_tensor(small.rating[rows], dtype=torch.float32)
+    params = [
+        model.user_factors.weight,
+        model.item_factors.weight,
+        model.user_bias.weight,
+        model.item_bias.weight,
+    ]
+    loss = model.training_loss(users, items, ratings)
+    expected = torch.autograd.grad(loss, params)
+    for p in params:
+        p.grad = torch.full_like(p, 7.0)  # stale gradients are overwritten, not added to
+    fast = model.batch_gradients(users, items, ratings)
+    assert fast is not None
+    torch.testing.assert_close(fast, loss.detach(), rtol=1e-5, atol=1e-6)
+    for p, g in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
+    model.user_factors.sparse = True  # sparse embeddings stay on autograd
+    assert model.batch_gradients(users, items, ratings) is None

@@ -196,6 +196,7 @@ def _train_and_save(
             "lr_schedule",
             "patience",
             "refit",
+            "refit_models",
         )
         if getattr(args, k, None) is not None
     }
@@ -688,6 +689,12 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
         action=argparse.BooleanOptionalAction,
         default=None,
         help="after early stopping, retrain on train+validation for the best epoch count (mf: on)",
+    )
+    p.add_argument(
+        "--refit-models",
+        type=int,
+        metavar="N",
+        help="with --refit, retrain N differently seeded models and average them (mf: 2, merged into one MF)",
     )
     p.add_argument("--embedding-size", type=int, help="factors per user/movie (mf)")
     p.add_argument("--reg", type=float, help="L2 weight on the factors (mf)")

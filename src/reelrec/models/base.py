@@ -101,6 +101,14 @@ class RatingModel(nn.Module):
         pred = self(users, items)
         return torch.mean((pred - ratings) ** 2) + self.penalty(users, items)
 
+    def batch_gradients(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Optionally, :meth:`training_loss` of the batch with its gradients written straight into
+        the parameters' ``.grad`` (overwriting them), for models whose gradient has a closed form
+        cheaper than autograd's tape. ``None`` (the default): the Trainer uses autograd."""
+        return None
+
     def training_rows(self) -> int | None:
         """How the Trainer walks the data: ``None`` (default) for (user, item, rating) triples.
 
