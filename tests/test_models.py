@@ -171,32 +171,65 @@ def test_mf_average_is_the_mean_of_the_members_predictions(small) -> None:
     members = []
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
-        model = build_model("mf", small.n_users, small.n_items, {"embedding_size": 4}, train=small)
+        model = build_model(
+            "mf", small.n_users, small.n_items, {"embedding_size": 4, "init_std": 0.5}, train=small
+        )
         model.prepare(small)
         with torch.no_grad():  # distinct biases and global means, as after training
             model.user_bias.weight.normal_(std=0.3)
             model.item_bias.weight.normal_(std=0.3)
             model.global_mean.add_(0.1 * seed)
         members.append(model.eval())
-    merged = MatrixFactorization.average(members)
-    assert merged.config.embedding_size == 4
-    assert merged.config.members == 3
-    assert merged.user_factors.weight.shape == (small.n_users, 12)
     users = torch.as_tensor(small.user_index, dtype=torch.long)
     items = torch.as_tensor(small.item_index, dtype=torch.long)
     with torch.no_grad():
         expected = torch.stack([m(users, items) for m in members]).mean(0)
-        torch.testing.assert_close(merged(users, items), expected, rtol=1e-5, atol=1e-5)
+        # exact: the factor tables side by side, 3 x 4 columns
+        wide = MatrixFactorization.average(members, exact=True)
+        assert (wide.config.embedding_size, wide.config.members) == (12, 3)
+        assert wide.user_factors.weight.shape == (small.n_users, 12)
+        torch.testing.assert_close(wide(users, items), expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(
-            merged.score_users(users[:5]),
-            merged(users[:5].repeat_interleave(small.n_items), torch.arange(small.n_items).repeat(5)).reshape(
+            wide.score_users(users[:5]),
+            wide(users[:5].repeat_interleave(small.n_items), torch.arange(small.n_items).repeat(5)).reshape(
                 5, -1
             ),
             rtol=1e-5,
             atol=1e-5,
         )
+        # default: the best rank-4 approximation of the mean interaction (Eckart-Young)
+        merged = MatrixFactorization.average(members)
+        assert (merged.config.embedding_size, merged.config.members) == (4, 3)
+        interaction = (wide.user_factors.weight @ wide.item_factors.weight.T).double()
+        u, s, vt = torch.linalg.svd(interaction)
+        best = (u[:, :4] * s[:4]) @ vt[:4]
+        got = (merged.user_factors.weight @ merged.item_factors.weight.T).double()
+        torch.testing.assert_close(got, best, rtol=1e-4, atol=1e-5)
+        assert float((interaction - best).abs().max()) > 1e-2  # the truncation did something
+        # the free scale of the split keeps the items' overall scale (the penalties' calibration)
+        torch.testing.assert_close(merged.item_factors.weight.norm(), wide.item_factors.weight.norm())
+        torch.testing.assert_close(merged.user_bias.weight, wide.user_bias.weight)
+        torch.testing.assert_close(merged.global_mean, wide.global_mean)
+    # more factors than movies: the approximation is exact and zero columns keep the width
+    big = [build_model("mf", small.n_users, small.n_items, {"embedding_size": 32}) for _ in range(2)]
+    assert small.n_items < 32
+    with torch.no_grad():
+        for m in big:
+            m.user_factors.weight.normal_()
+            m.item_factors.weight.normal_()
+        narrow = MatrixFactorization.average(big)
+        assert narrow.user_factors.weight.shape == (small.n_users, 32)
+        torch.testing.assert_close(
+            narrow(users, items),
+            MatrixFactorization.average(big, exact=True)(users, items),
+            rtol=1e-4,
+            atol=1e-4,
+        )
     with pytest.raises(TypeError):
         MatrixFactorization.average([build_model("bias", small.n_users, small.n_items)])
+    other = build_model("mf", small.n_users, small.n_items, {"embedding_size": 3}, train=small)
+    with pytest.raises(ValueError, match="embedding_size"):
+        MatrixFactorization.average([members[0], other])
 
 
 def test_refit_models_averages_independently_seeded_refits(small, tmp_path) -> None:
@@ -211,20 +244,16 @@ def test_refit_models_averages_independently_seeded_refits(small, tmp_path) -> N
     assert one.train_result.refit_models is None
     assert avg.train_result.refit_models == 3
     assert avg.train_result.refit_epochs == one.train_result.refit_epochs
-    assert avg.model.config.embedding_size == 4
+    assert avg.model.config.embedding_size == 4  # same size as one member
     assert avg.model.config.members == 3
-    assert avg.model.user_factors.weight.shape[1] == 12
-    # the first member is the single refit: its factors are the first block, scaled by 1/sqrt(3)
-    torch.testing.assert_close(
-        avg.model.user_factors.weight[:, :4] * 3**0.5, one.model.user_factors.weight, rtol=1e-5, atol=1e-6
-    )
+    assert avg.model.user_factors.weight.shape[1] == 4
     users = small.users.ids[small.user_index]
     items = small.items.ids[small.item_index]
-    assert np.all(np.isfinite(avg.predict(users, items)))
+    single, averaged = one.predict(users, items), avg.predict(users, items)
+    assert np.all(np.isfinite(averaged))
+    assert not np.allclose(single, averaged)  # other members took part
     avg.save(str(tmp_path / "avg"))  # the saved config rebuilds the merged tables
-    np.testing.assert_allclose(
-        Recommender.load(str(tmp_path / "avg")).predict(users, items), avg.predict(users, items)
-    )
+    np.testing.assert_allclose(Recommender.load(str(tmp_path / "avg")).predict(users, items), averaged)
     # a model that cannot merge keeps its single refit
     bias = Recommender.train("bias", split.train, split.valid, train_config=cfg)
     assert bias.train_result.refit_models is None

@@ -78,7 +78,7 @@ class MLP(NeuralRatingModel):
         ):
             raise ConfigError(f"pretrained_mf: {path} was trained on different users or movies")
         mf = other.model
-        width = int(mf.user_factors.weight.shape[1])  # embedding_size x members of an averaged MF
+        width = int(mf.user_factors.weight.shape[1])
         if width != self.config.embedding_size:
             raise ConfigError(f"pretrained_mf: {path} has {width} factors; set embedding_size={width}")
         if self.config.output != "linear" or self.config.standardize:
