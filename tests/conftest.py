@@ -92,11 +92,15 @@ def small_dataset() -> Dataset:
     return Dataset.from_frame(frame, name="small", item_info=info)
 
 
-def skip_or_fail(reason: str) -> None:
-    """Skip a real-data test whose files are absent, or fail it when CI requires real data."""
-    if os.environ.get("REELREC_REQUIRE_REALDATA"):
-        pytest.fail(f"REELREC_REQUIRE_REALDATA is set, but: {reason}")
-    pytest.skip(f"{reason}; runs when REELREC_DATA_HOME holds the files (CI sets it and requires them)")
+REAL_DATA_WHEN = "REELREC_DATA_HOME holds the MovieLens files (CI sets it and requires them)"
+
+
+def skip_or_fail(why: str, when: str = REAL_DATA_WHEN, required_by: str = "REELREC_REQUIRE_REALDATA") -> None:
+    """Skip a test whose environment is missing, saying why and when it runs; or fail it when
+    ``required_by`` is set (CI sets the REELREC_REQUIRE_* variables, so there it cannot skip)."""
+    if os.environ.get(required_by, "") not in ("", "0"):
+        pytest.fail(f"{required_by} is set, but {why}")
+    pytest.skip(f"skipped because {why}; runs when {when}")
 
 
 def real_data_home() -> Path | None:
@@ -109,7 +113,5 @@ def data_home() -> Path:
     """The MovieLens copies (REELREC_DATA_HOME); real-data tests are skipped without them."""
     home = real_data_home()
     if home is None or not (home / "ml-100k" / "u.data").is_file():
-        skip_or_fail(
-            "real-data test: set REELREC_DATA_HOME to a folder holding ml-100k/ (CI uses ../shared/data)"
-        )
+        skip_or_fail("REELREC_DATA_HOME does not name a folder holding ml-100k/ (CI uses ../shared/data)")
     return home

@@ -24,7 +24,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from conftest import small_frame
+from conftest import skip_or_fail, small_frame
 from reelrec.data.dataset import Dataset
 from reelrec.recommender import Recommender
 from reelrec.training import TrainConfig
@@ -41,10 +41,12 @@ def _require_browser() -> None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not (p.is_file() and os.access(p, os.X_OK))]
     if not missing:
         return
-    reason = f"browser test: {' and '.join(missing)} missing (apt-get install chromium chromium-driver)"
-    if os.environ.get("REELREC_REQUIRE_BROWSER", "") not in ("", "0"):
-        pytest.fail(f"REELREC_REQUIRE_BROWSER is set, but: {reason}")
-    pytest.skip(f"{reason}; runs when both are installed (CI installs them and requires this test)")
+    reason = f"{' and '.join(missing)} missing (apt-get install chromium chromium-driver)"
+    skip_or_fail(
+        reason,
+        when="both are installed (CI installs them and requires this test)",
+        required_by="REELREC_REQUIRE_BROWSER",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import skip_or_fail
 from reelrec.service.store import RatingStore, StoreError, metadata, sqlite_url
 
 PG_URL = os.environ.get("REELREC_TEST_POSTGRES_URL")
@@ -22,10 +23,10 @@ def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "ratings.sqlite")
     if not PG_URL:
-        if os.environ.get("REELREC_REQUIRE_POSTGRES") == "1":
-            pytest.fail("REELREC_REQUIRE_POSTGRES=1 but REELREC_TEST_POSTGRES_URL is not set")
-        pytest.skip(
-            "no PostgreSQL: runs when REELREC_TEST_POSTGRES_URL is set (CI starts one, requires these)"
+        skip_or_fail(
+            "no PostgreSQL server is configured (REELREC_TEST_POSTGRES_URL is not set)",
+            when="REELREC_TEST_POSTGRES_URL is set (CI starts one and requires these tests)",
+            required_by="REELREC_REQUIRE_POSTGRES",
         )
     store = RatingStore(PG_URL)
     metadata.drop_all(store.engine)  # a clean database for every test
