@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from reelrec.data.dataset import Dataset
+
+# the tests' tensors are tiny: one thread is faster, and on busy cores two OpenMP threads wait on
+# each other at every operation (reelrec.threads); subprocesses pick their own count
+torch.set_num_threads(1)
 
 
 def planted_frame(

@@ -197,6 +197,7 @@ def _train_and_save(
             "patience",
             "refit",
             "refit_models",
+            "row_sparse",
         )
         if getattr(args, k, None) is not None
     }
@@ -206,7 +207,7 @@ def _train_and_save(
     from reelrec.models.registry import model_class
 
     try:
-        train_cfg = TrainConfig(**{**model_class(model).default_train, **train_values})
+        train_cfg = TrainConfig(**{**model_class(model).train_defaults(len(split.train)), **train_values})
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'training'}: {err['msg']}") from None
@@ -685,6 +686,11 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
     p.add_argument("--lr-schedule", choices=["constant", "cosine", "step", "plateau"])
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument(
+        "--row-sparse",
+        choices=["auto", "on", "off"],
+        help="step only the embedding rows a batch touches (auto: when the tables exceed 4 batches)",
+    )
+    p.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -700,7 +706,17 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
     p.add_argument("--reg", type=float, help="L2 weight on the factors (mf)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="any other model hyperparameter")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    _add_threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for training and scoring (default: the cores idle when the command starts)",
+    )
 
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:
@@ -789,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true")
     _add_data_options(p)
+    _add_threads_option(p)
     p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on its test split")
@@ -800,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(p)
     p.add_argument("--json", action="store_true")
+    _add_threads_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict ratings for a CSV of user_id,item_id pairs")
@@ -853,6 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     _add_data_options(p)
+    _add_threads_option(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("plot", help="learning curves and movie-embedding maps of a saved run, as PNGs")
@@ -898,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     _add_data_options(p)
+    _add_threads_option(p)
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("demo", help="ml-100k end to end: train MF, compare with the bias baseline, recommend")
@@ -918,6 +938,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
         parser.exit(2, "reelrec: error: -n must be at least 1\n")
     try:
+        if args.command != "serve" and hasattr(args, "threads"):
+            from reelrec.threads import set_threads
+
+            set_threads(args.threads)
         return int(args.func(args) or 0)
     except ReelrecError as exc:
         if args.debug:

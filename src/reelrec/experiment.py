@@ -213,7 +213,8 @@ def run_experiment(
     for run in spec.runs:
         per_seed: list[dict[str, Any]] = []
         for seed in spec.data.seeds:
-            train_cfg = TrainConfig(**{**model_class(run.model).default_train, **run.train})
+            defaults = model_class(run.model).train_defaults(len(split.train))
+            train_cfg = TrainConfig(**{**defaults, **run.train})
             log.info("experiment %s: run %s seed %d", spec.name, run.name, seed)
             start = time.perf_counter()
             rec = Recommender.train(

@@ -149,7 +149,7 @@ class Recommender:
     ) -> Recommender:
         """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it."""
         if train_config is None:
-            train_config = TrainConfig(**model_class(model_name).default_train)
+            train_config = TrainConfig(**model_class(model_name).train_defaults(len(train)))
 
         def fit(
             part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed

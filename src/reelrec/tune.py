@@ -197,7 +197,7 @@ def tune(
         if model_name not in SPACES:
             raise ConfigError(f"no built-in search space for {model_name!r}; give one with --space FILE.toml")
         space = SPACES[model_name]
-    base_train = dict(cls.default_train)
+    base_train = cls.train_defaults(len(train))
     if max_epochs is not None:
         base_train["epochs"] = max_epochs
     base_train["refit"] = False

@@ -137,6 +137,13 @@ class AutoRec(RatingModel):
         """The L2 weight in use: the config's, or the default for the training-set size."""
         return self.config.reg if self.config.reg is not None else default_reg(float(self.n_train_ratings))
 
+    scale_note: ClassVar[str] = "the dense item x user training matrix, its mask and a decoded copy"
+    scale_alternative: ClassVar[str] = "Use mf or hybrid for data of this size."
+
+    @classmethod
+    def memory_estimate(cls, n_users: int, n_items: int, n_ratings: int, config: ModelConfig) -> int:
+        return 9 * n_users * n_items  # float32 ratings + bool mask + float32 reconstruction
+
     def prepare(self, train: Dataset) -> None:
         """The dense item × user training matrix, the output-bias start and fresh codes."""
         super().prepare(train)

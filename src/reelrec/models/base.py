@@ -19,6 +19,17 @@ from torch.func import functional_call
 
 from reelrec.data.dataset import Dataset
 
+#: a batch's gradient of one table by rows: (parameter, unique row indices, those rows' gradient)
+RowGrad = tuple[nn.Parameter, torch.Tensor, torch.Tensor]
+
+
+def coalesce_rows(index: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the gradient rows that share an index: ``(unique indices, summed rows)``."""
+    rows, inverse = torch.unique(index, return_inverse=True)
+    summed = torch.zeros((rows.shape[0], *grad.shape[1:]), dtype=grad.dtype, device=grad.device)
+    summed.index_add_(0, inverse, grad)
+    return rows, summed
+
 
 class ModelConfig(BaseModel):
     """Base of every model's typed configuration (unknown fields are an error)."""
@@ -47,6 +58,31 @@ class RatingModel(nn.Module):
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def train_defaults(cls, n_ratings: int | None = None) -> dict[str, Any]:
+        """The TrainConfig values this model trains best with on ``n_ratings`` training ratings:
+        :attr:`default_train`, adjusted by models whose best recipe changes with the data's size.
+        A user's explicit settings override them."""
+        return dict(cls.default_train)
+
+    @classmethod
+    def memory_estimate(cls, n_users: int, n_items: int, n_ratings: int, config: ModelConfig) -> int:
+        """Bytes this model needs to train on data of this shape, beyond the ratings themselves
+        (parameters and optimiser state by default: a few float32 tables); models with
+        ``n_items x n_items`` or ``n_items x n_users`` matrices override it, so training can refuse
+        up front instead of running out of memory half-way."""
+        return 0
+
+    #: what :meth:`memory_estimate` counts, for the refusal message
+    scale_note: ClassVar[str] = "its parameters"
+    #: the way around a refusal at scale, for the message
+    scale_alternative: ClassVar[str] = "Use mf, bpr or bias for data of this size."
+
+    @classmethod
+    def check_limits(cls, n_users: int, n_items: int, n_ratings: int, config: ModelConfig) -> None:
+        """Raise a one-line ``ConfigError`` when training on data of this shape would exceed a
+        limit of the model other than memory (e.g. hours of work); the default has none."""
 
     def __init__(self, n_users: int, n_items: int, config: ModelConfig) -> None:
         super().__init__()
@@ -107,6 +143,16 @@ class RatingModel(nn.Module):
         """Optionally, :meth:`training_loss` of the batch with its gradients written straight into
         the parameters' ``.grad`` (overwriting them), for models whose gradient has a closed form
         cheaper than autograd's tape. ``None`` (the default): the Trainer uses autograd."""
+        return None
+
+    def row_gradients(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> tuple[torch.Tensor, list[RowGrad]] | None:
+        """Optionally, :meth:`training_loss` of the batch and the gradient of *every* trainable
+        parameter as rows ``(parameter, unique rows, rows' gradient)``, so the Trainer's row-sparse
+        optimisers (:mod:`reelrec.training.rows`) touch only the batch's rows and an epoch costs
+        ``ratings x row width`` instead of ``ratings x table size``. ``None`` (the default): the
+        model trains with the dense optimisers."""
         return None
 
     def training_rows(self) -> int | None:

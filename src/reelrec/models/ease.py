@@ -60,6 +60,15 @@ class ItemMatrixModel(HistoryRankingModel):
     training data; ``item_pos`` maps a catalogue index to its row (-1: no training data)."""
 
     config: ItemMatrixConfig
+    #: float64 item x item matrices alive at once while fitting (EASE: Gram, inverse, weights)
+    item_matrices: ClassVar[int] = 3
+    scale_note: ClassVar[str] = "float64 item x item matrices over the items with training data"
+    scale_alternative: ClassVar[str] = "Use bpr or mf (--protocol temporal-full) for catalogues this large."
+
+    @classmethod
+    def memory_estimate(cls, n_users: int, n_items: int, n_ratings: int, config: ModelConfig) -> int:
+        n = getattr(config, "n_active", 0) or n_items
+        return cls.item_matrices * 8 * n * n
 
     def __init__(self, n_users: int, n_items: int, config: ItemMatrixConfig) -> None:
         super().__init__(n_users, n_items, config)

@@ -22,8 +22,12 @@ import torch
 from pydantic import Field
 
 from reelrec.data.dataset import Dataset
+from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig
 from reelrec.models.ranking import HistoryConfig, HistoryRankingModel
+
+#: the most co-occurrence work (ratings x items multiply-adds) itemknn takes on: ML-1M is 3.7e9
+MAX_KNN_WORK = 1e11
 
 
 class ItemKNNConfig(HistoryConfig):
@@ -40,6 +44,18 @@ class ItemKNN(HistoryRankingModel):
     config_class: ClassVar[type[ModelConfig]] = ItemKNNConfig
     default_train: ClassVar[dict[str, Any]] = {"refit": True}
     config: ItemKNNConfig
+
+    @classmethod
+    def check_limits(cls, n_users: int, n_items: int, n_ratings: int, config: ModelConfig) -> None:
+        """The co-occurrence counts cost about ``ratings x items`` multiply-adds (one sparse x dense
+        product per block of items): refuse past :data:`MAX_KNN_WORK`."""
+        work = n_ratings * n_items
+        if work > MAX_KNN_WORK:
+            raise ConfigError(
+                f"itemknn counts co-occurrences in about ratings x items = {work:.1e} multiply-adds, over "
+                f"its limit of {MAX_KNN_WORK:.0e} (hours on a CPU). Use bpr or mf (--protocol "
+                "temporal-full) for data of this size."
+            )
 
     def __init__(self, n_users: int, n_items: int, config: ItemKNNConfig | None = None) -> None:
         config = config or ItemKNNConfig()

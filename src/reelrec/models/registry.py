@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from reelrec.data.dataset import Dataset
@@ -75,4 +76,38 @@ def build_model(
     values = dict(values or {})
     if train is not None:
         values = cls.configure(values, train)
-    return cls(n_users, n_items, make_config(name, values))
+    config = make_config(name, values)
+    if train is not None:
+        check_scale(cls, n_users, n_items, len(train), config)
+    return cls(n_users, n_items, config)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (``MemAvailable``; total RAM elsewhere)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    try:  # pragma: no cover - not Linux
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 1 << 62
+
+
+def check_scale(
+    cls: type[RatingModel], n_users: int, n_items: int, n_ratings: int, config: ModelConfig
+) -> None:
+    """Refuse up front, in one line, a model whose training would not fit this data: its memory
+    estimate against the memory available now, and the model's own limits."""
+    need = cls.memory_estimate(n_users, n_items, n_ratings, config)
+    have = available_memory()
+    if need > have:
+        raise ConfigError(
+            f"{cls.name} needs about {need / 2**30:.1f} GiB to train on {n_users:,} users x {n_items:,} "
+            f"items ({cls.scale_note}); {have / 2**30:.1f} GiB is available. "
+            f"{cls.scale_alternative}"
+        )
+    cls.check_limits(n_users, n_items, n_ratings, config)

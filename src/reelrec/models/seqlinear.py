@@ -71,6 +71,8 @@ class SeqLinear(ItemMatrixModel):
     """Set (EASE) + transition (ridge) linear item model; see the module docs."""
 
     name: ClassVar[str] = "seqlinear"
+    #: the set part's and the transition part's matrices and their inverses
+    item_matrices: ClassVar[int] = 5
     config_class: ClassVar[type[ModelConfig]] = SeqLinearConfig
     default_train: ClassVar[dict[str, Any]] = {"refit": True}
     config: SeqLinearConfig

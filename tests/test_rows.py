@@ -1,0 +1,167 @@
+"""Row-sparse training: only the rows a batch touches move, and the result matches the rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from reelrec.data.split import make_split
+from reelrec.models import build_model
+from reelrec.models.base import coalesce_rows
+from reelrec.training import TrainConfig, Trainer, seed_everything
+from reelrec.training.rows import RowAdam, RowSGD
+from reelrec.training.trainer import _as_tensors, validation_rmse
+
+
+def test_coalesce_rows_sums_repeated_indices() -> None:
+    rows, summed = coalesce_rows(torch.tensor([3, 1, 3, 0]), torch.tensor([[1.0], [2.0], [10.0], [5.0]]))
+    assert rows.tolist() == [0, 1, 3]
+    assert summed[:, 0].tolist() == [5.0, 2.0, 11.0]
+
+
+def test_row_adam_matches_torch_sparse_adam() -> None:
+    """RowAdam is lazy Adam: step for step the same table as torch.optim.SparseAdam."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(20, 4, generator=gen)
+    a, b = nn.Parameter(start.clone()), nn.Parameter(start.clone())
+    ours, ref = RowAdam([a], lr=0.05), torch.optim.SparseAdam([b], lr=0.05)
+    for _ in range(12):
+        idx = torch.randint(0, 20, (6,), generator=gen)
+        grad = torch.randn(6, 4, generator=gen)
+        rows, summed = coalesce_rows(idx, grad)
+        ours.set_rows([(a, rows, summed)])
+        ours.step()
+        b.grad = torch.sparse_coo_tensor(idx[None], grad, (20, 4), check_invariants=True)
+        ref.step()
+        ref.zero_grad()
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_row_sgd_moves_only_the_given_rows() -> None:
+    p = nn.Parameter(torch.ones(5, 2))
+    opt = RowSGD([p], lr=0.5)
+    opt.set_rows([(p, torch.tensor([1, 3]), torch.tensor([[2.0, 2.0], [4.0, 0.0]]))])
+    opt.step()
+    assert p.detach().tolist() == [[1, 1], [0, 0], [1, 1], [-1, 1], [1, 1]]
+
+
+def test_mf_row_gradients_equal_its_dense_gradients(small) -> None:
+    seed_everything(0)
+    model = build_model("mf", small.n_users, small.n_items, {"embedding_size": 6}, train=small)
+    model.prepare(small)
+    u, i, r = _as_tensors(small, torch.device("cpu"))
+    dense_loss = model.batch_gradients(u, i, r)
+    dense = {id(p): p.grad.clone() for p in model.parameters() if p.grad is not None}
+    loss, rows = model.row_gradients(u, i, r)
+    assert float(loss) == pytest.approx(float(dense_loss))
+    assert len(rows) == len(dense)
+    for param, index, grad in rows:
+        expect = dense[id(param)]
+        assert torch.allclose(expect[index], grad, atol=1e-7)
+        untouched = torch.ones(param.shape[0], dtype=torch.bool)
+        untouched[index] = False
+        assert not expect[untouched].any()  # rows outside the batch have no gradient
+
+
+@pytest.mark.parametrize("model_name", ["mf", "mlp", "neumf"])
+def test_row_sparse_training_leaves_unseen_rows_alone_and_learns(planted, model_name: str) -> None:
+    """With ``row_sparse="on"`` a table row no training rating touches keeps its initial value,
+    and the model still learns (validation RMSE well under the first epoch's)."""
+    ds, _ = planted
+    split = make_split(ds, "holdout90", seed=0, valid_fraction=0.1)
+    unseen = [0, 1, 2]  # users whose ratings are all dropped from training (vocabulary kept)
+    train = split.train.subset(
+        torch.isin(torch.as_tensor(split.train.user_index), torch.tensor(unseen))
+        .logical_not()
+        .numpy()
+        .nonzero()[0]
+    )
+    seed_everything(0)
+    params = {"embedding_size": 8} if model_name != "neumf" else {}
+    model = build_model(model_name, train.n_users, train.n_items, params, train=train)
+    tables = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.Embedding) and m.num_embeddings == train.n_users and m.embedding_dim > 1
+    ]
+    assert tables
+    before = [t.weight.detach()[unseen].clone() for t in tables]
+    cfg = TrainConfig(epochs=4, batch_size=512, learning_rate=1e-2, row_sparse="on", patience=0)
+    result = Trainer(cfg, seed=0, device="cpu").fit(model, train, split.valid)
+    for table, old in zip(tables, before, strict=True):
+        assert torch.equal(table.weight.detach()[unseen], old)  # never in a batch: never moved
+        assert not table.sparse  # the saved model is an ordinary module
+    hist = [h["valid_rmse"] for h in result.history]
+    assert min(hist) < hist[0] - 0.01
+
+
+def test_auto_steps_dense_for_small_tables_and_by_rows_for_large(planted) -> None:
+    ds, _ = planted
+    model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds)
+    small_batches = Trainer(TrainConfig(batch_size=ds.n_users + ds.n_items), device="cpu")
+    assert small_batches._row_mode(model, ds) == "dense"
+    tiny_batches = Trainer(TrainConfig(batch_size=8), device="cpu")
+    assert tiny_batches._row_mode(model, ds) == "model"
+    assert Trainer(TrainConfig(batch_size=8, row_sparse="off"), device="cpu")._row_mode(model, ds) == "dense"
+    mlp = build_model("mlp", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds)
+    assert tiny_batches._row_mode(mlp, ds) == "autograd"
+
+
+def test_row_sparse_mf_reaches_the_dense_accuracy(planted) -> None:
+    ds, _ = planted
+    split = make_split(ds, "holdout90", seed=0, valid_fraction=0.1)
+    scores = {}
+    for mode in ("off", "on"):
+        seed_everything(0)
+        model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 16}, train=split.train)
+        cfg = TrainConfig(epochs=12, batch_size=1024, learning_rate=2e-2, row_sparse=mode)
+        Trainer(cfg, seed=0, device="cpu").fit(model, split.train, split.valid)
+        scores[mode] = validation_rmse(model, _as_tensors(split.test, torch.device("cpu")), ds.scale)
+    assert scores["on"] == pytest.approx(scores["off"], abs=0.02)
+
+
+def test_models_refuse_data_they_cannot_train_on_in_one_line(planted, monkeypatch) -> None:
+    """A model whose estimate exceeds the memory available (or its own limit) refuses before any
+    allocation, naming the limit and the way around it."""
+    from reelrec.errors import ConfigError
+    from reelrec.models import itemknn, registry
+
+    ds, _ = planted
+    monkeypatch.setattr(registry, "available_memory", lambda: 1 << 10)  # 1 KiB left
+    for name in ("ease", "seqlinear", "autorec"):
+        with pytest.raises(ConfigError, match=r"needs about .* GiB .* is available\. Use ") as err:
+            build_model(name, ds.n_users, ds.n_items, {}, train=ds)
+        assert "\n" not in str(err.value)
+    build_model("mf", ds.n_users, ds.n_items, {}, train=ds)  # a few small tables: no refusal
+    monkeypatch.setattr(itemknn, "MAX_KNN_WORK", 1000)
+    with pytest.raises(ConfigError, match=r"itemknn counts co-occurrences .* Use bpr or mf"):
+        build_model("itemknn", ds.n_users, ds.n_items, {}, train=ds)
+
+
+def test_mf_defaults_switch_to_the_large_data_recipe() -> None:
+    from reelrec.models.mf import LARGE_DATA, MatrixFactorization
+
+    small = MatrixFactorization.train_defaults(900_000)
+    assert small == MatrixFactorization.default_train
+    large = MatrixFactorization.train_defaults(LARGE_DATA + 1)
+    assert large["refit"] is False
+    assert large["refit_models"] == 1
+    assert large["batch_size"] > small["batch_size"]
+    assert TrainConfig(**large).row_sparse == "auto"
+
+
+def test_auto_threads_takes_the_idle_cores(monkeypatch) -> None:
+    from reelrec import threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert threads.auto_threads() == 5
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (30.0, 0.0, 0.0))
+    assert threads.auto_threads() == 1
+    before = torch.get_num_threads()
+    try:
+        assert threads.set_threads(3) == 3
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
