@@ -293,15 +293,51 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """``reelrec train --nproc N``: the same command as N local ranks under torchrun."""
+    argv = list(args.argv)
+    for i, token in enumerate(argv):  # drop --nproc N / --nproc=N
+        if token == "--nproc":
+            del argv[i : i + 2]
+            break
+        if token.startswith("--nproc="):
+            del argv[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}"]
+    cmd += ["-m", "reelrec", *argv]
+    log.info("launching %s", " ".join(cmd))
+    import subprocess
+
+    return subprocess.run(cmd, check=False).returncode
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from reelrec.artifacts import check_target
+    from reelrec.training.distributed import current
 
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1 (got {args.nproc})")
+    if (args.nproc or 1) > 1 and current() is None:
+        return _launch_ranks(args)
+    ctx = current()
+    main_rank = ctx is None or ctx.is_main
     check_target(args.out, args.overwrite)  # fail before a long training, not after
     ds = load_dataset_from_args(args)
     start = time.perf_counter()
-    _, metrics = _train_and_save(args, ds, args.model, args.out, overwrite=args.overwrite, quiet=args.json)
+    # every rank trains; only rank 0 prints and writes the run
+    _, metrics = _train_and_save(
+        args,
+        ds,
+        args.model,
+        args.out if main_rank else None,
+        overwrite=args.overwrite,
+        quiet=args.json or not main_rank,
+    )
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
-    _emit(args, metrics, f"{args.model}: {_metrics_text(metrics)}\nsaved run: {args.out}")
+    if ctx is not None:
+        metrics["ranks"] = ctx.world
+    if main_rank:
+        _emit(args, metrics, f"{args.model}: {_metrics_text(metrics)}\nsaved run: {args.out}")
     return 0
 
 
@@ -783,6 +819,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train data-parallel in N local processes (torchrun; see docs/scaling.md)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="search hyperparameters on validation data (Optuna), then train the best")
@@ -932,6 +974,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -939,9 +982,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "reelrec: error: -n must be at least 1\n")
     try:
         if args.command != "serve" and hasattr(args, "threads"):
-            from reelrec.threads import set_threads
+            from reelrec.threads import available_cores, set_threads
+            from reelrec.training.distributed import init_from_env, local_world
 
-            set_threads(args.threads)
+            # under torchrun (WORLD_SIZE > 1) join the job; its ranks share this machine's cores
+            ctx = init_from_env(args.device) if args.command == "train" else None
+            set_threads(args.threads or (max(1, available_cores() // local_world()) if ctx else None))
         return int(args.func(args) or 0)
     except ReelrecError as exc:
         if args.debug:

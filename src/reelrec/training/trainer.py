@@ -27,6 +27,7 @@ from torch import nn
 from reelrec.data.dataset import Dataset, RatingScale
 from reelrec.errors import ConfigError
 from reelrec.models.base import RatingModel
+from reelrec.training import distributed
 from reelrec.training.rows import RowAdam, RowSGD
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,13 @@ def _fusable(params: list[torch.nn.Parameter]) -> bool:
         and next(iter(devices)).type in ("cpu", "cuda")
         and all(p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in params)
     )
+
+
+def _scale_grads(model: nn.Module, share: float) -> None:
+    if share != 1.0:
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.mul_(share)
 
 
 def _sparse_embeddings(model: nn.Module) -> list[nn.Parameter]:
@@ -353,8 +361,9 @@ class Trainer:
         best = math.inf
         bad_epochs = 0
 
+        ctx = distributed.current()
         bar = None
-        if self.progress:
+        if self.progress and (ctx is None or ctx.is_main):
             from tqdm.auto import tqdm
 
             # counted in ratings (or the model's rows): the rate and the ETA (to the last epoch;
@@ -374,8 +383,16 @@ class Trainer:
                 total = torch.zeros((), device=self.device)
                 for b, s in enumerate(range(0, n, bs)):
                     idx = perm[s : s + bs]
+                    share = 1.0
+                    if ctx is not None:
+                        if idx.shape[0] < ctx.world:
+                            continue  # a tail too short to give every rank a rating
+                        full, idx = idx.shape[0], ctx.shard(idx)
+                        share = idx.shape[0] / full  # this rank's part of the global mean
                     if row_mode == "model":
                         loss, row_grads = model.row_gradients(users[idx], items[idx], ratings[idx])
+                        if ctx is not None:
+                            row_grads = ctx.gather_rows([(p, r, g.mul_(share)) for p, r, g in row_grads])
                         opts[0].set_rows(row_grads)
                         manual = True
                     elif rows is None:
@@ -385,6 +402,9 @@ class Trainer:
                         manual = loss is not None
                         if loss is None:
                             loss = model.training_loss(b_users, b_items, b_ratings)
+                        elif ctx is not None:
+                            _scale_grads(model, share)
+                            ctx.reduce_dense(list(model.parameters()))
                     else:
                         manual = False
                         loss = model.rows_loss(idx)
@@ -392,8 +412,13 @@ class Trainer:
                         for o in opts:
                             o.zero_grad(set_to_none=True)
                         loss.backward()
+                        if ctx is not None:
+                            _scale_grads(model, share)
                         if row_mode == "autograd":
-                            opts[0].set_rows(_rows_of(row_params))
+                            row_grads = _rows_of(row_params)
+                            opts[0].set_rows(row_grads if ctx is None else ctx.gather_rows(row_grads))
+                        if ctx is not None:
+                            ctx.reduce_dense(list(model.parameters()))
                     if cfg.grad_clip:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     for o in opts:
@@ -403,6 +428,8 @@ class Trainer:
                         bar.update(idx.shape[0])
                         if b % 20 == 0:
                             bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
+                if ctx is not None:
+                    total = ctx.sum_scalar(total)
                 train_loss = float(total) / n
                 if not math.isfinite(train_loss):
                     raise ConfigError(
@@ -412,6 +439,8 @@ class Trainer:
                 lr_now = opts[0].param_groups[0]["lr"]
                 if valid_t is not None:
                     key, v = validation_score(model, valid_t, scale)
+                    if ctx is not None:  # the ranks hold the same model; rank 0's figure decides
+                        v = ctx.broadcast_float(v)
                     record[key] = v
                     result.valid_metric = key
                     if v < best - cfg.min_delta:
