@@ -1,0 +1,288 @@
+"""reelrec at 1M, 5M and 25M ratings: load, train, evaluate, serve start-up, peak memory.
+
+    python benchmarks/scale.py --work /data/scale                       # 1M 5M 25M
+    python benchmarks/scale.py --work /data/scale --sizes 1000000 5000000 --steps load train
+
+For every size N the script writes MovieLens-shaped synthetic data in the ml-25m layout with
+``benchmarks/synthetic.py --ratings N`` (once; reused when present) into ``WORK/N/`` and runs each
+step as its own process under ``/usr/bin/time`` (wall seconds and peak RSS of that process alone),
+with the product's defaults, holdout90 seed 42:
+
+* ``load``: ``load_movielens("ml-25m")`` with the array cache emptied (first load), then again
+  (second load, from the cache); ratio second / first.
+* ``train``: ``reelrec train --dataset ml-25m --model mf`` (defaults) and ``--model bias`` (the
+  baseline): test RMSE, training seconds, epochs, wall seconds, peak RSS; plus the data's noise
+  and bias floors recorded by the generator.
+* ``rank``: ``reelrec train --model mf --protocol temporal-full`` and then
+  ``reelrec evaluate RUN --protocol temporal-full`` (full ranking over every movie): wall seconds
+  and peak RSS of the evaluation, NDCG@10 / Recall@20.
+* ``serve``: ``reelrec serve`` of the MF run: seconds until ``/health`` answers, its RSS then, and a
+  10 s ``wrk`` closed loop of known-user top-10 requests over 4 connections (requests/s, p50,
+  p99), when wrk is installed.
+
+Writes ``WORK/scale.json`` and draws time and memory against size (log-log) into
+``docs/img/scale.png``; prints the markdown table of docs/benchmarks.md. Times on a shared
+machine drift: the script prints the load average before each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+
+
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd`` under /usr/bin/time: its wall seconds, peak RSS (MiB) and stdout."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        full = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd]
+        load = os.getloadavg()[0]
+        proc = subprocess.run(full, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        wall, rss_kb = tf.read().split()[-2:]
+    return {"wall_s": float(wall), "rss_mib": int(rss_kb) / 1024, "stdout": proc.stdout, "load": load}
+
+
+def _json_out(stdout: str) -> dict:
+    return json.loads(stdout[stdout.index("{") :])
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["REELREC_DATA_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def make_data(n: int, home: Path) -> dict:
+    meta = home / "ml-25m" / "synthetic.json"
+    if not meta.is_file():
+        subprocess.run(
+            [PY, str(HERE / "synthetic.py"), "--ratings", str(n), "--out", str(home), "--no-progress"],
+            check=True,
+        )
+    return json.loads(meta.read_text())
+
+
+def step_load(home: Path, runs: Path) -> dict:
+    code = (
+        "import time; from reelrec.data.movielens import load_movielens; t=time.perf_counter(); "
+        "ds=load_movielens('ml-25m'); print(len(ds), time.perf_counter()-t)"
+    )
+    shutil.rmtree(home / "ml-25m" / ".reelrec-cache", ignore_errors=True)  # the array cache
+    first = _timed([PY, "-c", code], _env(home))
+    second = _timed([PY, "-c", code], _env(home))
+    return {
+        "load_first_s": float(first["stdout"].split()[-1]),
+        "load_first_rss_mib": first["rss_mib"],
+        "load_second_s": float(second["stdout"].split()[-1]),
+        "load_second_rss_mib": second["rss_mib"],
+    }
+
+
+def _train(home: Path, out: Path, model: str, extra: list[str] = ()) -> tuple[dict, dict]:
+    cmd = [PY, "-m", "reelrec", "train", "--dataset", "ml-25m", "--model", model, "--out", str(out)]
+    cmd += ["--overwrite", "--json", "--no-progress", *extra]
+    res = _timed(cmd, _env(home))
+    return res, _json_out(res["stdout"])
+
+
+def step_train(home: Path, runs: Path) -> dict:
+    row: dict = {}
+    for model in ("bias", "mf"):
+        res, m = _train(home, runs / model, model)
+        row[f"{model}_rmse"] = m["test"]["rmse"]
+        row[f"{model}_train_s"] = m["train_seconds"]
+        row[f"{model}_wall_s"] = res["wall_s"]
+        row[f"{model}_rss_mib"] = res["rss_mib"]
+        row[f"{model}_load_avg"] = res["load"]
+        if model == "mf":
+            row["mf_epochs"] = m.get("epochs")
+            row["mf_seconds_per_epoch"] = m.get("seconds_per_epoch")
+    return row
+
+
+def step_rank(home: Path, runs: Path) -> dict:
+    run = runs / "mf-temporal"
+    res, _ = _train(home, run, "mf", ["--protocol", "temporal-full"])
+    ev = _timed(
+        [PY, "-m", "reelrec", "evaluate", str(run), "--protocol", "temporal-full", "--json"], _env(home)
+    )
+    metrics = _json_out(ev["stdout"])
+    rank = metrics.get("test_ranking", metrics)
+    return {
+        "rank_train_wall_s": res["wall_s"],
+        "evaluate_wall_s": ev["wall_s"],
+        "evaluate_rss_mib": ev["rss_mib"],
+        "ndcg@10": rank.get("ndcg@10"),
+        "recall@20": rank.get("recall@20"),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def step_serve(home: Path, runs: Path) -> dict:
+    run = runs / "mf"
+    port = _free_port()
+    store = f"sqlite:///{runs / 'scale-serve.sqlite'}"
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [PY, "-m", "reelrec", "serve", str(run), "--port", str(port), "--store", store],
+        env=_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    row: dict = {}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit("reelrec serve exited before answering /health")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        row["serve_ready_s"] = time.perf_counter() - start
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        row["serve_rss_mib"] = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+        if shutil.which("wrk"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/users?limit=200", timeout=5) as r:
+                # the 200 most active users: the longest seen-item lists to filter
+                users = [str(u["user_id"]) for u in json.load(r)]
+            lua = runs / "known.lua"
+            lua.write_text(
+                "local ids = {" + ",".join(f'"{u}"' for u in users) + "}\nlocal i = 0\n"
+                "request = function()\n  i = i % #ids + 1\n"
+                '  return wrk.format("GET", "/users/" .. ids[i] .. "/recommendations?n=10")\nend\n'
+            )
+            out = subprocess.run(
+                ["wrk", "-t1", "-c4", "-d10s", "--latency", "-s", str(lua), f"http://127.0.0.1:{port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            row["serve_rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            for pct in ("50", "99"):
+                value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
+                row[f"serve_p{pct}_ms"] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return row
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["ratings"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (
+        ("load_first_s", "load (first)"),
+        ("load_second_s", "load (cached)"),
+        ("mf_wall_s", "train mf (whole command)"),
+        ("evaluate_wall_s", "evaluate temporal-full"),
+        ("serve_ready_s", "serve ready"),
+    ):
+        pts = [(s, r[key]) for s, r in zip(sizes, rows, strict=True) if r.get(key)]
+        if pts:
+            a.loglog(*zip(*pts, strict=True), "o-", label=label)
+    for key, label in (
+        ("load_first_rss_mib", "load"),
+        ("mf_rss_mib", "train mf"),
+        ("evaluate_rss_mib", "evaluate"),
+        ("serve_rss_mib", "serve"),
+    ):
+        pts = [(s, r[key]) for s, r in zip(sizes, rows, strict=True) if r.get(key)]
+        if pts:
+            b.loglog(*zip(*pts, strict=True), "o-", label=label)
+    a.set(xlabel="ratings", ylabel="seconds", title="time against size")
+    b.set(xlabel="ratings", ylabel="peak RSS (MiB)", title="memory against size")
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+    parser.add_argument("--work", required=True, help="folder for the synthetic data and runs (~1.3 GB)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000])
+    parser.add_argument("--steps", nargs="+", default=["load", "train", "rank", "serve"])
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "scale.png"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    results_path = work / "scale.json"
+    done = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    steps = {"load": step_load, "train": step_train, "rank": step_rank, "serve": step_serve}
+    for n in args.sizes:
+        home = work / str(n)
+        meta = make_data(n, home)
+        row = done.get(str(n), {})
+        row.update(
+            ratings=n,
+            users=meta["params"]["users"],
+            movies=meta["params"]["movies"],
+            noise_floor=meta["noise_floor_rmse"],
+            bias_floor=meta["bias_floor_rmse"],
+        )
+        runs = home / "runs"
+        runs.mkdir(exist_ok=True)
+        for name in args.steps:
+            print(f"{n:,} ratings: {name} (load average {os.getloadavg()[0]:.1f})", flush=True)
+            row.update(steps[name](home, runs))
+            done[str(n)] = row
+            results_path.write_text(json.dumps(done, indent=1))
+        print(json.dumps(row), flush=True)
+    rows = [done[k] for k in sorted(done, key=int)]
+    plot(rows, Path(args.plot))
+    print(f"\nmachine: {os.cpu_count()} cores ({platform.machine()}), {time.strftime('%Y-%m-%d')}\n")
+    print(
+        "| ratings | users | movies | load s (first / cached) | mf train s | mf epochs | mf RMSE | bias RMSE "
+        "| floors (noise / bias) | train peak RSS MiB | evaluate s | evaluate RSS MiB | serve ready s "
+        "| p99 ms @ req/s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def f(v: object, spec: str = ".1f") -> str:
+        return "" if v is None else format(v, spec)
+
+    for r in rows:
+        print(
+            f"| {r['ratings']:,} | {r['users']:,} | {r['movies']:,} "
+            f"| {f(r.get('load_first_s'))} / {f(r.get('load_second_s'))} | {f(r.get('mf_wall_s'))} "
+            f"| {f(r.get('mf_epochs'), 'd')} | {f(r.get('mf_rmse'), '.4f')} | {f(r.get('bias_rmse'), '.4f')} "
+            f"| {r['noise_floor']:.4f} / {r['bias_floor']:.4f} | {f(r.get('mf_rss_mib'), '.0f')} "
+            f"| {f(r.get('evaluate_wall_s'))} | {f(r.get('evaluate_rss_mib'), '.0f')} "
+            f"| {f(r.get('serve_ready_s'))} | {f(r.get('serve_p99_ms'))} @ {f(r.get('serve_rps'), '.0f')} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
