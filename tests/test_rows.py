@@ -96,9 +96,14 @@ def test_row_sparse_training_leaves_unseen_rows_alone_and_learns(planted, model_
     assert min(hist) < hist[0] - 0.01
 
 
-def test_auto_steps_dense_for_small_tables_and_by_rows_for_large(planted) -> None:
+def test_auto_steps_dense_for_small_tables_and_by_rows_for_large(planted, monkeypatch) -> None:
+    from reelrec.training import trainer
+
     ds, _ = planted
     model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds)
+    # small catalogues (ML-1M and below) keep the dense steps their figures were measured with
+    assert Trainer(TrainConfig(batch_size=8), device="cpu")._row_mode(model, ds) == "dense"
+    monkeypatch.setattr(trainer, "ROW_SPARSE_MIN_ROWS", 0)
     small_batches = Trainer(TrainConfig(batch_size=ds.n_users + ds.n_items), device="cpu")
     assert small_batches._row_mode(model, ds) == "dense"
     tiny_batches = Trainer(TrainConfig(batch_size=8), device="cpu")
