@@ -55,7 +55,7 @@ def main() -> int:
         folded[row, : idx.size] = idx
         assert not set(idx.tolist()) & set(seen.tolist())
     per_user_ms = 1000 * (time.perf_counter() - start) / users.size
-    keys = np.unique(test.user_index * ds.n_items + test.item_index)
+    keys = np.unique(test.user_index.astype(np.int64) * ds.n_items + test.item_index)
     tu, ti = keys // ds.n_items, keys % ds.n_items
     pos = np.searchsorted(users, tu)
     keep = (pos < users.size) & (users[np.minimum(pos, users.size - 1)] == tu)

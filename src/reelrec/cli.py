@@ -58,6 +58,7 @@ def _fmt_items(items: list[Any], score_label: str) -> str:
 
 def load_dataset_from_args(args: argparse.Namespace):
     """The Dataset named by --dataset or --ratings/--items and the column options."""
+    cache = False if getattr(args, "no_cache", False) else None  # None: unless REELREC_NO_CACHE is set
     if getattr(args, "ratings", None):
         from reelrec.data.tabular import load_ratings
 
@@ -66,11 +67,14 @@ def load_dataset_from_args(args: argparse.Namespace):
             value = getattr(args, opt, None)
             if value is not None:
                 kwargs["items_path" if opt == "items" else opt] = value
-        ds = load_ratings(args.ratings, **kwargs)
+        progress = not getattr(args, "no_progress", False)
+        ds = load_ratings(args.ratings, cache=cache, progress=progress, **kwargs)
     else:
         from reelrec.data.movielens import load_movielens
 
-        ds = load_movielens(args.dataset, data_home=args.data_home, download=args.download, progress=True)
+        ds = load_movielens(
+            args.dataset, data_home=args.data_home, download=args.download, progress=True, cache=cache
+        )
     return attach_side_data(ds, args)
 
 
@@ -767,6 +771,12 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timestamp-col", help="timestamp column of --ratings (optional)")
     p.add_argument("--sep", help="field separator of --ratings (default: sniffed)")
     p.add_argument("--download", action="store_true", help="download the MovieLens archive if missing")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="read the ratings file itself, not its array cache (.reelrec-cache/ beside it), and "
+        "write no cache (or set REELREC_NO_CACHE=1)",
+    )
     p.add_argument(
         "--users", help="user table for side features: CSV/TSV/Parquet, u.user, users.dat or a name"
     )

@@ -336,6 +336,7 @@ class Recommender:
 
     def predict_indices(self, u: np.ndarray, i: np.ndarray, nan_for_cold: bool = False) -> np.ndarray:
         """Like :meth:`predict` on dense indices, where ``-1`` marks an unknown id."""
+        u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
         known_u = u >= 0
         known_i = i >= 0
         warm_u = known_u & (self.user_counts[np.where(known_u, u, 0)] > 0)
@@ -362,6 +363,7 @@ class Recommender:
     def predict_levels_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The predicted rating *level* per pair: the most probable class of a softmax head,
         otherwise the predicted rating rounded to the nearest level of the scale."""
+        u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
         pred = self.predict_indices(u, i)
         levels = self.scale.levels()
         if levels is not None:

@@ -1,20 +1,24 @@
 """Core data containers: :class:`Vocabulary` (raw id <-> dense index) and :class:`Dataset`.
 
 Raw ids (whatever the file holds: ints or strings) live at every public boundary; dense
-``int64`` indices ``0..n-1`` live inside arrays and tensors. A vocabulary is sorted, so
-mapping is a vectorised ``searchsorted``.
+indices ``0..n-1`` live inside arrays and tensors (``int32`` in a :class:`Dataset`, to keep 25M+
+ratings compact; :meth:`Vocabulary.index` returns ``int64``). A vocabulary is sorted, so mapping
+is a vectorised ``searchsorted``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from reelrec.errors import DataError, UnknownIdError
+
+if TYPE_CHECKING:
+    from reelrec.data.fastio import RatingArrays
 
 
 def _normalise_ids(raw: Any) -> np.ndarray:
@@ -169,8 +173,10 @@ class Dataset:
     Attributes:
         name: a short label ("ml-100k", or the file's name).
         users, items: vocabularies of every user and item that has at least one rating.
-        user_index, item_index: ``int64`` dense indices, one per rating.
-        rating: ``float32`` ratings.
+        user_index, item_index: ``int32`` dense indices, one per rating (other integer arrays
+            given are converted). Multiply them as ``int64`` (``u.astype(np.int64) * n_items``):
+            ``user * n_items + item`` keys overflow ``int32`` at MovieLens 25M sizes.
+        rating: ``float32`` ratings (converted if given otherwise).
         timestamp: ``int64`` seconds since the epoch per rating, or ``None``.
         item_info: item metadata indexed by raw item id: ``title`` (str), ``year`` (Int64,
             may be missing) and ``genres`` (``|``-separated str); may cover more items than
@@ -193,6 +199,17 @@ class Dataset:
     source: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if max(len(self.users), len(self.items)) >= np.iinfo(np.int32).max:
+            raise DataError("more than 2**31 - 1 users or items")
+        for label, dtype in (
+            ("user_index", np.int32),
+            ("item_index", np.int32),
+            ("rating", np.float32),
+            ("timestamp", np.int64),
+        ):
+            arr = getattr(self, label)
+            if arr is not None and (not isinstance(arr, np.ndarray) or arr.dtype != dtype):
+                object.__setattr__(self, label, np.asarray(arr).astype(dtype))
         n = self.rating.shape[0]
         for label, arr in (("user_index", self.user_index), ("item_index", self.item_index)):
             if arr.shape != (n,):
@@ -242,13 +259,38 @@ class Dataset:
             name=name,
             users=users,
             items=items,
-            user_index=np.searchsorted(users.ids, users_raw).astype(np.int64),
-            item_index=np.searchsorted(items.ids, items_raw).astype(np.int64),
+            user_index=np.searchsorted(users.ids, users_raw).astype(np.int32),
+            item_index=np.searchsorted(items.ids, items_raw).astype(np.int32),
             rating=rating.astype(np.float32),
             timestamp=ts,
             item_info=item_info,
             user_info=user_info,
             scale=scale,
+            source=dict(source or {}),
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: RatingArrays,
+        *,
+        name: str,
+        item_info: pd.DataFrame | None = None,
+        user_info: pd.DataFrame | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> Dataset:
+        """Build a dataset from the compact arrays of :mod:`reelrec.data.fastio` (no copy)."""
+        return cls(
+            name=name,
+            users=Vocabulary(arrays.users, "user"),
+            items=Vocabulary(arrays.items, "item"),
+            user_index=arrays.user_index,
+            item_index=arrays.item_index,
+            rating=arrays.rating,
+            timestamp=arrays.timestamp,
+            item_info=item_info,
+            user_info=user_info,
+            scale=arrays.scale,
             source=dict(source or {}),
         )
 

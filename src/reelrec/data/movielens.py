@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import http.client
 import logging
@@ -37,9 +38,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import platformdirs
-from tqdm.auto import tqdm
 
+from reelrec.data import cache as array_cache
+from reelrec.data.cache import cached_frame, cached_read
 from reelrec.data.dataset import Dataset
+from reelrec.data.fastio import RatingArrays, Unsupported, byte_progress, read_text_ratings
 from reelrec.data.tabular import _open_bytes, build_item_info
 from reelrec.errors import DataError, DownloadError
 
@@ -316,15 +319,7 @@ def _fetch(
     with opener(url) as resp, dest.open("wb") as out:
         length = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
         expected = int(length) if length and length.isdigit() else None
-        with tqdm(
-            total=expected or total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=desc,
-            disable=not progress,
-            leave=False,
-        ) as bar:
+        with byte_progress(expected or total, desc, progress) as bar:
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
                 digest.update(chunk)
@@ -646,12 +641,46 @@ def _read_users(path: Path, layout: Layout) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- public loaders
+def _fast_ratings(path: Path, layout: Layout, cache: bool | None, progress: bool) -> RatingArrays:
+    """The ratings file read by the fast reader (through the array cache)."""
+    header = layout.format == "csv"
+    sep = {"100k": "\t", "dat": "::", "csv": ","}[layout.format]
+    positions = dict(zip(("user", "item", "rating", "timestamp"), range(4), strict=True))
+    if header:  # ratings.csv: find the columns by name, as the pandas path does
+        from reelrec.data.tabular import _first_line, _split_header
+
+        columns = _split_header(_first_line(path), ",")
+        names = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}
+        if not set(names.values()) <= set(columns):
+            raise Unsupported(f"columns {columns}")
+        positions = {role: columns.index(col) for role, col in names.items()}
+        n_fields = len(columns)
+    else:
+        n_fields = 4
+    params = {"reader": "movielens", "format": layout.format, "positions": positions, "n_fields": n_fields}
+    return cached_read(
+        path,
+        params,
+        lambda: read_text_ratings(
+            path,
+            sep=sep,
+            header=header,
+            positions=positions,
+            n_fields=n_fields,
+            typed=True,
+            progress=progress,
+        ),
+        cache=cache,
+    )
+
+
 def load_movielens(
     name_or_path: str | Path,
     *,
     data_home: str | Path | None = None,
     download: bool = False,
     progress: bool = False,
+    cache: bool | None = None,
 ) -> Dataset:
     """Load a MovieLens dataset by registry name or from an extracted folder.
 
@@ -660,7 +689,9 @@ def load_movielens(
             an extracted MovieLens folder (its format is detected from the files in it).
         data_home: see :func:`data_home`.
         download: download a registry dataset that is missing.
-        progress: show a progress bar while downloading.
+        progress: show a progress bar while downloading and reading.
+        cache: keep the rating arrays in a cache beside the data and read them from there next
+            time (see :mod:`reelrec.data.cache`); ``None`` follows ``$REELREC_NO_CACHE``.
 
     Returns:
         The ratings in file order, with ``item_info`` (``title`` without the year, ``year`` Int64,
@@ -685,11 +716,29 @@ def load_movielens(
             if from_registry
             else _find(folder, layout.users)
         )
-    frame = _read_ratings(ratings_path, layout)
-    item_info = _read_items(movies_path, layout)
+    try:
+        arrays: RatingArrays | None = _fast_ratings(ratings_path, layout, cache, progress)
+    except Unsupported as exc:  # the pandas path reads it (or names the row it cannot read)
+        logger.info("%s: %s; reading it with pandas", ratings_path, exc)
+        arrays = None
+    if (
+        arrays is not None
+        and layout.format != "100k"
+        and ratings_path.stat().st_size >= array_cache.MIN_BYTES
+    ):
+        # a large dataset: its movie table is cached too (ml-100k's also depends on u.genre)
+        params = {"reader": "movielens-items", "format": layout.format}
+        read_items = functools.partial(_read_items, movies_path, layout)
+        item_info = cached_frame(movies_path, params, read_items, cache=cache, min_bytes=0)
+    else:
+        item_info = _read_items(movies_path, layout)
     user_info = None if users_path is None else _read_users(users_path, layout)
     source = {"kind": "movielens", "name": name, "path": str(folder.resolve())}
-    ds = Dataset.from_frame(frame, name=name, item_info=item_info, user_info=user_info, source=source)
+    if arrays is not None:
+        ds = Dataset.from_arrays(arrays, name=name, item_info=item_info, user_info=user_info, source=source)
+    else:
+        frame = _read_ratings(ratings_path, layout)
+        ds = Dataset.from_frame(frame, name=name, item_info=item_info, user_info=user_info, source=source)
     logger.info("loaded %s", ds.describe())
     return ds
 

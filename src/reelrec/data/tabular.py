@@ -13,6 +13,7 @@ to its common aliases (``userId``/``user``/``user_id``, ``movieId``/``item``/``i
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import logging
@@ -23,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from reelrec._files import sha256_file
+from reelrec.data.cache import cached_read
 from reelrec.data.dataset import Dataset, _normalise_ids
+from reelrec.data.fastio import RatingArrays, Unsupported, read_parquet_ratings, read_text_ratings
 from reelrec.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -282,8 +285,14 @@ def load_ratings(
     genres_col: str | None = "genres",
     genres_sep: str = "|",
     name: str | None = None,
+    cache: bool | None = None,
+    progress: bool = False,
 ) -> Dataset:
     """Load a ratings file (and optionally an items file) into a :class:`Dataset`.
+
+    Large files are read by pyarrow's multithreaded reader into compact arrays
+    (:mod:`reelrec.data.fastio`) and cached beside the file (:mod:`reelrec.data.cache`); files it
+    does not read exactly like pandas (missing values, odd separators, ...) go through pandas.
 
     A text file needs a header row, except that a first line made only of numbers is taken as data,
     with columns user, item, rating[, timestamp] by position (so MovieLens' ``u.data`` and
@@ -304,6 +313,8 @@ def load_ratings(
         genres_col: genres column of the items file (``None``: no genres).
         genres_sep: separator of the genre names in ``genres_col``.
         name: the dataset's name; defaults to the file's name.
+        cache: read and write the array cache (``None``: unless ``$REELREC_NO_CACHE`` is set).
+        progress: show a progress bar while reading.
 
     Returns:
         The dataset. ``source`` is ``{"kind": "file", "path", "sha256", "sep", "columns",
@@ -322,6 +333,14 @@ def load_ratings(
         "rating": (rating_col, True),
         "timestamp": (timestamp_col, False),
     }
+    fast = _fast_load(path, sep, wanted, cache=cache, progress=progress)
+    if fast is not None:
+        arrays, mapping, used_sep = fast
+        item_info, items_source = _items(items_path, item_id_col, title_col, genres_col, genres_sep)
+        source = _file_source(path, arrays.sha256, used_sep, mapping, items_source)
+        ds = Dataset.from_arrays(arrays, name=name or path.name, item_info=item_info, source=source)
+        logger.info("loaded %s", ds.describe())
+        return ds
     frame, mapping, used_sep = _load_frame(path, sep, wanted)
     if len(frame) == 0:
         raise DataError(f"{path}: no ratings (the file has a header but no data rows)")
@@ -341,24 +360,97 @@ def load_ratings(
             raise DataError(f"{path}: {role} on data row {row + 1} is {what}")
         frame[role] = values
 
-    item_info = None
-    items_source = None
-    if items_path is not None:
-        item_info, items_source = _load_items(
-            Path(items_path).expanduser().resolve(), item_id_col, title_col, genres_col, genres_sep
-        )
-
-    source = {
-        "kind": "file",
-        "path": str(path),
-        "sha256": sha256_file(path),
-        "sep": used_sep,
-        "columns": mapping,
-        "items": items_source,
-    }
+    item_info, items_source = _items(items_path, item_id_col, title_col, genres_col, genres_sep)
+    source = _file_source(path, None, used_sep, mapping, items_source)
     ds = Dataset.from_frame(frame, name=name or path.name, item_info=item_info, source=source)
     logger.info("loaded %s", ds.describe())
     return ds
+
+
+def _items(
+    items_path: str | Path | None, id_col: str, title_col: str, genres_col: str | None, genres_sep: str
+) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
+    if items_path is None:
+        return None, None
+    return _load_items(Path(items_path).expanduser().resolve(), id_col, title_col, genres_col, genres_sep)
+
+
+def _file_source(
+    path: Path,
+    sha256: str | None,
+    sep: str | None,
+    mapping: dict[str, str | None],
+    items_source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "kind": "file",
+        "path": str(path),
+        "sha256": sha256 or sha256_file(path),
+        "sep": sep,
+        "columns": mapping,
+        "items": items_source,
+    }
+
+
+def _fast_load(
+    path: Path,
+    sep: str | None,
+    wanted: dict[str, tuple[str | None, bool]],
+    *,
+    cache: bool | None,
+    progress: bool,
+) -> tuple[RatingArrays, dict[str, str | None], str | None] | None:
+    """``(arrays, columns used, sep)`` from the fast reader (through the cache), or ``None`` where
+    the pandas path must read the file (it then also reports any error, naming the row)."""
+    try:
+        if not path.is_file():
+            return None
+        if path.name.lower().endswith(_PARQUET_EXTS):
+            import pyarrow.parquet as pq
+
+            columns, used_sep, has_header = [str(c) for c in pq.read_schema(path).names], None, True
+        else:
+            line = _first_line(path)
+            used_sep = sep or sniff_sep(line)
+            columns = _split_header(line, used_sep)
+            has_header = not all(_is_number(c) for c in columns if c)
+        if not has_header:  # user, item, rating[, timestamp] by position, as _load_frame reads them
+            positional = ["user", "item", "rating", "timestamp"][: len(columns)]
+            if len(columns) not in (3, 4):
+                return None
+            mapping = {role: (role if role in positional else None) for role in wanted}
+            positions = {role: (positional.index(role) if role in positional else None) for role in wanted}
+        else:
+            mapping = {role: _resolve(columns, w, role, path, required=r) for role, (w, r) in wanted.items()}
+            positions = {role: (None if col is None else columns.index(col)) for role, col in mapping.items()}
+    except Exception as exc:  # the pandas path gives the proper error, if any
+        logger.debug("%s: fast reader not used (%s)", path, exc)
+        return None
+    try:
+        if used_sep is None:
+            params: dict[str, Any] = {"reader": "parquet", "columns": mapping}
+            read = functools.partial(read_parquet_ratings, path, names=mapping, progress=progress)
+            arrays = cached_read(path, params, read, cache=cache)
+        else:
+            params = {"reader": "table", "sep": used_sep, "header": has_header, "positions": positions,
+                      "n_fields": len(columns)}  # fmt: skip
+            arrays = cached_read(
+                path,
+                params,
+                lambda: read_text_ratings(
+                    path,
+                    sep=used_sep,
+                    header=has_header,
+                    positions=positions,
+                    n_fields=len(columns),
+                    progress=progress,
+                ),
+                cache=cache,
+            )
+    except Unsupported as exc:
+        logger.info("%s: %s; reading it with pandas", path.name, exc)
+        return None
+    return arrays, mapping, used_sep
 
 
 def _load_items(

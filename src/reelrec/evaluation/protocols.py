@@ -56,13 +56,14 @@ _SPLIT_NAMES = {"leave-last": "leave-last", "temporal": "temporal20"}
 
 
 def _indices_in(rec: Recommender, test: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Test rows' dense indices in the recommender's vocabularies (-1 where unknown)."""
+    """Test rows' dense ``int64`` indices in the recommender's vocabularies (-1 where unknown);
+    ``int64`` because callers form ``user * n_items + item`` keys, which overflow ``int32``."""
     if test.users is rec.users or np.array_equal(test.users.ids, rec.users.ids):
-        u = test.user_index
+        u = test.user_index.astype(np.int64)
     else:
         u = rec.users.index(test.users.ids[test.user_index], missing="negative")
     if test.items is rec.items or np.array_equal(test.items.ids, rec.items.ids):
-        i = test.item_index
+        i = test.item_index.astype(np.int64)
     else:
         i = rec.items.index(test.items.ids[test.item_index], missing="negative")
     return u, i

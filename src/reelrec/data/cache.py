@@ -1,0 +1,378 @@
+"""A cache of the compact rating arrays beside the data, so a second load of a large file is fast.
+
+After a ratings file is read (:mod:`reelrec.data.fastio`), its arrays and vocabularies are written
+as ``.npy`` files (timestamps as ``int32`` where they fit) into one folder per (file, reading
+options), with a ``meta.json`` that records the file's size, modification time and a quick content
+hash (sha256 of its size and first and last MiB) and the full sha256 when it was computed while
+reading. A later load of the same file with the same options reads the ``.npy`` files instead of
+the text. A large dataset's movie table is cached the same way, as Parquet.
+
+* Where: ``.reelrec-cache/`` beside the data file when that folder is writable (and has a write
+  permission bit) and is not inside a git work tree; otherwise ``<user cache dir>/reelrec/arrays/``
+  (platformdirs). ``$REELREC_CACHE_DIR`` overrides both.
+* When: files of at least :data:`MIN_BYTES` (4 MiB); smaller files load fast anyway.
+* Off: ``cache=False`` in the loaders, ``REELREC_NO_CACHE=1`` or ``reelrec train --no-cache``.
+* Safety: an entry is written into a temporary folder and renamed into place, so a reader never
+  sees half of one. An entry whose recorded size, mtime or quick hash differs from the file's is
+  stale: it is ignored and replaced. An entry that cannot be read or is inconsistent (truncated
+  arrays, wrong types, indices out of range) is ignored with a warning and replaced; a cache that
+  cannot be written is skipped with a warning. The cache never makes a load fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import platformdirs
+
+from reelrec.data.dataset import RatingScale
+from reelrec.data.fastio import RatingArrays
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "MIN_BYTES",
+    "NO_CACHE_ENV",
+    "cache_dir_for",
+    "cache_enabled",
+    "cached_frame",
+    "cached_read",
+]
+
+NO_CACHE_ENV = "REELREC_NO_CACHE"
+CACHE_DIR_ENV = "REELREC_CACHE_DIR"
+#: files smaller than this are not cached
+MIN_BYTES = 4 << 20
+VERSION = 1
+_HASH_SPAN = 1 << 20
+T = TypeVar("T")
+
+
+def cache_enabled(cache: bool | None = None) -> bool:
+    """``cache`` when given, else whether ``$REELREC_NO_CACHE`` is unset (or ``0``/``false``/empty)."""
+    if cache is not None:
+        return cache
+    return os.environ.get(NO_CACHE_ENV, "").strip().lower() in ("", "0", "false", "no")
+
+
+def _in_git_tree(folder: Path) -> bool:
+    return any((p / ".git").exists() for p in (folder, *folder.parents))
+
+
+def cache_dir_for(path: Path) -> Path:
+    """The folder that holds the cache entries of data file ``path`` (see the module docstring)."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    folder = path.resolve().parent
+    # a folder without write bits is read-only by intent, even to root (whom os.access lets write)
+    writable = os.access(folder, os.W_OK) and folder.stat().st_mode & 0o222
+    if writable and not _in_git_tree(folder):
+        return folder / ".reelrec-cache"
+    return Path(platformdirs.user_cache_dir("reelrec")) / "arrays"
+
+
+def quick_hash(path: Path, size: int) -> str:
+    """sha256 of the file's size and its first and last MiB (cheap; not a content checksum)."""
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(_HASH_SPAN))
+        if size > _HASH_SPAN:
+            fh.seek(max(_HASH_SPAN, size - _HASH_SPAN))
+            h.update(fh.read(_HASH_SPAN))
+    return h.hexdigest()
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "quick_sha256": quick_hash(path, st.st_size)}
+
+
+def _entry(path: Path, params: dict[str, Any]) -> Path:
+    resolved = path.resolve()
+    key = json.dumps({"path": str(resolved), "params": params, "version": VERSION}, sort_keys=True)
+    return cache_dir_for(path) / f"{resolved.name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _meta(entry: Path, identity: dict[str, Any], params: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The entry's metadata, ``None`` when there is no entry or it is stale."""
+    meta_path = entry / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("version") != VERSION or meta.get("kind") != kind or meta.get("params") != params:
+        return None
+    if meta.get("source") != identity:
+        logger.info("the cache of %s is stale (the file changed); reading the file", entry.name)
+        return None
+    return meta
+
+
+def _npy(entry: Path, name: str, kinds: str) -> np.ndarray:
+    arr = np.load(entry / f"{name}.npy", allow_pickle=False)
+    if arr.ndim != 1 or arr.dtype.kind not in kinds:
+        raise ValueError(f"{name}.npy: unexpected array {arr.dtype}{arr.shape}")
+    return arr
+
+
+def _encode_index(folder: Path, name: str, idx: np.ndarray, n_vocab: int) -> str:
+    """Save dense indices as runs (``value, length``) when they come in long runs (a file grouped by
+    user), else as ``uint16`` when the vocabulary is small enough, else ``int32``."""
+    n = idx.shape[0]
+    starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    if starts.size * 8 < n:
+        lengths = np.diff(np.r_[starts, n]).astype(np.int64)
+        np.save(folder / f"{name}.values.npy", idx[starts].astype(np.int32), allow_pickle=False)
+        np.save(folder / f"{name}.lengths.npy", lengths, allow_pickle=False)
+        return "runs"
+    small = n_vocab <= np.iinfo(np.uint16).max + 1
+    np.save(folder / f"{name}.npy", idx.astype(np.uint16 if small else np.int32), allow_pickle=False)
+    return "plain"
+
+
+def _decode_index(entry: Path, name: str, encoding: str, n: int, n_vocab: int) -> np.ndarray:
+    if encoding == "runs":
+        values = _npy(entry, f"{name}.values", "i")
+        lengths = _npy(entry, f"{name}.lengths", "i")
+        if values.shape != lengths.shape or (lengths.size and lengths.min() < 1) or lengths.sum() != n:
+            raise ValueError(f"{name}: inconsistent runs")
+        check = values
+    else:
+        check = _npy(entry, name, "iu")
+        if check.shape != (n,):
+            raise ValueError(f"{name}.npy has {check.shape[0]} values, expected {n}")
+    if check.size and (check.min() < 0 or check.max() >= n_vocab):
+        raise ValueError(f"{name} points outside the vocabulary")
+    if encoding == "runs":
+        return np.repeat(values, lengths)
+    return check.astype(np.int32, copy=False)
+
+
+def _encode_ratings(folder: Path, arrays: RatingArrays) -> dict[str, Any]:
+    """Write the arrays into ``folder`` compactly; return what ``meta.json`` records about them.
+
+    Ratings on a scale of at most 256 steps are saved as ``uint8`` level codes, timestamps as
+    ``int32`` where they fit (epoch seconds until 2038): a 25M-rating MovieLens file takes about
+    180 MB, which a second load reads back in well under a second.
+    """
+    np.save(folder / "users.npy", arrays.users, allow_pickle=False)
+    np.save(folder / "items.npy", arrays.items, allow_pickle=False)
+    encoding = {
+        "user_index": _encode_index(folder, "user_index", arrays.user_index, len(arrays.users)),
+        "item_index": _encode_index(folder, "item_index", arrays.item_index, len(arrays.items)),
+    }
+    scale, rating = arrays.scale, arrays.rating
+    levels = scale.levels()
+    if levels is not None and levels.size <= 256:
+        levels32 = levels.astype(np.float32)
+        codes = np.rint((rating - np.float32(scale.low)) / np.float32(scale.step))
+        codes = np.clip(codes, 0, levels.size - 1).astype(np.uint8)
+        if np.array_equal(levels32[codes], rating):
+            rating = codes
+    if rating.dtype != np.uint8:
+        levels = None
+    np.save(folder / "rating.npy", rating, allow_pickle=False)
+    ts = arrays.timestamp
+    if ts is not None:
+        small = np.iinfo(np.int32)
+        if ts.size and small.min <= ts.min() and ts.max() <= small.max:
+            ts = ts.astype(np.int32)
+        np.save(folder / "timestamp.npy", ts, allow_pickle=False)
+    return {
+        "n": int(arrays.rating.shape[0]),
+        "encoding": encoding,
+        "levels": None if levels is None else [float(x) for x in levels.astype(np.float32)],
+        "has_timestamp": arrays.timestamp is not None,
+        "scale": {"low": scale.low, "high": scale.high, "step": scale.step},
+        "sha256": arrays.sha256,
+    }
+
+
+def _decode_ratings(entry: Path, meta: dict[str, Any]) -> RatingArrays:
+    """The cached rating arrays; raises ``ValueError``/``OSError``/``KeyError`` when damaged."""
+    n = int(meta["n"])
+    users = _npy(entry, "users", "iU")
+    items = _npy(entry, "items", "iU")
+    enc = meta["encoding"]
+    user_index = _decode_index(entry, "user_index", enc["user_index"], n, users.shape[0])
+    item_index = _decode_index(entry, "item_index", enc["item_index"], n, items.shape[0])
+    rating = _npy(entry, "rating", "uf")
+    if rating.shape != (n,):
+        raise ValueError(f"rating.npy has {rating.shape[0]} values, expected {n}")
+    if meta["levels"] is not None:
+        levels = np.asarray(meta["levels"], dtype=np.float32)
+        if rating.dtype != np.uint8 or (n and rating.max() >= levels.size):
+            raise ValueError("rating.npy holds no valid level codes")
+        rating = levels[rating]
+    elif rating.dtype != np.float32:
+        raise ValueError(f"rating.npy: unexpected {rating.dtype}")
+    ts = None
+    if meta["has_timestamp"]:
+        ts = _npy(entry, "timestamp", "i")
+        if ts.shape != (n,):
+            raise ValueError(f"timestamp.npy has {ts.shape[0]} values, expected {n}")
+        ts = ts.astype(np.int64, copy=False)
+    scale = meta["scale"]
+    return RatingArrays(
+        users=users,
+        items=items,
+        user_index=user_index,
+        item_index=item_index,
+        rating=rating,
+        timestamp=ts,
+        scale=RatingScale(float(scale["low"]), float(scale["high"]), scale["step"]),
+        sha256=meta.get("sha256"),
+    )
+
+
+def _decode_frame(entry: Path, meta: dict[str, Any]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(entry / "frame.parquet").to_pandas()
+    if len(frame) != int(meta["n"]):
+        raise ValueError(f"frame.parquet has {len(frame)} rows, expected {meta['n']}")
+    return frame
+
+
+def _encode_frame(folder: Path, frame: pd.DataFrame) -> dict[str, Any]:
+    frame.to_parquet(folder / "frame.parquet")
+    return {"n": len(frame)}
+
+
+def _store(entry: Path, meta: dict[str, Any], encode: Callable[[Path], dict[str, Any]]) -> None:
+    """Write an entry into a temporary folder beside ``entry`` and rename it into place."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent))
+    try:
+        meta = {**meta, **encode(tmp)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        old = None
+        if entry.exists():  # a stale or damaged entry: move it aside, then delete it
+            old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old", dir=entry.parent))
+            os.replace(entry, old / "entry")
+        os.replace(tmp, entry)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cached(
+    path: Path,
+    kind: str,
+    params: dict[str, Any],
+    read: Callable[[], T],
+    decode: Callable[[Path, dict[str, Any]], T],
+    encode: Callable[[Path, T], dict[str, Any]],
+    size: Callable[[T], int],
+    *,
+    cache: bool | None,
+    min_bytes: int,
+) -> T:
+    """``read()`` data file ``path``, or decode its cache entry; store what was read."""
+    if not cache_enabled(cache) or path.stat().st_size < min_bytes:
+        return read()
+    params = json.loads(json.dumps(params))  # the form it takes in meta.json (tuples -> lists)
+    identity = _identity(path)
+    entry = _entry(path, {"kind": kind, **params})
+    start = time.perf_counter()
+    found = None
+    try:
+        meta = _meta(entry, identity, params, kind)
+        if meta is not None:
+            found = decode(entry, meta)
+    except Exception as exc:  # a damaged cache must never stop a load
+        logger.warning("ignoring the damaged cache %s (%s); reading %s", entry, exc, path.name)
+    if found is not None:
+        logger.info(
+            "loaded %s from its cache %s (%.0f MB) in %.2f s",
+            path.name,
+            entry,
+            size(found) / 1e6,
+            time.perf_counter() - start,
+        )
+        return found
+    value = read()
+    if _identity(path) != identity:  # changed while being read: do not cache what may be a mix
+        logger.warning("%s changed while it was read; not caching it", path)
+        return value
+    start = time.perf_counter()
+    try:
+        _store(entry, {"version": VERSION, "kind": kind, "params": params, "source": identity},
+               lambda folder: encode(folder, value))  # fmt: skip
+    except (OSError, ValueError, ImportError) as exc:
+        logger.warning("cannot write the cache %s (%s); the next load reads the file again", entry, exc)
+        with contextlib.suppress(OSError):
+            entry.parent.rmdir()  # only if empty
+        return value
+    logger.info("cached %s in %s (%.0f MB, %.1f s)", path.name, entry, size(value) / 1e6,
+                time.perf_counter() - start)  # fmt: skip
+    return value
+
+
+def cached_read(
+    path: str | Path,
+    params: dict[str, Any],
+    read: Callable[[], RatingArrays],
+    *,
+    cache: bool | None = None,
+    min_bytes: int | None = None,
+) -> RatingArrays:
+    """``read()`` the rating arrays of data file ``path``, or take them from its cache entry.
+
+    Args:
+        path: the data file the arrays come from.
+        params: everything besides the file's content that decides the arrays (the separator,
+            the columns used, ...), JSON-serialisable; a different ``params`` is a different entry.
+        read: reads the file (called on a miss, a stale or a damaged entry).
+        cache: ``False`` reads without the cache; ``None`` follows ``$REELREC_NO_CACHE``.
+        min_bytes: files smaller than this are read directly (default :data:`MIN_BYTES`).
+    """
+    return _cached(
+        Path(path),
+        "ratings",
+        params,
+        read,
+        _decode_ratings,
+        _encode_ratings,
+        lambda a: a.nbytes,
+        cache=cache,
+        min_bytes=MIN_BYTES if min_bytes is None else min_bytes,
+    )
+
+
+def cached_frame(
+    path: str | Path,
+    params: dict[str, Any],
+    read: Callable[[], pd.DataFrame],
+    *,
+    cache: bool | None = None,
+    min_bytes: int | None = None,
+) -> pd.DataFrame:
+    """Like :func:`cached_read` for a table read from ``path`` (kept as Parquet, dtypes and index
+    included), e.g. the movie table of a large dataset."""
+    return _cached(
+        Path(path),
+        "frame",
+        params,
+        read,
+        _decode_frame,
+        _encode_frame,
+        lambda f: int(f.memory_usage(deep=False).sum()),
+        cache=cache,
+        min_bytes=MIN_BYTES if min_bytes is None else min_bytes,
+    )
