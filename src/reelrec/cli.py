@@ -310,11 +310,10 @@ def _fmt4(value: float | None) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from reelrec.data.split import make_split
-    from reelrec.tune import load_space, tune
+    from reelrec.safeio import atomic_write_text, prepare_output_dir
+    from reelrec.tune import TUNE_NAMES, load_space, tune
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(f"{out} already holds files; choose another --out or pass --overwrite")
+    out = prepare_output_dir(args.out, command="tune", owned=TUNE_NAMES, overwrite=args.overwrite)
     space = load_space(args.space) if args.space else None  # fail before loading data
     ds = load_dataset_from_args(args)
     _resolve_split(args)
@@ -364,7 +363,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         "best_train": result.best_train,
         "final": metrics,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     text = (
         f"{len(states)} trials in {result.seconds:.0f} s ({summary['complete']} complete, "
         f"{summary['pruned']} pruned, {summary['failed']} failed)\n"
@@ -450,24 +449,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from reelrec.recommender import Recommender
+    from reelrec.safeio import atomic_path, check_file_target
 
-    rec = Recommender.load(args.run_dir)
     path = Path(args.pairs)
+    if path.is_dir():
+        raise DataError(f"--pairs {path} is a directory, not a CSV file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    # refuse a bad destination before any work: a folder, the pairs file, a file without --overwrite
+    check_file_target(args.out, overwrite=args.overwrite, inputs=[path])
+    rec = Recommender.load(args.run_dir)
     try:
         pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text (save it as UTF-8 CSV)") from None
     missing = {"user_id", "item_id"} - set(pairs.columns)
     if missing:
         raise DataError(f"{path}: needs columns user_id,item_id (missing {', '.join(sorted(missing))})")
     pred = rec.predict(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), unknown=args.unknown)
     out = pd.DataFrame({"user_id": pairs["user_id"], "item_id": pairs["item_id"], "prediction": pred})
     dest = Path(args.out)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    out.to_csv(tmp, index=False, float_format="%.6f")
-    tmp.replace(dest)
+    with atomic_path(dest, inputs=[path], overwrite=args.overwrite) as tmp:
+        out.to_csv(tmp, index=False, float_format="%.6f")
     n_nan = int(out["prediction"].isna().sum())
     print(f"wrote {len(out):,} predictions to {dest}" + (f" ({n_nan} unknown -> empty)" if n_nan else ""))
     return 0
@@ -812,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fallback",
         help="unknown user/movie: bias-baseline fallback (default), empty, or an error",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is an existing file")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("recommend", help="top-n unwatched movies for a user")
