@@ -3,10 +3,13 @@ silently wrong. One test (or a few) per case, named after what it protects."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -169,3 +172,92 @@ def test_predict_out_refuses_a_directory_and_the_pairs_file(ratings_csv, tmp_pat
     assert run(capsys, "predict", str(out), "--pairs", str(pairs), "--out", str(dest), "--overwrite")[0] == 0
     assert pd.read_csv(dest).shape == (1, 3)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------- 2. memory bounded by the data
+_BOUNDED = """
+import json, sys, time
+from reelrec.cli import main
+start = time.perf_counter()
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "seconds": time.perf_counter() - start}))
+"""
+
+
+def _train_bounded(path: Path, out: Path, model: str) -> tuple[dict, str]:
+    """``reelrec train`` in a child process whose heap is capped at 1 GiB; its result and stderr."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
+
+    argv = ["train", "--ratings", str(path), "--model", model, "--epochs", "2", "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _BOUNDED, *argv, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=cap,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr[-2000:]
+    return json.loads(lines[-1]), proc.stderr
+
+
+@pytest.mark.parametrize("model", ["bias", "mf"])
+def test_one_absurd_rating_cannot_take_the_machine_down(tmp_path, model) -> None:
+    frame = small_frame(n=600).rename(columns={"user": "userId", "item": "movieId"})
+    for value, refused in ((1e9, True), (1e6, False)):
+        frame.loc[0, "rating"] = value
+        path = tmp_path / f"r{value:.0e}.csv"
+        frame.to_csv(path, index=False)
+        result, err = _train_bounded(path, tmp_path / f"run{value:.0e}", model)
+        assert result["seconds"] < 10, result
+        if refused:
+            assert result["code"] == 1
+            assert "outside the sane range" in err
+            assert err.count("\n") == 1
+        else:
+            assert result["code"] == 0, err
+            rec = Recommender.load(tmp_path / f"run{value:.0e}")
+            assert rec.scale.high == value
+            assert rec.scale.levels() is None  # far too many levels: treated as continuous
+
+
+def test_rating_levels_never_scale_with_a_rating_value() -> None:
+    from reelrec.data.dataset import RatingScale
+
+    scale = RatingScale.infer(np.array([1, 2, 3, 4, 5, 1e6], dtype=np.float32))
+    assert scale.step is None
+    assert scale.levels() is None
+    wide = RatingScale(1.0, 1e9, 1.0)  # as a hand-edited run config could say
+    assert wide.levels() is None
+    np.testing.assert_array_equal(wide.nearest_level(np.array([2.4, 7.0])), [2.4, 7.0])
+    five = RatingScale(1.0, 5.0, 1.0)
+    np.testing.assert_array_equal(five.nearest_level(np.array([0.2, 2.5, 3.49, 9.0])), [1, 3, 3, 5])
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("rating", [True, False, True], "true/false"),
+        ("user", [True, False, True], "true/false"),
+        ("rating", [1.0, np.inf, 3.0], "not a number"),
+        ("rating", [1.0, np.nan, 3.0], "not a number"),
+        ("rating", [1.0, -2e6, 3.0], "outside the sane range"),
+        ("timestamp", [1.0, 1e30, 3.0], "out of range"),
+    ],
+)
+def test_bad_rating_values_are_refused_in_one_line(column, values, message) -> None:
+    from reelrec.data.dataset import Dataset
+    from reelrec.errors import DataError
+
+    frame = pd.DataFrame(
+        {"user": [1, 2, 3], "item": [1, 2, 3], "rating": [1.0, 2.0, 3.0], "timestamp": [1, 2, 3]}
+    )
+    frame[column] = values
+    with pytest.raises(DataError, match=message) as info:
+        Dataset.from_frame(frame, name="f")
+    assert "\n" not in str(info.value)

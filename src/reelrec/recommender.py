@@ -362,10 +362,7 @@ class Recommender:
     def predict_levels_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The predicted rating *level* per pair: the most probable class of a softmax head,
         otherwise the predicted rating rounded to the nearest level of the scale."""
-        pred = self.predict_indices(u, i)
-        levels = self.scale.levels()
-        if levels is not None:
-            pred = levels[np.argmin(np.abs(pred[:, None] - levels[None, :]), axis=1)]
+        pred = self.scale.nearest_level(self.predict_indices(u, i))
         if getattr(self.model.config, "output", None) == "softmax":
             warm = (u >= 0) & (i >= 0)
             warm[warm] = (self.user_counts[u[warm]] > 0) & (self.item_counts[i[warm]] > 0)

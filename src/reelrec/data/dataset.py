@@ -16,6 +16,13 @@ import pandas as pd
 
 from reelrec.errors import DataError, UnknownIdError
 
+#: ratings must be finite numbers within +-RATING_LIMIT (ratings are float32, exact to ~7
+#: digits; no rating scale comes near it, so a value past it is a corrupt or misplaced field)
+RATING_LIMIT = 1e6
+#: a discrete scale has at most this many levels (``low, low+step, ..., high``); a wider one is
+#: treated as continuous, so nothing ever allocates in proportion to a rating value
+MAX_SCALE_LEVELS = 1000
+
 
 def _normalise_ids(raw: Any) -> np.ndarray:
     """Return raw ids as an ``int64`` array when they are all integral, else as strings."""
@@ -144,7 +151,11 @@ class RatingScale:
         if levels.size > 1 and levels.size <= 100:
             diffs = np.diff(levels)
             cand = float(diffs.min())
-            if cand > 0 and np.allclose(np.round((levels - low) / cand) * cand + low, levels):
+            if (
+                cand > 0
+                and (high - low) / cand < MAX_SCALE_LEVELS
+                and np.allclose(np.round((levels - low) / cand) * cand + low, levels)
+            ):
                 step = cand
         elif levels.size == 1:
             step = 1.0
@@ -155,9 +166,18 @@ class RatingScale:
 
     def levels(self) -> np.ndarray | None:
         """The discrete rating levels (``low, low+step, ..., high``), or ``None`` if continuous."""
-        if self.step is None:
+        if self.step is None or not self.step > 0 or (self.high - self.low) / self.step >= MAX_SCALE_LEVELS:
             return None
         return np.round(np.arange(self.low, self.high + self.step / 2, self.step), 6)
+
+    def nearest_level(self, x: np.ndarray) -> np.ndarray:
+        """Each value rounded to the nearest level of a discrete scale (clipped to it); values
+        as they are on a continuous one. Memory is that of ``x``, whatever the scale."""
+        levels = self.levels()
+        if levels is None:
+            return np.asarray(x, dtype=np.float64)
+        midpoints = (levels[1:] + levels[:-1]) / 2.0
+        return levels[np.searchsorted(midpoints, np.asarray(x, dtype=np.float64), side="right")]
 
 
 @dataclass(frozen=True)
@@ -220,6 +240,9 @@ class Dataset:
             raise DataError(f"{name}: missing column(s) {sorted(missing)}")
         if len(frame) == 0:
             raise DataError(f"{name}: the ratings file holds no ratings")
+        for column in ("user", "item", "rating"):
+            if pd.api.types.is_bool_dtype(frame[column].dtype):
+                raise DataError(f"{name}: the {column} column holds true/false values, not {column}s")
         users_raw = _normalise_ids(frame["user"].to_numpy())
         items_raw = _normalise_ids(frame["item"].to_numpy())
         rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
@@ -229,6 +252,13 @@ class Dataset:
             raise DataError(
                 f"{name}: rating on data row {row + 1} is not a number ({frame['rating'].iloc[row]!r})"
             )
+        bad = np.abs(rating) > RATING_LIMIT
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{name}: rating on data row {row + 1} is {rating[row]:.7g}, outside the sane range "
+                f"-{RATING_LIMIT:.0e}..{RATING_LIMIT:.0e} (a corrupt value or the wrong --rating-col?)"
+            )
         users = Vocabulary(np.unique(users_raw), "user")
         items = Vocabulary(np.unique(items_raw), "item")
         ts = None
@@ -237,6 +267,10 @@ class Dataset:
             if ts_num.isna().any():
                 row = int(np.flatnonzero(ts_num.isna().to_numpy())[0])
                 raise DataError(f"{name}: timestamp on data row {row + 1} is not a number")
+            huge = (ts_num.abs() > 2**62).to_numpy()
+            if huge.any():
+                row = int(np.flatnonzero(huge)[0])
+                raise DataError(f"{name}: timestamp on data row {row + 1} is out of range (seconds expected)")
             ts = ts_num.to_numpy(dtype=np.int64)
         return cls(
             name=name,
