@@ -261,3 +261,81 @@ def test_bad_rating_values_are_refused_in_one_line(column, values, message) -> N
     with pytest.raises(DataError, match=message) as info:
         Dataset.from_frame(frame, name="f")
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------- 3. batch prediction, row by row
+@pytest.fixture
+def bias_run(ratings_csv, tmp_path, capsys) -> Path:
+    out = tmp_path / "run"
+    assert run(capsys, *TRAIN, "--ratings", str(ratings_csv), "--out", str(out))[0] == 0
+    return out
+
+
+def _predict(
+    capsys, run_dir: Path, tmp_path: Path, rows: list[str], *extra: str
+) -> tuple[int, str, pd.DataFrame]:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n" + "\n".join(rows) + "\n")
+    dest = tmp_path / "pred.csv"
+    code, _, err = run(
+        capsys, "predict", str(run_dir), "--pairs", str(pairs), "--out", str(dest), "--overwrite", *extra
+    )
+    table = (
+        pd.read_csv(dest, dtype={"user_id": str, "item_id": str}, keep_default_na=False)
+        if code == 0
+        else None
+    )
+    return code, err, table
+
+
+def test_batch_prediction_judges_each_row_on_its_own(bias_run, tmp_path, capsys) -> None:
+    rec = Recommender.load(bias_run)
+    user, item = int(rec.users.ids[0]), str(rec.items.ids[0])
+    truth = float(rec.predict([user], [item])[0])
+    assert abs(truth - rec.fallback.mean) > 1e-3  # a known pair, not the global mean
+    good = f"{user},{item}"
+    code, err, alone = _predict(capsys, bias_run, tmp_path, [good])
+    assert code == 0, err
+    assert alone["prediction"].iloc[0] == pytest.approx(truth, abs=1e-5)
+    spellings = [good, "abc,def", f"{user}.0,{item}", f" {user} , {item} ", f",{item}", f"{user},"]
+    code, err, mixed = _predict(capsys, bias_run, tmp_path, spellings)
+    assert code == 0, err
+    pred = mixed["prediction"].to_numpy(dtype=float)
+    np.testing.assert_allclose(pred[[0, 2, 3]], truth, atol=1e-5)  # 196, 196.0 and " 196 " are one user
+    assert pred[1] == pytest.approx(rec.fallback.mean, abs=1e-5)  # both unknown: the global mean
+    assert not np.allclose(pred[4], truth)
+    assert not np.allclose(pred[5], truth)
+
+
+def test_unknown_error_names_only_a_truly_unknown_id(bias_run, tmp_path, capsys) -> None:
+    rec = Recommender.load(bias_run)
+    user, item = int(rec.users.ids[0]), str(rec.items.ids[0])
+    rows = [f"{user},{item}", f"{user}.0,{item}", "99999,m1"]
+    code, err, _ = _predict(capsys, bias_run, tmp_path, rows, "--unknown", "error")
+    assert code == 1
+    assert "99999" in err
+    assert f"{user}" not in err.replace("99999", "")
+    code, err, table = _predict(capsys, bias_run, tmp_path, rows[:2], "--unknown", "error")
+    assert code == 0, err
+    code, err, table = _predict(capsys, bias_run, tmp_path, [*rows, "abc,def"], "--unknown", "nan")
+    assert code == 0, err
+    values = table["prediction"].tolist()
+    assert values[0] != ""
+    assert values[1] != ""
+    assert values[2] == ""
+    assert values[3] == ""
+    assert float(values[0]) == pytest.approx(float(rec.predict([user], [item])[0]), abs=1e-5)
+
+
+def test_vocabulary_lookup_reads_every_id_on_its_own() -> None:
+    from reelrec.data.dataset import Vocabulary
+
+    ints = Vocabulary(np.array([1, 2, 196]), "user")
+    got = ints.index(["196", "196.0", " 2 ", "abc", "", "nan", "1e0", "3", "2.5"], missing="negative")
+    np.testing.assert_array_equal(got, [2, 2, 1, -1, -1, -1, 0, -1, -1])
+    np.testing.assert_array_equal(ints.index(np.array([196.0, 2.5, np.nan]), missing="negative"), [2, -1, -1])
+    np.testing.assert_array_equal(ints.index(np.array([True, False]), missing="negative"), [-1, -1])
+    strs = Vocabulary(np.array(["1", "196", "a1"]), "item")
+    np.testing.assert_array_equal(
+        strs.index(["196", "196.0", " a1", 196, "", None], missing="negative"), [1, 1, 2, 1, -1, -1]
+    )

@@ -7,7 +7,7 @@ mapping is a vectorised ``searchsorted``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -49,6 +49,59 @@ def _normalise_ids(raw: Any) -> np.ndarray:
     return as_str
 
 
+def _int_keys(arr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Raw ids as ``int64`` keys and a mask of those that name an integer at all (vectorised,
+    element by element: one bad id does not change how the others are read)."""
+    if arr.dtype.kind == "i":
+        yield arr.astype(np.int64, copy=False), np.ones(arr.shape, dtype=bool)
+    elif arr.dtype.kind == "u":
+        ok = arr <= np.iinfo(np.int64).max
+        yield np.where(ok, arr, 0).astype(np.int64), ok
+    elif arr.dtype.kind == "b":  # true/false name no id
+        yield np.zeros(arr.shape, dtype=np.int64), np.zeros(arr.shape, dtype=bool)
+    elif arr.dtype.kind == "f":
+        yield _integral(arr.astype(np.float64))
+    else:
+        text = _texts(arr).str.strip()
+        keys = np.zeros(text.shape[0], dtype=np.int64)
+        ok = np.array(text.str.fullmatch(r"[+-]?\d{1,18}"), dtype=bool)
+        if ok.any():
+            keys[ok] = text[ok].astype(np.int64).to_numpy()
+        rest = ~ok & (text != "").to_numpy(dtype=bool)
+        if rest.any():  # "196.0", "1.96e2": numbers that are integral
+            num = pd.to_numeric(text[rest], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            keys[rest], ok[rest] = _integral(num)
+        yield keys.reshape(arr.shape), ok.reshape(arr.shape)
+
+
+def _integral(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(x) & (np.abs(x) < 2.0**53)
+    ok[ok] = x[ok] == np.round(x[ok])
+    return np.where(ok, x, 0).astype(np.int64), ok
+
+
+def _texts(arr: np.ndarray) -> pd.Series:
+    """Raw ids as text ("" for None/NaN), flattened."""
+    flat = pd.Series(arr.ravel(), dtype=object)
+    return flat.where(~flat.isna(), "").astype(str)
+
+
+def _str_keys(arr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Candidate text keys of raw ids for a string vocabulary, tried in turn for the ids not yet
+    found: as written, stripped, and (for an integral number) the integer's text."""
+    shape = arr.shape
+    if arr.dtype.kind == "U":
+        yield arr, np.ones(shape, dtype=bool)
+    text = _texts(arr)
+    valid = (text != "").to_numpy(dtype=bool).reshape(shape)
+    if arr.dtype.kind != "U":
+        yield text.to_numpy(dtype=str).reshape(shape), valid
+    stripped = text.str.strip()
+    yield stripped.to_numpy(dtype=str).reshape(shape), valid
+    keys, ok = next(_int_keys(stripped.to_numpy(dtype=object)))
+    yield np.where(ok, keys.astype(str), "").reshape(shape), ok.reshape(shape) & valid
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """A sorted set of raw ids and the dense index of each.
@@ -83,26 +136,40 @@ class Vocabulary:
         return arr
 
     def index(self, raw: Any, missing: Literal["error", "negative"] = "error") -> np.ndarray:
-        """Dense indices of ``raw`` ids.
+        """Dense indices of ``raw`` ids, each id judged on its own.
+
+        An id matches when it names a vocabulary entry in any spelling the data loaders accept:
+        ``196``, ``"196"``, ``" 196 "``, ``196.0`` and ``"196.0"`` all name user 196 of an
+        integer vocabulary; a blank, non-numeric or fractional id never matches one (and never
+        changes how the other ids of the same call are read). For a string vocabulary the text
+        is compared as written, then stripped, then (for an integral number) as its integer.
 
         Args:
             raw: one raw id or an array of them.
             missing: ``"error"`` raises :class:`UnknownIdError` naming the first unknown id;
                 ``"negative"`` returns ``-1`` for unknown ids.
         """
-        arr = self.coerce(raw)
-        if len(self) == 0 or (
-            arr.dtype.kind != self.ids.dtype.kind
-            and not (arr.dtype.kind in "US" and self.ids.dtype.kind in "US")
-        ):
-            pos = np.zeros(arr.shape, dtype=np.int64)
-            found = np.zeros(arr.shape, dtype=bool)
-        else:
-            pos = np.searchsorted(self.ids, arr)
-            pos = np.minimum(pos, len(self) - 1)
-            found = self.ids[pos] == arr
+        arr = np.asarray(raw)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        found = np.zeros(arr.shape, dtype=bool)
+        pos = np.zeros(arr.shape, dtype=np.int64)
+        if len(self) and arr.size:
+            candidates = _int_keys(arr) if self.is_integer else _str_keys(arr)
+            for keys, ok in candidates:
+                if found.all():
+                    break
+                todo = ok & ~found
+                if not todo.any():
+                    continue
+                at = np.minimum(np.searchsorted(self.ids, keys[todo]), len(self) - 1)
+                hit = self.ids[at] == keys[todo]
+                rows = np.flatnonzero(todo)[hit]
+                pos[rows] = at[hit]
+                found[rows] = True
         if missing == "error" and not np.all(found):
-            bad = arr[~found][0].item()
+            bad = arr[~found][0]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
             raise UnknownIdError(f"unknown {self.name} id {bad!r} (not in the training data)")
         return np.where(found, pos, -1).astype(np.int64)
 
