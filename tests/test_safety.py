@@ -339,3 +339,64 @@ def test_vocabulary_lookup_reads_every_id_on_its_own() -> None:
     np.testing.assert_array_equal(
         strs.index(["196", "196.0", " a1", 196, "", None], missing="negative"), [1, 1, 2, 1, -1, -1]
     )
+
+
+# ---------------------------------------------------------------------- 4. repeated (user, movie) pairs
+def _with_repeats(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    frame = small_frame(n=900).rename(columns={"user": "userId", "item": "movieId"})
+    again = frame.sample(n=300, random_state=0).assign(rating=lambda f: 6 - f["rating"], timestamp=20_000)
+    both = pd.concat([frame, again]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    path = tmp_path / "repeats.csv"
+    both.to_csv(path, index=False)
+    return path, both
+
+
+def test_repeated_pairs_never_leak_across_the_split(tmp_path) -> None:
+    from reelrec.data.split import make_split
+    from reelrec.data.tabular import load_ratings
+
+    path, both = _with_repeats(tmp_path)
+    raw = load_ratings(path)
+    for seed in range(3):  # the leak this guards against: one copy in train, one in test
+        split = make_split(raw.deduplicate("last"), "holdout80", seed=seed, valid_fraction=0.1)
+        parts = [split.train, split.valid, split.test]
+        keys = [set(zip(p.user_index.tolist(), p.item_index.tolist(), strict=True)) for p in parts]
+        assert not keys[0] & keys[2]
+        assert not keys[1] & keys[2]
+        assert not keys[0] & keys[1]
+        assert sum(len(p) for p in parts) == len(both.drop_duplicates(["userId", "movieId"]))
+
+
+def test_duplicates_policy_error_last_and_mean(tmp_path) -> None:
+    from reelrec.data.tabular import load_ratings
+    from reelrec.errors import DataError
+
+    path, both = _with_repeats(tmp_path)
+    ds = load_ratings(path)
+    with pytest.raises(DataError, match="more than once") as info:
+        ds.deduplicate("error")
+    assert "--duplicates last or mean" in str(info.value)
+    groups = both.groupby(["userId", "movieId"])
+    latest = both.sort_values("timestamp", kind="stable").groupby(["userId", "movieId"])["rating"].last()
+    for policy, expected in (("last", latest), ("mean", groups["rating"].mean())):
+        merged = ds.deduplicate(policy).to_frame().set_index(["user", "item"])["rating"]
+        assert len(merged) == len(expected)
+        got = merged.reindex(expected.index).to_numpy()
+        np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-6)
+    clean = ds.deduplicate("last")
+    assert clean.deduplicate("error").fingerprint() == clean.fingerprint()  # no repeats left
+
+
+def test_cli_duplicates_flag_and_evaluate_reapplies_it(tmp_path, capsys) -> None:
+    path, _ = _with_repeats(tmp_path)
+    code, _, err = run(
+        capsys, *TRAIN, "--ratings", str(path), "--out", str(tmp_path / "r0"), "--duplicates", "error"
+    )
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "more than once" in err
+    out = tmp_path / "r1"
+    assert run(capsys, *TRAIN, "--ratings", str(path), "--out", str(out), "--duplicates", "mean")[0] == 0
+    assert json.loads((out / "config.json").read_text())["dataset"]["source"]["duplicates"] == "mean"
+    code, _, err = run(capsys, "evaluate", str(out), "--json")
+    assert code == 0, err

@@ -17,6 +17,7 @@ from typing import Any
 
 from reelrec import __version__
 from reelrec._defaults import LIST_NOVELTY
+from reelrec.data.dataset import DEFAULT_DUPLICATES, DUPLICATE_POLICIES
 from reelrec.errors import ConfigError, DataError, ReelrecError
 
 log = logging.getLogger("reelrec")
@@ -71,6 +72,7 @@ def load_dataset_from_args(args: argparse.Namespace):
         from reelrec.data.movielens import load_movielens
 
         ds = load_movielens(args.dataset, data_home=args.data_home, download=args.download, progress=True)
+    ds = ds.deduplicate(getattr(args, "duplicates", None) or DEFAULT_DUPLICATES)  # before any split
     return attach_side_data(ds, args)
 
 
@@ -96,7 +98,13 @@ def attach_side_data(ds: Any, args: argparse.Namespace) -> Any:
 
 
 def load_source(source: dict[str, Any], data_home: str | None = None):
-    """Reload the dataset a run was trained on, from the ``source`` recorded in its config."""
+    """Reload the dataset a run was trained on, from the ``source`` recorded in its config
+    (repeated pairs merged again by the policy it records)."""
+    ds = _load_source(source, data_home)
+    return ds.deduplicate(source.get("duplicates") or DEFAULT_DUPLICATES)
+
+
+def _load_source(source: dict[str, Any], data_home: str | None = None):
     kind = source.get("kind")
     if kind == "movielens":
         from reelrec.data.movielens import load_movielens
@@ -720,6 +728,13 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timestamp-col", help="timestamp column of --ratings (optional)")
     p.add_argument("--sep", help="field separator of --ratings (default: sniffed)")
     p.add_argument("--download", action="store_true", help="download the MovieLens archive if missing")
+    p.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_POLICIES,
+        default=DEFAULT_DUPLICATES,
+        help="a (user, movie) pair rated more than once: refuse the file (error), keep the latest "
+        f"rating (last) or their average (mean), before the split (default: {DEFAULT_DUPLICATES})",
+    )
     p.add_argument(
         "--users", help="user table for side features: CSV/TSV/Parquet, u.user, users.dat or a name"
     )

@@ -9,6 +9,7 @@ An experiment is a TOML file::
     split_seed = 42                # the split is the same for every run and seed
     valid_fraction = 0.05
     seeds = [42, 43]               # training seeds; the table reports mean (and std)
+    duplicates = "last"            # a pair rated twice: "last" (default), "mean" or "error"
 
     [[runs]]
     name = "mf"
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from reelrec.data.dataset import Dataset
+from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset, DuplicatePolicy
 from reelrec.errors import ConfigError, DataError
 from reelrec.models.registry import make_config, model_class
 from reelrec.safeio import atomic_write_text, prepare_output_dir
@@ -65,6 +66,7 @@ class DataSpec(BaseModel):
     split_seed: int = 42
     valid_fraction: float = Field(0.05, ge=0, lt=1)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    duplicates: DuplicatePolicy = DEFAULT_DUPLICATES
 
     @model_validator(mode="after")
     def _source(self) -> DataSpec:
@@ -175,7 +177,7 @@ def load_data(spec: DataSpec, data_home: str | None = None) -> Dataset:
         from reelrec.data import features
 
         ds = features.with_user_info(ds, features.load_user_info(_path(spec.users, data_home)))
-    return ds
+    return ds.deduplicate(spec.duplicates)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -7,6 +7,7 @@ mapping is a vectorised ``searchsorted``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -16,9 +17,15 @@ import pandas as pd
 
 from reelrec.errors import DataError, UnknownIdError
 
+logger = logging.getLogger(__name__)
+
 #: ratings must be finite numbers within +-RATING_LIMIT (ratings are float32, exact to ~7
 #: digits; no rating scale comes near it, so a value past it is a corrupt or misplaced field)
 RATING_LIMIT = 1e6
+#: what to do with a (user, item) pair rated more than once: see :meth:`Dataset.deduplicate`
+DUPLICATE_POLICIES = ("error", "last", "mean")
+DuplicatePolicy = Literal["error", "last", "mean"]
+DEFAULT_DUPLICATES: DuplicatePolicy = "last"
 #: a discrete scale has at most this many levels (``low, low+step, ..., high``); a wider one is
 #: treated as continuous, so nothing ever allocates in proportion to a rating value
 MAX_SCALE_LEVELS = 1000
@@ -393,6 +400,53 @@ class Dataset:
             rating=np.concatenate([self.rating, other.rating]),
             timestamp=ts,
         )
+
+    def deduplicate(self, policy: DuplicatePolicy = DEFAULT_DUPLICATES) -> Dataset:
+        """One rating per (user, item) pair, so that no pair can sit on both sides of a split.
+
+        ``policy``: ``"error"`` refuses a repeated pair (naming it and its data rows); ``"last"``
+        keeps the latest rating (by timestamp, then file order); ``"mean"`` keeps their average
+        (with the latest one's timestamp). Kept rows stay in file order; the policy is recorded
+        in ``source["duplicates"]`` so a reload applies it again. Memory and time: one sort.
+        """
+        if policy not in DUPLICATE_POLICIES:
+            raise DataError(
+                f"duplicates policy must be one of {', '.join(DUPLICATE_POLICIES)}, not {policy!r}"
+            )
+        source = {**self.source, "duplicates": policy}
+        keys = self.user_index.astype(np.int64) * max(1, self.n_items) + self.item_index
+        sorted_keys = np.sort(keys)
+        if not (sorted_keys[1:] == sorted_keys[:-1]).any():
+            return replace(self, source=source)
+        order = (
+            np.argsort(keys, kind="stable") if self.timestamp is None else np.lexsort((self.timestamp, keys))
+        )
+        keys = keys[order]
+        first = np.r_[True, keys[1:] != keys[:-1]]
+        last = np.r_[keys[1:] != keys[:-1], True]
+        n_repeats = int((~first).sum())
+        if policy == "error":
+            row = int(order[np.flatnonzero(~first)[0]])
+            start = int(order[np.flatnonzero(first & ~last)[0]])
+            u, i = self.users.ids[self.user_index[row]], self.items.ids[self.item_index[row]]
+            raise DataError(
+                f"{self.name}: user {u.item()!r} rated movie {i.item()!r} more than once (data rows "
+                f"{min(start, row) + 1} and {max(start, row) + 1}; {n_repeats} repeated pairs in all); "
+                "choose --duplicates last or mean"
+            )
+        keep = order[last]
+        rating = self.rating
+        if policy == "mean":
+            group = np.cumsum(first) - 1
+            sums = np.bincount(group, weights=self.rating[order].astype(np.float64))
+            mean = (sums / np.bincount(group)).astype(np.float32)
+            rating = self.rating.copy()
+            rating[keep] = mean
+        rows = np.sort(keep)
+        logger.warning(
+            "%s: %d repeated (user, movie) ratings merged (--duplicates %s)", self.name, n_repeats, policy
+        )
+        return replace(self.subset(rows), rating=rating[rows], source=source)
 
     def to_frame(self) -> pd.DataFrame:
         """Ratings as a frame of raw ids: ``user``, ``item``, ``rating`` [, ``timestamp``]."""
