@@ -400,3 +400,117 @@ def test_cli_duplicates_flag_and_evaluate_reapplies_it(tmp_path, capsys) -> None
     assert json.loads((out / "config.json").read_text())["dataset"]["source"]["duplicates"] == "mean"
     code, _, err = run(capsys, "evaluate", str(out), "--json")
     assert code == 0, err
+
+
+# ---------------------------------------------------------------------- 6. the smaller cases
+def test_rating_col_naming_a_missing_column_is_an_error_not_a_fallback(ratings_csv, tmp_path, capsys) -> None:
+    from reelrec.data.tabular import load_ratings
+    from reelrec.errors import DataError
+
+    with pytest.raises(DataError, match="no rating column 'score'"):
+        load_ratings(ratings_csv, rating_col="score")
+    with pytest.raises(DataError, match="no timestamp column 'time'"):
+        load_ratings(ratings_csv, timestamp_col="time")
+    assert len(load_ratings(ratings_csv, user_col="USER_ID".lower().replace("_", ""))) > 0  # userid ~ userId
+    argv = [*TRAIN, "--ratings", str(ratings_csv), "--rating-col", "score", "--out", str(tmp_path / "r")]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert "no rating column 'score'" in err
+    assert err.count("\n") == 1
+
+
+def test_a_directory_as_ratings_says_it_is_a_directory(tmp_path, capsys) -> None:
+    code, _, err = run(capsys, *TRAIN, "--ratings", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert code == 1
+    assert "is a directory" in err
+    assert "no such file" not in err
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_utf16_file_names_the_encoding(tmp_path, capsys, encoding) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(small_frame(n=50).to_csv(index=False).encode(encoding))
+    code, _, err = run(capsys, *TRAIN, "--ratings", str(path), "--out", str(tmp_path / "r"))
+    assert code == 1
+    assert "UTF-8" in err
+    assert "UTF-16" in err or "UTF-32" in err or "NUL" in err
+    assert "column" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_incomplete_dataset_message_names_the_real_flag(tmp_path) -> None:
+    from reelrec.data import movielens as ml
+    from reelrec.errors import DataError, DownloadError
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "u.data").write_text("1\t1\t5\t1\n")
+    with pytest.raises(DownloadError, match=r"reelrec download ml-100k --force") as info:
+        ml.download("ml-100k", tmp_path, progress=False)
+    assert "force=True" not in str(info.value)
+    with pytest.raises(DataError, match=r"reelrec download ml-100k --force"):
+        ml.load_movielens("ml-100k", data_home=tmp_path)
+
+
+_SLOW_DOWNLOAD = """
+import hashlib, sys, time
+from pathlib import Path
+import reelrec.data.movielens as ml
+zip_path, home = Path(sys.argv[1]), Path(sys.argv[2])
+data = zip_path.read_bytes()
+ml.DATASETS["ml-test"] = ml.MovieLensSpec(
+    name="ml-test", url="http://example.invalid/ml-test.zip", folder="ml-test", layout=ml.ML100K_LAYOUT,
+    checksum=hashlib.sha256(data).hexdigest(), algorithm="sha256", size=len(data), description="slow",
+)
+
+class Slow:
+    headers = {}
+    sent = False
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return False
+    def read(self, n=-1):
+        if not self.sent:
+            self.sent = True
+            return data[:100]
+        time.sleep(120)
+        return b""
+
+ml.download("ml-test", home, progress=False, opener=lambda url: Slow())
+"""
+
+
+def test_a_killed_download_leaves_a_part_file_the_next_attempt_removes(tmp_path, monkeypatch) -> None:
+    import signal
+    import time
+
+    from reelrec.data import movielens as ml
+    from test_movielens import register, write_ml100k
+
+    src = write_ml100k(tmp_path / "src")
+    archive = tmp_path / "ml-test.zip"
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.iterdir()):
+            zf.write(p, f"ml-test/{p.name}")
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_DOWNLOAD, str(archive), str(home)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if home.exists() and [p for p in home.iterdir() if p.name.endswith(".zip.part")]:
+                time.sleep(0.5)  # inside the slow read now
+                break
+            assert child.poll() is None, "the download ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the download never started")  # pragma: no cover
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert next(p.name for p in home.iterdir()).endswith(".zip.part")  # what the kill left
+    register(monkeypatch, archive)
+    ml.download("ml-test", home, progress=False)
+    assert sorted(p.name for p in home.iterdir()) == ["ml-test"]
