@@ -163,6 +163,13 @@ def test_predict_out_refuses_a_directory_and_the_pairs_file(ratings_csv, tmp_pat
     assert code == 1
     assert "inputs" in err
     assert pairs.read_text() == "user_id,item_id\n100,m1\n"
+    before = (out / "config.json").read_bytes()
+    code, _, err = run(
+        capsys, "predict", str(out), "--pairs", str(pairs), "--out", str(out / "config.json"), "--overwrite"
+    )
+    assert code == 1
+    assert "inside a reelrec run" in err
+    assert (out / "config.json").read_bytes() == before
     dest = tmp_path / "p.csv"
     dest.write_text("someone's file")
     code, _, err = run(capsys, "predict", str(out), "--pairs", str(pairs), "--out", str(dest))
@@ -514,3 +521,41 @@ def test_a_killed_download_leaves_a_part_file_the_next_attempt_removes(tmp_path,
     register(monkeypatch, archive)
     ml.download("ml-test", home, progress=False)
     assert sorted(p.name for p in home.iterdir()) == ["ml-test"]
+
+
+# ---------------------------------------------------------------------- found by probing the CLI
+def test_predict_never_overwrites_the_runs_own_training_file(bias_run, ratings_csv, tmp_path, capsys) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n100,m1\n")
+    before = ratings_csv.read_bytes()
+    code, _, err = run(
+        capsys, "predict", str(bias_run), "--pairs", str(pairs), "--out", str(ratings_csv), "--overwrite"
+    )
+    assert code == 1
+    assert "inputs" in err
+    assert ratings_csv.read_bytes() == before
+
+
+def test_unwritable_predict_destination_is_one_line_naming_it(bias_run, tmp_path, capsys) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n100,m1\n")
+    dest = Path("/proc/reelrec-cannot-write-here.csv")  # refused even to root
+    code, _, err = run(capsys, "predict", str(bias_run), "--pairs", str(pairs), "--out", str(dest))
+    assert code == 1
+    assert err.count("\n") == 1
+    assert f"cannot write {dest}" in err
+    assert ".tmp" not in err
+
+
+@pytest.mark.parametrize("novelty", ["nan", "1e308", "-inf"])
+def test_a_novelty_that_would_empty_the_list_is_refused(bias_run, capsys, novelty) -> None:
+    code, out, err = run(capsys, "recommend", str(bias_run), "--user", "100", f"--novelty={novelty}")
+    assert code == 1
+    assert "novelty must lie in" in err
+    assert "top 0" not in out
+
+
+def test_a_movie_rated_twice_with_rate_is_refused(bias_run, capsys) -> None:
+    code, _, err = run(capsys, "recommend", str(bias_run), "--rate", "m1=5", "--rate", " m1=3")
+    assert code == 1
+    assert "rated twice" in err

@@ -467,6 +467,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # refuse a bad destination before any work: a folder, the pairs file, a file without --overwrite
     check_file_target(args.out, overwrite=args.overwrite, inputs=[path])
     rec = Recommender.load(args.run_dir)
+    source = (rec.meta.get("dataset") or {}).get("source") or {}
+    inputs = [path, *(p for p in (source.get("path"), (source.get("items") or {}).get("path")) if p)]
+    check_file_target(args.out, overwrite=args.overwrite, inputs=inputs)  # nor the run's own data
     try:
         pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -479,7 +482,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     pred = rec.predict(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), unknown=args.unknown)
     out = pd.DataFrame({"user_id": pairs["user_id"], "item_id": pairs["item_id"], "prediction": pred})
     dest = Path(args.out)
-    with atomic_path(dest, inputs=[path], overwrite=args.overwrite) as tmp:
+    with atomic_path(dest, inputs=inputs, overwrite=args.overwrite) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6f")
     n_nan = int(out["prediction"].isna().sum())
     print(f"wrote {len(out):,} predictions to {dest}" + (f" ({n_nan} unknown -> empty)" if n_nan else ""))
@@ -494,6 +497,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         ratings: dict[str, float] = {}
         for pair in args.rate or []:
             movie, sep, value = pair.partition("=")
+            if movie.strip() in ratings:
+                raise ConfigError(
+                    f"--rate: movie {movie.strip()!r} is rated twice; give one rating per movie"
+                )
             try:
                 ratings[movie.strip()] = float(value)
             except ValueError:

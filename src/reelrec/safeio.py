@@ -124,14 +124,16 @@ def check_file_target(
     inputs: Iterable[str | os.PathLike[str]] = (),
     flag: str = "--out",
 ) -> Path:
-    """Refuse a file destination that is a directory, one of ``inputs``, or (without
-    ``overwrite``) an existing file; return it as a :class:`~pathlib.Path`."""
+    """Refuse a file destination that is a directory, one of ``inputs``, a file inside a run
+    directory, or (without ``overwrite``) an existing file; return it as a :class:`~pathlib.Path`."""
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"{flag} {target} is a directory; give a file name inside it")
     for source in inputs:
         if _same_file(target, Path(source)):
             raise OutputError(f"{flag} {target} is one of the command's inputs; write to another file")
+    if (target.parent / RUN_MANIFEST).is_file():
+        raise OutputError(f"{flag} {target} is inside a reelrec run directory; write it somewhere else")
     if target.exists() and not overwrite:
         raise OutputError(f"{flag} {target} already exists; choose another name or pass --overwrite")
     if target.parent.exists() and not target.parent.is_dir():
@@ -146,7 +148,10 @@ def atomic_path(
     """Yield a temporary sibling of ``path`` to write; rename it over ``path`` on success and
     remove it on any failure (including a failed check before anything is written)."""
     target = check_file_target(path, overwrite=overwrite, inputs=inputs)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target} ({exc.strerror or exc})") from None
     clean_leftovers(target.parent, target.name)
     tmp = target.with_name(temp_name(target.name))
     try:
@@ -154,6 +159,8 @@ def atomic_path(
         if target.is_dir():  # appeared meanwhile
             raise OutputError(f"{target} is a directory; give a file name inside it")
         os.replace(tmp, target)
+    except OSError as exc:  # one line naming the destination, not the temporary file
+        raise OutputError(f"cannot write {target} ({exc.strerror or exc})") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
