@@ -164,3 +164,23 @@ def test_openapi_documents_errors_and_the_rating_range(client) -> None:
     assert (rating["minimum"], rating["maximum"]) == (1.0, 5.0)
     ratings = shapes["NewUserRequest"]["properties"]["ratings"]["additionalProperties"]
     assert (ratings["minimum"], ratings["maximum"]) == (1.0, 5.0)
+
+
+def test_ids_in_any_spelling_name_the_same_user_and_movie(client, run_dir) -> None:
+    rec = Recommender.load(run_dir)
+    user = int(rec.users.ids[0])
+    plain = client.get(f"/users/{user}/recommendations").json()
+    for spelling in (f"{user}.0", f"%20{user}"):
+        r = client.get(f"/users/{spelling}/recommendations")
+        assert r.status_code == 200, (spelling, r.text)
+        assert r.json() == plain
+    r = client.post(
+        "/predict", json={"pairs": [{"user": f"{user}.0", "movie": "m1"}, {"user": user, "movie": "m1"}]}
+    )
+    assert r.status_code == 200, r.text
+    first, second = r.json()["predictions"]
+    assert first == second
+    profile = client.post("/profiles").json()["id"]
+    assert client.put(f"/profiles/{profile}/ratings/m1", json={"rating": 4}).status_code == 200
+    assert client.delete(f"/profiles/{profile}/ratings/%20m1").status_code == 200
+    assert client.get(f"/profiles/{profile}").json()["ratings"] == []

@@ -720,7 +720,12 @@ def create_app(
     )
     async def unrate(profile_id: ProfileId, movie_id: MovieId) -> dict[str, Any]:
         """Remove a rating."""
-        if not await run_in_threadpool(store.delete_rating, profile_id, movie_id):
+        s = current()
+        try:  # the id as stored (any spelling of a catalogue movie), else as given
+            key: Any = s.rec.catalogue()[0][s.item(movie_id)]
+        except UnknownIdError:
+            key = movie_id
+        if not await run_in_threadpool(store.delete_rating, profile_id, key):
             raise UnknownIdError(f"profile {profile_id!r} has no rating for movie {movie_id!r}")
         return await get_profile(profile_id)
 
