@@ -559,3 +559,22 @@ def test_a_movie_rated_twice_with_rate_is_refused(bias_run, capsys) -> None:
     code, _, err = run(capsys, "recommend", str(bias_run), "--rate", "m1=5", "--rate", " m1=3")
     assert code == 1
     assert "rated twice" in err
+
+
+def test_rows_with_more_fields_than_the_header_are_refused_not_shifted(tmp_path) -> None:
+    from reelrec.data.tabular import load_ratings
+    from reelrec.errors import DataError
+
+    path = tmp_path / "shifted.csv"
+    path.write_text("userId,movieId,rating\n" + "".join(f"{u},{u % 7},{u % 5 + 1},9\n" for u in range(30)))
+    with pytest.raises(DataError, match="more fields than the header"):
+        load_ratings(path)
+
+
+def test_float_ids_beyond_exact_range_are_not_cast_to_garbage_ints() -> None:
+    from reelrec.data.dataset import Dataset
+
+    frame = pd.DataFrame({"user": [1.0, 1e30, 2.0], "item": [1, 2, 3], "rating": [1.0, 2.0, 3.0]})
+    ds = Dataset.from_frame(frame, name="f")
+    assert ds.users.ids.dtype.kind == "U"  # text ids: 1e30 stays 1e30
+    assert "1e+30" in ds.users.ids.tolist()

@@ -40,8 +40,8 @@ def _normalise_ids(raw: Any) -> np.ndarray:
         return arr.astype(np.int64, copy=False)
     if arr.dtype.kind == "b":
         return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+    if arr.dtype.kind == "f":  # integral floats within 2**53 (exact) are ints; 1e30 stays text
+        if arr.size and np.all(np.abs(arr) <= 2.0**53) and np.all(arr == np.round(arr)):
             return arr.astype(np.int64)
         return arr.astype(str)
     # object / string: integral strings become ints so "12" and 12 name the same movie

@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +204,22 @@ def _read_text(
     else:
         src = path
         kwargs.update(sep=sep)
+    # index_col=False: a row with more fields than the header is an error, never a silent shift of
+    # every column by one (pandas would take the first column as the index)
+    kwargs["index_col"] = False
     try:
-        try:
-            return pd.read_csv(src, encoding="utf-8", **kwargs)
-        except UnicodeDecodeError:
-            if isinstance(src, io.BytesIO):
-                src.seek(0)
-            return pd.read_csv(src, encoding="latin-1", **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                return pd.read_csv(src, encoding="utf-8", **kwargs)
+            except UnicodeDecodeError:
+                if isinstance(src, io.BytesIO):
+                    src.seek(0)
+                return pd.read_csv(src, encoding="latin-1", **kwargs)
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{path}: data rows have more fields than the header (check the header and --sep)"
+        ) from None
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
     except (pd.errors.ParserError, ValueError) as exc:
