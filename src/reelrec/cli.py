@@ -590,7 +590,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overwrite = False
     if out.exists() and any(out.iterdir()):
         cfg = out / "config.json"
-        if cfg.is_file() and json.loads(cfg.read_text()).get("created_by") == DEMO_MARK:
+        try:
+            created_by = json.loads(cfg.read_text(encoding="utf-8")).get("created_by")
+        except (OSError, ValueError, AttributeError):
+            created_by = None
+        if created_by == DEMO_MARK:
             overwrite = True  # a previous demo run: replace it
         else:
             raise ConfigError(
