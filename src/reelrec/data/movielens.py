@@ -362,6 +362,15 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         zf.extractall(root)
 
 
+def _not_in(old: Path, new: Path) -> list[str]:
+    """Files under ``old`` with no counterpart under ``new`` (relative paths, sorted)."""
+    return sorted(
+        str(p.relative_to(old))
+        for p in old.rglob("*")
+        if not p.is_dir() and not (new / p.relative_to(old)).exists()
+    )
+
+
 def download(
     name: str,
     data_home: str | Path | None = None,
@@ -443,6 +452,12 @@ def download(
         if lacking:
             raise DownloadError(f"{name}: the archive has no {spec.folder}/{lacking[0]}")
         if target.exists():  # force=True: swap the old copy out, then delete it
+            foreign = _not_in(target, extracted)
+            if foreign:  # never delete a file the archive did not bring
+                raise DownloadError(
+                    f"{target} holds {foreign[0]}, which is not part of {name}; move it away and retry "
+                    "(--force replaces only the dataset's own files)"
+                )
             os.replace(target, workdir / ".old")
         os.replace(extracted, target)
     except OSError as exc:
