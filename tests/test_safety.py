@@ -75,6 +75,7 @@ def test_overwrite_replaces_a_run_and_its_plots_atomically(ratings_csv, tmp_path
     assert run(capsys, *TRAIN, "--ratings", str(ratings_csv), "--out", str(out))[0] == 0
     (out / "plots").mkdir()
     (out / "plots" / "learning_curves.png").write_bytes(b"png")
+    (out / "plots" / ".embeddings_pca.png.999999999.0123abcd.tmp").write_bytes(b"half")  # a killed plot
     code, _, err = run(
         capsys, "train", "--model", "mf", "--epochs", "2", "--no-progress", "--ratings", str(ratings_csv),
         "--out", str(out), "--overwrite",
@@ -578,3 +579,15 @@ def test_float_ids_beyond_exact_range_are_not_cast_to_garbage_ints() -> None:
     ds = Dataset.from_frame(frame, name="f")
     assert ds.users.ids.dtype.kind == "U"  # text ids: 1e30 stays 1e30
     assert "1e+30" in ds.users.ids.tolist()
+
+
+def test_running_out_of_memory_is_one_line_that_says_so(monkeypatch, capsys) -> None:
+    import reelrec.cli as cli
+
+    def exhausted(args) -> int:
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "cmd_datasets", exhausted)
+    code, _, err = run(capsys, "datasets")
+    assert code == 1
+    assert err == "reelrec: error: out of memory; use a smaller model, batch or dataset\n"

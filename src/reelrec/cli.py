@@ -962,7 +962,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MemoryError) as exc:
         if args.debug:
             raise
-        print(f"reelrec: error: {exc}", file=sys.stderr)
+        text = str(exc)
+        if isinstance(exc, MemoryError):
+            text = f"out of memory{f' ({text})' if text else ''}; use a smaller model, batch or dataset"
+        print(f"reelrec: error: {text}", file=sys.stderr)
         return 1
     except Exception as exc:
         if args.debug:

@@ -185,7 +185,11 @@ def _foreign_entries(root: Path, manifest_files: Iterable[str]) -> list[str]:
             continue
         extras = _RUN_EXTRAS.get(entry.name)
         if extras is not None and entry.is_dir() and not entry.is_symlink():
-            inner = [p for p in entry.iterdir() if p.name not in extras or not p.is_file() or p.is_symlink()]
+            inner = [
+                p
+                for p in entry.iterdir()
+                if (p.name not in extras and not _TEMP.match(p.name)) or not p.is_file() or p.is_symlink()
+            ]
             if not inner:
                 continue
             foreign.append(f"{entry.name}/{inner[0].name}")
