@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reelrec.artifacts import MANIFEST, verify_run
-from reelrec.errors import ArtifactError
+from reelrec.errors import ArtifactError, OutputError
 from reelrec.recommender import Recommender
 from reelrec.training import TrainConfig
 
@@ -93,7 +93,7 @@ def test_saving_never_replaces_a_run_without_overwrite(run, small) -> None:
     _rec, path = run
     before = (path / "weights.safetensors").read_bytes()
     other = Recommender.train("bias", small)
-    with pytest.raises(ArtifactError, match="already holds files"):
+    with pytest.raises(OutputError, match="already holds files"):
         other.save(path)
     assert (path / "weights.safetensors").read_bytes() == before
     other.save(path, overwrite=True)

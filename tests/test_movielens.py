@@ -354,11 +354,16 @@ def test_download_force_replaces(monkeypatch: pytest.MonkeyPatch, archive: Path,
     register(monkeypatch, archive)
     stale = home / "ml-test"
     stale.mkdir()
-    (stale / "stale.txt").write_text("old")
+    (stale / "u.data").write_text("1\t1\t5\t1\n")  # a half-copied dataset file
+    (stale / "notes.txt").write_text("mine")
     with pytest.raises(DownloadError, match="exists but is incomplete"):
         ml.download("ml-test", home, progress=False)
+    with pytest.raises(DownloadError, match=r"notes\.txt, which is not part of ml-test"):
+        ml.download("ml-test", home, progress=False, force=True)  # never deletes a file of the user's
+    assert (stale / "notes.txt").read_text() == "mine"
+    assert leftovers(home) == ["ml-test"]
+    (stale / "notes.txt").unlink()
     ml.download("ml-test", home, progress=False, force=True)
-    assert not (stale / "stale.txt").exists()
     assert (stale / "u.data").read_text() == U_DATA
     assert leftovers(home) == ["ml-test"]
 

@@ -15,8 +15,9 @@ Layout (schema version 1)::
 Loading checks the manifest first: a missing, extra-listed, resized or altered file, or an
 unknown schema version, is refused with one line saying what is wrong. Nothing is unpickled
 and no code from the directory runs. Saving writes into a temporary sibling directory and
-renames it into place, so a crash never leaves a half-written run, and an existing run is
-never replaced unless ``overwrite`` is given.
+renames it into place (:mod:`reelrec.safeio`), so a crash never leaves a half-written run; an
+existing run is replaced only with ``overwrite``, and a folder that is not a reelrec run (no
+manifest, or files the manifest does not list) never is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,11 @@ from reelrec._files import sha256_file
 from reelrec.data.dataset import RatingScale, Vocabulary
 from reelrec.errors import ArtifactError, ReelrecError
 from reelrec.models.registry import build_model
+from reelrec.safeio import RUN_MANIFEST, check_run_target, swap_in_dir, temp_dir
 from reelrec.training.trainer import TrainConfig
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = RUN_MANIFEST
 REQUIRED = (
     "config.json",
     "weights.safetensors",
@@ -94,13 +95,12 @@ def _items_json(rec: Any) -> dict[str, Any] | None:
 
 
 def check_target(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Refuse a run-directory target that would destroy something (call before a long training)."""
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise ArtifactError(f"{target} exists and is not a directory")
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise ArtifactError(f"{target} already holds files; choose another --out or pass --overwrite")
-    return target
+    """Refuse a run-directory target that would destroy something (call before a long training).
+
+    See :func:`reelrec.safeio.check_run_target`: only a reelrec run (with its manifest, holding
+    nothing else) is ever replaced, and only with ``overwrite``.
+    """
+    return check_run_target(path, overwrite)
 
 
 def save_run(
@@ -108,8 +108,7 @@ def save_run(
 ) -> Path:
     """Write ``rec`` to run directory ``path`` atomically; see the module docs for the layout."""
     target = check_target(path, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temp_dir(target)
     try:
         model = rec.model
         config = {
@@ -154,14 +153,7 @@ def save_run(
             },
         }
         _write_json(tmp / MANIFEST, manifest)
-        if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            backup.rmdir()
-            os.replace(target, backup)
-            os.replace(tmp, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        swap_in_dir(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

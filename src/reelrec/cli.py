@@ -17,6 +17,7 @@ from typing import Any
 
 from reelrec import __version__
 from reelrec._defaults import LIST_NOVELTY
+from reelrec.data.dataset import DEFAULT_DUPLICATES, DUPLICATE_POLICIES
 from reelrec.errors import ConfigError, DataError, ReelrecError
 
 log = logging.getLogger("reelrec")
@@ -75,6 +76,7 @@ def load_dataset_from_args(args: argparse.Namespace):
         ds = load_movielens(
             args.dataset, data_home=args.data_home, download=args.download, progress=True, cache=cache
         )
+    ds = ds.deduplicate(getattr(args, "duplicates", None) or DEFAULT_DUPLICATES)  # before any split
     return attach_side_data(ds, args)
 
 
@@ -100,7 +102,13 @@ def attach_side_data(ds: Any, args: argparse.Namespace) -> Any:
 
 
 def load_source(source: dict[str, Any], data_home: str | None = None):
-    """Reload the dataset a run was trained on, from the ``source`` recorded in its config."""
+    """Reload the dataset a run was trained on, from the ``source`` recorded in its config
+    (repeated pairs merged again by the policy it records)."""
+    ds = _load_source(source, data_home)
+    return ds.deduplicate(source.get("duplicates") or DEFAULT_DUPLICATES)
+
+
+def _load_source(source: dict[str, Any], data_home: str | None = None):
     kind = source.get("kind")
     if kind == "movielens":
         from reelrec.data.movielens import load_movielens
@@ -351,11 +359,10 @@ def _fmt4(value: float | None) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from reelrec.data.split import make_split
-    from reelrec.tune import load_space, tune
+    from reelrec.safeio import atomic_write_text, prepare_output_dir
+    from reelrec.tune import TUNE_NAMES, load_space, tune
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(f"{out} already holds files; choose another --out or pass --overwrite")
+    out = prepare_output_dir(args.out, command="tune", owned=TUNE_NAMES, overwrite=args.overwrite)
     space = load_space(args.space) if args.space else None  # fail before loading data
     ds = load_dataset_from_args(args)
     _resolve_split(args)
@@ -405,7 +412,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         "best_train": result.best_train,
         "final": metrics,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     text = (
         f"{len(states)} trials in {result.seconds:.0f} s ({summary['complete']} complete, "
         f"{summary['pruned']} pruned, {summary['failed']} failed)\n"
@@ -491,24 +498,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from reelrec.recommender import Recommender
+    from reelrec.safeio import atomic_path, check_file_target
 
-    rec = Recommender.load(args.run_dir)
     path = Path(args.pairs)
+    if path.is_dir():
+        raise DataError(f"--pairs {path} is a directory, not a CSV file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    # refuse a bad destination before any work: a folder, the pairs file, a file without --overwrite
+    check_file_target(args.out, overwrite=args.overwrite, inputs=[path])
+    rec = Recommender.load(args.run_dir)
+    source = (rec.meta.get("dataset") or {}).get("source") or {}
+    inputs = [path, *(p for p in (source.get("path"), (source.get("items") or {}).get("path")) if p)]
+    check_file_target(args.out, overwrite=args.overwrite, inputs=inputs)  # nor the run's own data
     try:
         pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text (save it as UTF-8 CSV)") from None
     missing = {"user_id", "item_id"} - set(pairs.columns)
     if missing:
         raise DataError(f"{path}: needs columns user_id,item_id (missing {', '.join(sorted(missing))})")
     pred = rec.predict(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), unknown=args.unknown)
     out = pd.DataFrame({"user_id": pairs["user_id"], "item_id": pairs["item_id"], "prediction": pred})
     dest = Path(args.out)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    out.to_csv(tmp, index=False, float_format="%.6f")
-    tmp.replace(dest)
+    with atomic_path(dest, inputs=inputs, overwrite=args.overwrite) as tmp:
+        out.to_csv(tmp, index=False, float_format="%.6f")
     n_nan = int(out["prediction"].isna().sum())
     print(f"wrote {len(out):,} predictions to {dest}" + (f" ({n_nan} unknown -> empty)" if n_nan else ""))
     return 0
@@ -522,6 +538,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         ratings: dict[str, float] = {}
         for pair in args.rate or []:
             movie, sep, value = pair.partition("=")
+            if movie.strip() in ratings:
+                raise ConfigError(
+                    f"--rate: movie {movie.strip()!r} is rated twice; give one rating per movie"
+                )
             try:
                 ratings[movie.strip()] = float(value)
             except ValueError:
@@ -611,7 +631,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overwrite = False
     if out.exists() and any(out.iterdir()):
         cfg = out / "config.json"
-        if cfg.is_file() and json.loads(cfg.read_text()).get("created_by") == DEMO_MARK:
+        try:
+            created_by = json.loads(cfg.read_text(encoding="utf-8")).get("created_by")
+        except (OSError, ValueError, AttributeError):
+            created_by = None
+        if created_by == DEMO_MARK:
             overwrite = True  # a previous demo run: replace it
         else:
             raise ConfigError(
@@ -778,6 +802,13 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
         "write no cache (or set REELREC_NO_CACHE=1)",
     )
     p.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_POLICIES,
+        default=DEFAULT_DUPLICATES,
+        help="a (user, movie) pair rated more than once: refuse the file (error), keep the latest "
+        f"rating (last) or their average (mean), before the split (default: {DEFAULT_DUPLICATES})",
+    )
+    p.add_argument(
         "--users", help="user table for side features: CSV/TSV/Parquet, u.user, users.dat or a name"
     )
     p.add_argument("--user-id-col", default="user_id", help="user id column of --users")
@@ -882,6 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fallback",
         help="unknown user/movie: bias-baseline fallback (default), empty, or an error",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is an existing file")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("recommend", help="top-n unwatched movies for a user")
@@ -1010,7 +1042,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MemoryError) as exc:
         if args.debug:
             raise
-        print(f"reelrec: error: {exc}", file=sys.stderr)
+        text = str(exc)
+        if isinstance(exc, MemoryError):
+            text = f"out of memory{f' ({text})' if text else ''}; use a smaller model, batch or dataset"
+        print(f"reelrec: error: {text}", file=sys.stderr)
         return 1
     except Exception as exc:
         if args.debug:

@@ -31,5 +31,9 @@ class ArtifactError(ReelrecError):
     """A run directory is missing, tampered with or from an incompatible version."""
 
 
+class OutputError(ReelrecError):
+    """An output path reelrec refuses to write: it would replace or delete files it did not create."""
+
+
 class ConfigError(ReelrecError, ValueError):
     """A configuration value is invalid."""

@@ -9,6 +9,7 @@ An experiment is a TOML file::
     split_seed = 42                # the split is the same for every run and seed
     valid_fraction = 0.05
     seeds = [42, 43]               # training seeds; the table reports mean (and std)
+    duplicates = "last"            # a pair rated twice: "last" (default), "mean" or "error"
 
     [[runs]]
     name = "mf"
@@ -27,6 +28,7 @@ Named presets (``--preset seed001``) reproduce the seed notebooks' protocols.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -39,9 +41,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from reelrec.data.dataset import Dataset
+from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset, DuplicatePolicy
 from reelrec.errors import ConfigError, DataError
 from reelrec.models.registry import make_config, model_class
+from reelrec.safeio import atomic_write_text, prepare_output_dir
 from reelrec.training.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class DataSpec(BaseModel):
     split_seed: int = 42
     valid_fraction: float = Field(0.05, ge=0, lt=1)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    duplicates: DuplicatePolicy = DEFAULT_DUPLICATES
 
     @model_validator(mode="after")
     def _source(self) -> DataSpec:
@@ -173,7 +177,7 @@ def load_data(spec: DataSpec, data_home: str | None = None) -> Dataset:
         from reelrec.data import features
 
         ds = features.with_user_info(ds, features.load_user_info(_path(spec.users, data_home)))
-    return ds
+    return ds.deduplicate(spec.duplicates)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -198,8 +202,7 @@ def run_experiment(
     from reelrec.evaluation.protocols import evaluate_ratings
     from reelrec.recommender import Recommender
 
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output_dir(out, command="experiment", owned=EXPERIMENT_NAMES)
     ds = load_data(spec.data, data_home)
     split = make_split(
         ds, spec.data.split, seed=spec.data.split_seed, valid_fraction=spec.data.valid_fraction or None
@@ -277,6 +280,9 @@ def run_experiment(
     return rows
 
 
+#: what an experiment writes into its folder (a folder holding only these is reelrec's to rewrite)
+EXPERIMENT_NAMES = ("results.csv", "results.md", "comparison.png", "curves_*.png", "embeddings_*.png", "runs")
+
 COLUMNS = [
     ("name", "run"),
     ("model", "model"),
@@ -316,11 +322,12 @@ def _csv_value(value: Any) -> Any:
 
 def _write_tables(spec: ExperimentSpec, split_name: str, rows: list[dict[str, Any]], out_dir: Path) -> None:
     keys = [k for k, _ in COLUMNS] + sorted({k for r in rows for k in r if k.endswith("_std")})
-    with (out_dir / "results.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _csv_value(r.get(k)) for k in keys})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _csv_value(r.get(k)) for k in keys})
+    atomic_write_text(out_dir / "results.csv", buffer.getvalue())
     seeds = ", ".join(map(str, spec.data.seeds))
     lines = [
         f"# {spec.name}",
@@ -335,4 +342,4 @@ def _write_tables(spec: ExperimentSpec, split_name: str, rows: list[dict[str, An
         "|" + "|".join("---" if k in ("name", "model") else "---:" for k, _ in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(_fmt(r, k) for k, _ in COLUMNS) + " |" for r in rows]
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / "results.md", "\n".join(lines) + "\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,8 @@ __all__ = [
 
 #: resolution of every figure, in dots per inch
 DPI = 120
+#: the files ``plot_run`` writes (so a folder holding only these is reelrec's to rewrite)
+PLOT_NAMES = ("learning_curves.png", "embeddings_pca.png", "embeddings_tsne.png")
 #: learning curves, in inches (width, height): two panels, or one when there is no validation
 LEARNING_CURVES_SIZE = (10.0, 4.0)
 #: embedding map, in inches
@@ -99,18 +100,11 @@ def _figure(figsize: tuple[float, float], dpi: int) -> Figure:
 
 def _save(fig: Figure, out: Path | str, dpi: int) -> Path:
     """Write ``fig`` as a PNG at ``out`` (atomically: a temporary sibling, then a rename)."""
-    out = Path(out)
-    if out.is_dir():
-        raise ReelrecError(f"{out} is a directory; give a file name such as {out / 'plot.png'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    from reelrec.safeio import atomic_path
+
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _float(value: Any) -> float:
@@ -551,12 +545,14 @@ def plot_run(run_dir: Path | str, out_dir: Path | str | None = None, tsne: bool 
     """
     from reelrec.artifacts import MANIFEST
     from reelrec.recommender import Recommender
+    from reelrec.safeio import prepare_output_dir
 
     run_dir = Path(run_dir)
     rec = Recommender.load(str(run_dir))
     dest = Path(out_dir) if out_dir is not None else run_dir / "plots"
     if dest.resolve() == run_dir.resolve() or (dest / MANIFEST).exists():
         raise ReelrecError(f"{dest} is a run directory; write the plots into another folder")
+    prepare_output_dir(dest, command="plot", owned=PLOT_NAMES)
     label = f"{run_dir.name} ({rec.model.name})"
     written = []
     try:

@@ -19,7 +19,7 @@ import torch
 
 from reelrec._defaults import LIST_NOVELTY
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
-from reelrec.errors import ReelrecError, UnknownIdError
+from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
 from reelrec.models.registry import build_model, model_class
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LIST_NOVELTY", "Recommender", "ScoredItem"]
 
+#: the largest |novelty| accepted (5 already puts popularity far above any rating difference)
+MAX_NOVELTY = 100.0
 #: shrinkage of the fallback bias baseline (users, items), in ratings
 FALLBACK_REG = (15.0, 10.0)
 
@@ -364,10 +366,7 @@ class Recommender:
         """The predicted rating *level* per pair: the most probable class of a softmax head,
         otherwise the predicted rating rounded to the nearest level of the scale."""
         u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
-        pred = self.predict_indices(u, i)
-        levels = self.scale.levels()
-        if levels is not None:
-            pred = levels[np.argmin(np.abs(pred[:, None] - levels[None, :]), axis=1)]
+        pred = self.scale.nearest_level(self.predict_indices(u, i))
         if getattr(self.model.config, "output", None) == "softmax":
             warm = (u >= 0) & (i >= 0)
             warm[warm] = (self.user_counts[u[warm]] > 0) & (self.item_counts[i[warm]] > 0)
@@ -392,6 +391,8 @@ class Recommender:
         """``scores - novelty * unit * z_pop``: the novelty knob. ``unit`` is one rating for rating
         models and each user's score spread for ranking models, so ``novelty=1`` moves a movie one
         popularity standard deviation above average down by one star (or one spread)."""
+        if not abs(novelty) <= MAX_NOVELTY:  # NaN too: it would silently empty every list
+            raise ConfigError(f"novelty must lie in -{MAX_NOVELTY:g}..{MAX_NOVELTY:g}, got {novelty!r}")
         z = torch.as_tensor(self.popularity_z(), device=scores.device)
         if self.model.predicts_ratings and self.model.name != "popularity":
             unit = torch.ones(scores.shape[0], 1, device=scores.device)

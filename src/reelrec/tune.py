@@ -31,12 +31,16 @@ from typing import Any
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError, ReelrecError
+from reelrec.safeio import atomic_write_text, prepare_output_dir
 
 log = logging.getLogger(__name__)
 
 Space = dict[str, dict[str, Any]]
 
 #: built-in search spaces: {"model": {field: spec}, "train": {field: spec}}
+#: what ``reelrec tune`` writes into its folder (a folder holding only these is reelrec's to rewrite)
+TUNE_NAMES = ("trials.json", "trials.csv", "best.json", "summary.json", "run")
+
 SPACES: dict[str, Space] = {
     "mf": {
         "model": {
@@ -203,7 +207,7 @@ def tune(
     base_train["refit"] = False
     folder = Path(out) if out is not None else None
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = prepare_output_dir(folder, command="tune", owned=TUNE_NAMES)
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
 
@@ -292,7 +296,7 @@ def _default_point(cls: Any, space: Space, base_train: dict[str, Any]) -> dict[s
 def _write(folder: Path, records: list[dict[str, Any]], study: Any) -> None:
     import pandas as pd
 
-    (folder / "trials.json").write_text(json.dumps(records, indent=1, default=str), encoding="utf-8")
+    atomic_write_text(folder / "trials.json", json.dumps(records, indent=1, default=str))
     flat = []
     for r in records:
         row = {k: v for k, v in r.items() if k not in ("params", "train")}
@@ -304,8 +308,8 @@ def _write(folder: Path, records: list[dict[str, Any]], study: Any) -> None:
         )
         row.update({f"train.{k}": v for k, v in (r["train"] or {}).items()})
         flat.append(row)
-    pd.DataFrame(flat).to_csv(folder / "trials.csv", index=False)
+    atomic_write_text(folder / "trials.csv", pd.DataFrame(flat).to_csv(index=False))
     complete = [r for r in records if r["state"] == "complete" and r["value"] is not None]
     if complete:
         best = min(complete, key=lambda r: r["value"])
-        (folder / "best.json").write_text(json.dumps(best, indent=1, default=str), encoding="utf-8")
+        atomic_write_text(folder / "best.json", json.dumps(best, indent=1, default=str))

@@ -8,7 +8,8 @@ is a vectorised ``searchsorted``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +21,19 @@ from reelrec.errors import DataError, UnknownIdError
 if TYPE_CHECKING:
     from reelrec.data.fastio import RatingArrays
 
+logger = logging.getLogger(__name__)
+
+#: ratings must be finite numbers within +-RATING_LIMIT (ratings are float32, exact to ~7
+#: digits; no rating scale comes near it, so a value past it is a corrupt or misplaced field)
+RATING_LIMIT = 1e6
+#: what to do with a (user, item) pair rated more than once: see :meth:`Dataset.deduplicate`
+DUPLICATE_POLICIES = ("error", "last", "mean")
+DuplicatePolicy = Literal["error", "last", "mean"]
+DEFAULT_DUPLICATES: DuplicatePolicy = "last"
+#: a discrete scale has at most this many levels (``low, low+step, ..., high``); a wider one is
+#: treated as continuous, so nothing ever allocates in proportion to a rating value
+MAX_SCALE_LEVELS = 1000
+
 
 def _normalise_ids(raw: Any) -> np.ndarray:
     """Return raw ids as an ``int64`` array when they are all integral, else as strings."""
@@ -30,8 +44,8 @@ def _normalise_ids(raw: Any) -> np.ndarray:
         return arr.astype(np.int64, copy=False)
     if arr.dtype.kind == "b":
         return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+    if arr.dtype.kind == "f":  # integral floats within 2**53 (exact) are ints; 1e30 stays text
+        if arr.size and np.all(np.abs(arr) <= 2.0**53) and np.all(arr == np.round(arr)):
             return arr.astype(np.int64)
         return arr.astype(str)
     # object / string: integral strings become ints so "12" and 12 name the same movie
@@ -44,6 +58,59 @@ def _normalise_ids(raw: Any) -> np.ndarray:
         if np.array_equal(as_int.astype(str), np.char.strip(as_str)):
             return as_int
     return as_str
+
+
+def _int_keys(arr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Raw ids as ``int64`` keys and a mask of those that name an integer at all (vectorised,
+    element by element: one bad id does not change how the others are read)."""
+    if arr.dtype.kind == "i":
+        yield arr.astype(np.int64, copy=False), np.ones(arr.shape, dtype=bool)
+    elif arr.dtype.kind == "u":
+        ok = arr <= np.iinfo(np.int64).max
+        yield np.where(ok, arr, 0).astype(np.int64), ok
+    elif arr.dtype.kind == "b":  # true/false name no id
+        yield np.zeros(arr.shape, dtype=np.int64), np.zeros(arr.shape, dtype=bool)
+    elif arr.dtype.kind == "f":
+        yield _integral(arr.astype(np.float64))
+    else:
+        text = _texts(arr).str.strip()
+        keys = np.zeros(text.shape[0], dtype=np.int64)
+        ok = np.array(text.str.fullmatch(r"[+-]?\d{1,18}"), dtype=bool)
+        if ok.any():
+            keys[ok] = text[ok].astype(np.int64).to_numpy()
+        rest = ~ok & (text != "").to_numpy(dtype=bool)
+        if rest.any():  # "196.0", "1.96e2": numbers that are integral
+            num = pd.to_numeric(text[rest], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            keys[rest], ok[rest] = _integral(num)
+        yield keys.reshape(arr.shape), ok.reshape(arr.shape)
+
+
+def _integral(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(x) & (np.abs(x) < 2.0**53)
+    ok[ok] = x[ok] == np.round(x[ok])
+    return np.where(ok, x, 0).astype(np.int64), ok
+
+
+def _texts(arr: np.ndarray) -> pd.Series:
+    """Raw ids as text ("" for None/NaN), flattened."""
+    flat = pd.Series(arr.ravel(), dtype=object)
+    return flat.where(~flat.isna(), "").astype(str)
+
+
+def _str_keys(arr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Candidate text keys of raw ids for a string vocabulary, tried in turn for the ids not yet
+    found: as written, stripped, and (for an integral number) the integer's text."""
+    shape = arr.shape
+    if arr.dtype.kind == "U":
+        yield arr, np.ones(shape, dtype=bool)
+    text = _texts(arr)
+    valid = (text != "").to_numpy(dtype=bool).reshape(shape)
+    if arr.dtype.kind != "U":
+        yield text.to_numpy(dtype=str).reshape(shape), valid
+    stripped = text.str.strip()
+    yield stripped.to_numpy(dtype=str).reshape(shape), valid
+    keys, ok = next(_int_keys(stripped.to_numpy(dtype=object)))
+    yield np.where(ok, keys.astype(str), "").reshape(shape), ok.reshape(shape) & valid
 
 
 @dataclass(frozen=True)
@@ -80,26 +147,40 @@ class Vocabulary:
         return arr
 
     def index(self, raw: Any, missing: Literal["error", "negative"] = "error") -> np.ndarray:
-        """Dense indices of ``raw`` ids.
+        """Dense indices of ``raw`` ids, each id judged on its own.
+
+        An id matches when it names a vocabulary entry in any spelling the data loaders accept:
+        ``196``, ``"196"``, ``" 196 "``, ``196.0`` and ``"196.0"`` all name user 196 of an
+        integer vocabulary; a blank, non-numeric or fractional id never matches one (and never
+        changes how the other ids of the same call are read). For a string vocabulary the text
+        is compared as written, then stripped, then (for an integral number) as its integer.
 
         Args:
             raw: one raw id or an array of them.
             missing: ``"error"`` raises :class:`UnknownIdError` naming the first unknown id;
                 ``"negative"`` returns ``-1`` for unknown ids.
         """
-        arr = self.coerce(raw)
-        if len(self) == 0 or (
-            arr.dtype.kind != self.ids.dtype.kind
-            and not (arr.dtype.kind in "US" and self.ids.dtype.kind in "US")
-        ):
-            pos = np.zeros(arr.shape, dtype=np.int64)
-            found = np.zeros(arr.shape, dtype=bool)
-        else:
-            pos = np.searchsorted(self.ids, arr)
-            pos = np.minimum(pos, len(self) - 1)
-            found = self.ids[pos] == arr
+        arr = np.asarray(raw)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        found = np.zeros(arr.shape, dtype=bool)
+        pos = np.zeros(arr.shape, dtype=np.int64)
+        if len(self) and arr.size:
+            candidates = _int_keys(arr) if self.is_integer else _str_keys(arr)
+            for keys, ok in candidates:
+                if found.all():
+                    break
+                todo = ok & ~found
+                if not todo.any():
+                    continue
+                at = np.minimum(np.searchsorted(self.ids, keys[todo]), len(self) - 1)
+                hit = self.ids[at] == keys[todo]
+                rows = np.flatnonzero(todo)[hit]
+                pos[rows] = at[hit]
+                found[rows] = True
         if missing == "error" and not np.all(found):
-            bad = arr[~found][0].item()
+            bad = arr[~found][0]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
             raise UnknownIdError(f"unknown {self.name} id {bad!r} (not in the training data)")
         return np.where(found, pos, -1).astype(np.int64)
 
@@ -148,7 +229,11 @@ class RatingScale:
         if levels.size > 1 and levels.size <= 100:
             diffs = np.diff(levels)
             cand = float(diffs.min())
-            if cand > 0 and np.allclose(np.round((levels - low) / cand) * cand + low, levels):
+            if (
+                cand > 0
+                and (high - low) / cand < MAX_SCALE_LEVELS
+                and np.allclose(np.round((levels - low) / cand) * cand + low, levels)
+            ):
                 step = cand
         elif levels.size == 1:
             step = 1.0
@@ -159,9 +244,18 @@ class RatingScale:
 
     def levels(self) -> np.ndarray | None:
         """The discrete rating levels (``low, low+step, ..., high``), or ``None`` if continuous."""
-        if self.step is None:
+        if self.step is None or not self.step > 0 or (self.high - self.low) / self.step >= MAX_SCALE_LEVELS:
             return None
         return np.round(np.arange(self.low, self.high + self.step / 2, self.step), 6)
+
+    def nearest_level(self, x: np.ndarray) -> np.ndarray:
+        """Each value rounded to the nearest level of a discrete scale (clipped to it); values
+        as they are on a continuous one. Memory is that of ``x``, whatever the scale."""
+        levels = self.levels()
+        if levels is None:
+            return np.asarray(x, dtype=np.float64)
+        midpoints = (levels[1:] + levels[:-1]) / 2.0
+        return levels[np.searchsorted(midpoints, np.asarray(x, dtype=np.float64), side="right")]
 
 
 @dataclass(frozen=True)
@@ -237,6 +331,9 @@ class Dataset:
             raise DataError(f"{name}: missing column(s) {sorted(missing)}")
         if len(frame) == 0:
             raise DataError(f"{name}: the ratings file holds no ratings")
+        for column in ("user", "item", "rating"):
+            if pd.api.types.is_bool_dtype(frame[column].dtype):
+                raise DataError(f"{name}: the {column} column holds true/false values, not {column}s")
         users_raw = _normalise_ids(frame["user"].to_numpy())
         items_raw = _normalise_ids(frame["item"].to_numpy())
         rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
@@ -246,6 +343,13 @@ class Dataset:
             raise DataError(
                 f"{name}: rating on data row {row + 1} is not a number ({frame['rating'].iloc[row]!r})"
             )
+        bad = np.abs(rating) > RATING_LIMIT
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{name}: rating on data row {row + 1} is {rating[row]:.7g}, outside the sane range "
+                f"-{RATING_LIMIT:.0e}..{RATING_LIMIT:.0e} (a corrupt value or the wrong --rating-col?)"
+            )
         users = Vocabulary(np.unique(users_raw), "user")
         items = Vocabulary(np.unique(items_raw), "item")
         ts = None
@@ -254,6 +358,10 @@ class Dataset:
             if ts_num.isna().any():
                 row = int(np.flatnonzero(ts_num.isna().to_numpy())[0])
                 raise DataError(f"{name}: timestamp on data row {row + 1} is not a number")
+            huge = (ts_num.abs() > 2**62).to_numpy()
+            if huge.any():
+                row = int(np.flatnonzero(huge)[0])
+                raise DataError(f"{name}: timestamp on data row {row + 1} is out of range (seconds expected)")
             ts = ts_num.to_numpy(dtype=np.int64)
         return cls(
             name=name,
@@ -334,6 +442,53 @@ class Dataset:
             rating=np.concatenate([self.rating, other.rating]),
             timestamp=ts,
         )
+
+    def deduplicate(self, policy: DuplicatePolicy = DEFAULT_DUPLICATES) -> Dataset:
+        """One rating per (user, item) pair, so that no pair can sit on both sides of a split.
+
+        ``policy``: ``"error"`` refuses a repeated pair (naming it and its data rows); ``"last"``
+        keeps the latest rating (by timestamp, then file order); ``"mean"`` keeps their average
+        (with the latest one's timestamp). Kept rows stay in file order; the policy is recorded
+        in ``source["duplicates"]`` so a reload applies it again. Memory and time: one sort.
+        """
+        if policy not in DUPLICATE_POLICIES:
+            raise DataError(
+                f"duplicates policy must be one of {', '.join(DUPLICATE_POLICIES)}, not {policy!r}"
+            )
+        source = {**self.source, "duplicates": policy}
+        keys = self.user_index.astype(np.int64) * max(1, self.n_items) + self.item_index
+        sorted_keys = np.sort(keys)
+        if not (sorted_keys[1:] == sorted_keys[:-1]).any():
+            return replace(self, source=source)
+        order = (
+            np.argsort(keys, kind="stable") if self.timestamp is None else np.lexsort((self.timestamp, keys))
+        )
+        keys = keys[order]
+        first = np.r_[True, keys[1:] != keys[:-1]]
+        last = np.r_[keys[1:] != keys[:-1], True]
+        n_repeats = int((~first).sum())
+        if policy == "error":
+            row = int(order[np.flatnonzero(~first)[0]])
+            start = int(order[np.flatnonzero(first & ~last)[0]])
+            u, i = self.users.ids[self.user_index[row]], self.items.ids[self.item_index[row]]
+            raise DataError(
+                f"{self.name}: user {u.item()!r} rated movie {i.item()!r} more than once (data rows "
+                f"{min(start, row) + 1} and {max(start, row) + 1}; {n_repeats} repeated pairs in all); "
+                "choose --duplicates last or mean"
+            )
+        keep = order[last]
+        rating = self.rating
+        if policy == "mean":
+            group = np.cumsum(first) - 1
+            sums = np.bincount(group, weights=self.rating[order].astype(np.float64))
+            mean = (sums / np.bincount(group)).astype(np.float32)
+            rating = self.rating.copy()
+            rating[keep] = mean
+        rows = np.sort(keep)
+        logger.warning(
+            "%s: %d repeated (user, movie) ratings merged (--duplicates %s)", self.name, n_repeats, policy
+        )
+        return replace(self.subset(rows), rating=rating[rows], source=source)
 
     def to_frame(self) -> pd.DataFrame:
         """Ratings as a frame of raw ids: ``user``, ``item``, ``rating`` [, ``timestamp``]."""

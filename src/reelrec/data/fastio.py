@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from reelrec.data.dataset import RatingScale, _normalise_ids
+from reelrec.data.dataset import RATING_LIMIT, RatingScale, _normalise_ids
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +153,9 @@ def _compact(role: str, arr: Any) -> Any:
     if not (is_int or pa.types.is_floating(typ)):
         raise Unsupported(f"rating column of type {typ}")
     values = arr.to_numpy().astype(np.float64, copy=False)
-    if not np.all(np.isfinite(values)):
-        raise Unsupported("ratings that are not finite numbers")
+    if not np.all(np.isfinite(values)) or (values.size and np.abs(values).max() > RATING_LIMIT):
+        # the pandas path names the row and the limit (Dataset.from_frame)
+        raise Unsupported("ratings that are not finite numbers within the sane range")
     return values.astype(np.float32)
 
 

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -45,6 +44,7 @@ from reelrec.data.dataset import Dataset
 from reelrec.data.fastio import RatingArrays, Unsupported, byte_progress, read_text_ratings
 from reelrec.data.tabular import _open_bytes, build_item_info
 from reelrec.errors import DataError, DownloadError
+from reelrec.safeio import clean_leftovers, temp_name
 
 logger = logging.getLogger(__name__)
 
@@ -357,6 +357,15 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         zf.extractall(root)
 
 
+def _not_in(old: Path, new: Path) -> list[str]:
+    """Files under ``old`` with no counterpart under ``new`` (relative paths, sorted)."""
+    return sorted(
+        str(p.relative_to(old))
+        for p in old.rglob("*")
+        if not p.is_dir() and not (new / p.relative_to(old)).exists()
+    )
+
+
 def download(
     name: str,
     data_home: str | Path | None = None,
@@ -370,7 +379,8 @@ def download(
     The zip is streamed to a ``.part`` file in the data home, its checksum is checked, and it is
     extracted into a temporary folder there that is then renamed into place, so an interrupted
     download or extraction never leaves a folder that looks complete. Temporary files are removed
-    on any failure, and the zip after success.
+    on any failure, and the zip after success; the leftovers of a killed download (whose process
+    is gone) are removed by the next attempt.
 
     Args:
         name: a registry name (see :data:`DATASETS`).
@@ -394,16 +404,17 @@ def download(
     if target.exists() and not force:
         raise DownloadError(
             f"{target} exists but is incomplete (missing {', '.join(missing)}): "
-            "remove it, or download with force=True"
+            f"run `reelrec download {name} --force` to replace it"
         )
     opener = opener or _default_opener
     try:
         home.mkdir(parents=True, exist_ok=True)
-        fd, part_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".zip.part", dir=home)
+        # what a killed download left (its process is gone): the .part file, the extraction folder
+        clean_leftovers(home, name, extra=(f".{name}-*.zip.part", f".{name}-*.extract"))
+        part = home / temp_name(name, "zip.part")
+        part.touch(exist_ok=False)
     except OSError as exc:
         raise DownloadError(f"cannot write to {home} ({exc}); set {ENV_VAR} to a writable folder") from exc
-    os.close(fd)
-    part = Path(part_name)
     workdir: Path | None = None
     try:
         logger.info("downloading %s from %s", name, spec.url)
@@ -425,7 +436,8 @@ def download(
                 f"{name}: checksum mismatch for {spec.url}: expected {spec.algorithm} {expected}, got {got}; "
                 "try again"
             )
-        workdir = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".extract", dir=home))
+        workdir = home / temp_name(name, "extract")
+        workdir.mkdir()
         try:
             _safe_extract(part, workdir)
         except zipfile.BadZipFile as exc:
@@ -435,6 +447,12 @@ def download(
         if lacking:
             raise DownloadError(f"{name}: the archive has no {spec.folder}/{lacking[0]}")
         if target.exists():  # force=True: swap the old copy out, then delete it
+            foreign = _not_in(target, extracted)
+            if foreign:  # never delete a file the archive did not bring
+                raise DownloadError(
+                    f"{target} holds {foreign[0]}, which is not part of {name}; move it away and retry "
+                    "(--force replaces only the dataset's own files)"
+                )
             os.replace(target, workdir / ".old")
         os.replace(extracted, target)
     except OSError as exc:
@@ -485,7 +503,12 @@ def _require(name: str, folder: Path, fname: str | None, what: str, from_registr
         return path
     if fname is None:
         raise DataError(f"{name} has no {what} file")
-    hint = f"run `reelrec download {name}` or set {ENV_VAR}" if from_registry else "check the path"
+    if not from_registry:
+        hint = "check the path"
+    elif folder.exists():  # an incomplete copy: `download` alone refuses to touch it
+        hint = f"run `reelrec download {name} --force` to replace the incomplete copy, or set {ENV_VAR}"
+    else:
+        hint = f"run `reelrec download {name}` (or pass --download) or set {ENV_VAR}"
     raise DataError(f"{name}: {folder / fname} is missing; {hint}")
 
 

@@ -17,6 +17,7 @@ import functools
 import gzip
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ _ALIASES: dict[str, frozenset[str]] = {
     "year": frozenset({"year"}),
 }
 _NO_GENRES = "(no genres listed)"
+#: load_ratings' default column names: only these fall back to their aliases
+_DEFAULT_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
 # "Title (1995)", "Title (2006–2007)", "Title (2016– )", with optional trailing spaces
 _YEAR_RE = r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[-–]\s*\d{0,4}\s*)?\)\s*$"
 
@@ -122,6 +125,32 @@ def _first_line(path: Path) -> str:
     return head.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
 
 
+_WIDE_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
+def _check_encoding(path: Path) -> None:
+    """Refuse text that is not UTF-8 or a one-byte encoding (UTF-16/32, binary), naming it."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    for bom, name in _WIDE_BOMS.items():
+        if head.startswith(bom):
+            raise DataError(f"{path}: the file is {name} text; save it as UTF-8 (CSV UTF-8) and retry")
+    if b"\x00" in head:
+        raise DataError(
+            f"{path}: the file holds NUL bytes (UTF-16/32 text without a byte-order mark, or not text); "
+            "save it as UTF-8"
+        )
+
+
 def sniff_sep(line: str) -> str:
     """The separator of a delimited line: ``"::"`` if present, else the most frequent of tab, ``,``,
     ``;`` and ``|``.
@@ -178,13 +207,22 @@ def _read_text(
     else:
         src = path
         kwargs.update(sep=sep)
+    # index_col=False: a row with more fields than the header is an error, never a silent shift of
+    # every column by one (pandas would take the first column as the index)
+    kwargs["index_col"] = False
     try:
-        try:
-            return pd.read_csv(src, encoding="utf-8", **kwargs)
-        except UnicodeDecodeError:
-            if isinstance(src, io.BytesIO):
-                src.seek(0)
-            return pd.read_csv(src, encoding="latin-1", **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                return pd.read_csv(src, encoding="utf-8", **kwargs)
+            except UnicodeDecodeError:
+                if isinstance(src, io.BytesIO):
+                    src.seek(0)
+                return pd.read_csv(src, encoding="latin-1", **kwargs)
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{path}: data rows have more fields than the header (check the header and --sep)"
+        ) from None
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
     except (pd.errors.ParserError, ValueError) as exc:
@@ -198,6 +236,8 @@ def _read_table(path: Path, sep: str | None) -> tuple[pd.DataFrame | None, list[
     Returns ``(frame_or_None, columns, sep, has_header)``; text files are read later, once their
     columns are resolved.
     """
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a ratings file (give the file inside it)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.name.lower().endswith(_PARQUET_EXTS):
@@ -210,6 +250,7 @@ def _read_table(path: Path, sep: str | None) -> tuple[pd.DataFrame | None, list[
         except Exception as exc:  # pyarrow raises its own error types for corrupt files
             raise DataError(f"{path}: cannot read Parquet ({exc})") from exc
         return frame, [str(c) for c in frame.columns], None, True
+    _check_encoding(path)
     line = _first_line(path)
     if not line.strip():
         raise DataError(f"{path}: the file is empty (or its first line is blank)")
@@ -223,12 +264,27 @@ def _read_table(path: Path, sep: str | None) -> tuple[pd.DataFrame | None, list[
     return None, columns, sep, has_header
 
 
-def _resolve(columns: list[str], want: str | None, role: str, path: Path, *, required: bool) -> str | None:
-    """The column used for ``role``: ``want`` itself, else (when ``want`` is a default-like name such
-    as ``"userId"``) the first column that is one of the role's aliases. ``want=None`` disables the role.
+def _resolve(
+    columns: list[str],
+    want: str | None,
+    role: str,
+    path: Path,
+    *,
+    required: bool,
+    default: str | None = None,
+) -> str | None:
+    """The column used for ``role``: ``want`` itself, else (when ``want`` is the role's ``default``,
+    i.e. not a name the user chose, and a default-like name such as ``"userId"``) the first column
+    that is one of the role's aliases. A name the user chose is never swapped for another column.
+    ``want=None`` disables the role.
     """
     if want is None or want in columns:
         return want
+    if default is not None and want != default:
+        same = [c for c in columns if _norm(c) == _norm(want)]  # only case / "_" / "-" differ
+        if same:
+            return same[0]
+        raise DataError(f"{path}: no {role} column {want!r}; the file has columns {columns}")
     if _norm(want) in _ALIASES[role]:
         found = [c for c in columns if _norm(c) in _ALIASES[role]]
         if found:
@@ -262,7 +318,8 @@ def _load_frame(
         mapping = {role: (role if role in positional else None) for role in wanted}
         return frame, mapping, sep
     mapping = {
-        role: _resolve(columns, want, role, path, required=req) for role, (want, req) in wanted.items()
+        role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
+        for role, (want, req) in wanted.items()
     }
     if frame is None:  # all columns, so that a row with too many fields is an error
         frame = _read_text(path, sep, header=True, names=None)
@@ -421,7 +478,10 @@ def _fast_load(
             mapping = {role: (role if role in positional else None) for role in wanted}
             positions = {role: (positional.index(role) if role in positional else None) for role in wanted}
         else:
-            mapping = {role: _resolve(columns, w, role, path, required=r) for role, (w, r) in wanted.items()}
+            mapping = {
+                role: _resolve(columns, w, role, path, required=r, default=_DEFAULT_COLUMNS.get(role))
+                for role, (w, r) in wanted.items()
+            }
             positions = {role: (None if col is None else columns.index(col)) for role, col in mapping.items()}
     except Exception as exc:  # the pandas path gives the proper error, if any
         logger.debug("%s: fast reader not used (%s)", path, exc)

@@ -28,13 +28,21 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelrec import __version__
 from reelrec._defaults import LIST_NOVELTY
-from reelrec.errors import ArtifactError, ReelrecError, UnknownIdError
+from reelrec.errors import ReelrecError, UnknownIdError
 from reelrec.service.state import Served
 from reelrec.service.store import RatingStore, StoreError, default_store_url
 
@@ -65,8 +73,70 @@ Novelty = Annotated[
 
 
 # ---------------------------------------------------------------------- schemas
+def json_int(low: int = -(2**53), high: int = 2**53) -> Any:
+    """A JSON integer in ``low..high``: ``5`` or ``5.0`` (JSON Schema's integer), never ``true``,
+    ``"5"`` or ``5.5``; the range is checked and documented. The default range is what every
+    JSON parser holds exactly (send larger ids as strings)."""
+
+    def not_bool(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("Input should be a valid integer, not true/false")
+        return value
+
+    def in_range(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"Input should be in {low}..{high}")
+        return value
+
+    return Annotated[
+        int,
+        Field(strict=False),
+        BeforeValidator(not_bool),
+        AfterValidator(in_range),
+        WithJsonSchema({"type": "integer", "minimum": low, "maximum": high}),
+    ]
+
+
+JsonInt = json_int()
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no type coercion (``true`` is not a rating or
+    an id, ``"4"`` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one line saying what is wrong."""
+
+    detail: str
+
+
+_ERROR_TEXT = {
+    400: "the request body could not be read",
+    403: "reload disabled, or a missing or wrong X-Admin-Token",
+    404: "an unknown movie, user or profile id",
+    413: f"the request body is larger than {MAX_BODY} bytes (chunked bodies included)",
+    422: "invalid input: a parameter or body field of the wrong type, range or shape",
+    503: "the ratings store is unavailable",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses (body: :class:`ErrorBody`)."""
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+def _check_path(value: str | None) -> str | None:
+    """A run path within the file system's limits (checked before the path is used)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError("the run path contains a NUL character")
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in value.split("/")):
+        raise ValueError("a component of the run path is longer than 255 bytes")
+    return value
 
 
 class Health(BaseModel):
@@ -112,18 +182,21 @@ class Recommendations(BaseModel):
 
 
 class NewUserRequest(Strict):
-    ratings: dict[str, float] = Field(
+    ratings: dict[Annotated[str, Field(min_length=1, max_length=255)], float] = Field(
         default_factory=dict,
         description="{movie id: rating} on the run's rating scale; empty gives the popularity list",
         max_length=MAX_RATINGS,
     )
-    n: int = Field(10, ge=1, le=100)
+    n: json_int(1, 100) = 10  # type: ignore[valid-type]
     novelty: float = Field(LIST_NOVELTY, ge=-5, le=5, description="as the query parameter of the GET lists")
 
 
+IdValue = JsonInt | Annotated[str, Field(min_length=1, max_length=255)]
+
+
 class Pair(Strict):
-    user: int | str
-    movie: int | str
+    user: IdValue
+    movie: IdValue
 
 
 class PredictRequest(Strict):
@@ -142,7 +215,7 @@ class Predictions(BaseModel):
 
 
 class RatingBody(Strict):
-    rating: float = Field(description="on the run's rating scale")
+    rating: float = Field(description="on the run's rating scale (its range is in this schema)")
 
 
 class ProfileRating(Movie):
@@ -160,7 +233,15 @@ class UserSummary(BaseModel):
 
 
 class ReloadRequest(Strict):
-    run: str | None = Field(None, description="run directory to switch to (default: reload the current one)")
+    run: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="run directory to switch to (default: reload the current one); at most 4096 "
+        "characters, 255 bytes per component",
+    )
+
+    _path = field_validator("run")(_check_path)
 
 
 # ---------------------------------------------------------------------- middleware
@@ -209,12 +290,19 @@ class Telemetry:
 
 
 class Guard:
-    """Pure-ASGI middleware: rejects oversized bodies (413) and records telemetry."""
+    """Pure-ASGI middleware: rejects oversized bodies (413, declared or chunked) and records
+    telemetry for every answer, server errors included."""
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry, max_body: int = MAX_BODY) -> None:
         self.app = app
         self.telemetry = telemetry
         self.max_body = max_body
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
+        )
+        await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,25 +310,63 @@ class Guard:
             return
         start = time.perf_counter()
         status = {"code": 500}
+        try:
+            await self._handle(scope, receive, send, status)
+        except Exception:
+            status["code"] = 500  # answered by Starlette's error middleware; counted here
+            raise
+        finally:
+            route = scope.get("route")
+            name = f"{scope['method']} {getattr(route, 'path', None) or '(unmatched)'}"
+            if status["code"] == 413 and route is None:
+                name = "(rejected)"
+            self.telemetry.record(name, status["code"], time.perf_counter() - start)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, status: dict[str, int]) -> None:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        too_big = length is not None and (not length.isdigit() or int(length) > self.max_body)
-        if too_big:
-            response = JSONResponse(
-                {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
-            )
-            await response(scope, receive, send)
-            self.telemetry.record("(rejected)", 413, time.perf_counter() - start)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            status["code"] = 413
+            await self._reject(scope, receive, send)
             return
-        seen = {"bytes": 0}
+        if length is None and scope["method"] not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            # no declared length (chunked): read the body here, up to the limit, then replay it
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    status["code"] = 413
+                    await self._reject(scope, receive, send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            replayed = {"done": False}
 
-        async def limited_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                seen["bytes"] += len(message.get("body", b""))
-                if seen["bytes"] > self.max_body:
-                    raise BodyTooLarge
-            return message
+            async def replay() -> Message:
+                if not replayed["done"]:
+                    replayed["done"] = True
+                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return await receive()
+
+            inner_receive: Receive = replay
+        else:
+            seen = {"bytes": 0}
+
+            async def limited_receive() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen["bytes"] += len(message.get("body", b""))
+                    if seen["bytes"] > self.max_body:
+                        raise BodyTooLarge
+                return message
+
+            inner_receive = limited_receive
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -248,16 +374,10 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_wrapper)
-        except BodyTooLarge:
-            response = JSONResponse(
-                {"detail": f"request body larger than {self.max_body} bytes"}, status_code=413
-            )
-            await response(scope, receive, send)
+            await self.app(scope, inner_receive, send_wrapper)
+        except BodyTooLarge:  # more than the declared length arrived
             status["code"] = 413
-        route = scope.get("route")
-        name = f"{scope['method']} {getattr(route, 'path', None) or '(unmatched)'}"
-        self.telemetry.record(name, status["code"], time.perf_counter() - start)
+            await self._reject(scope, receive, send)
 
 
 class BodyTooLarge(Exception):
@@ -272,13 +392,35 @@ def _fast_json(obj: Any) -> Response:
     return Response(body.encode("utf-8"), media_type="application/json")
 
 
+_NOT_LOCATIONS = ("body", "query", "path", "header")
+
+
+def _is_union_tag(part: Any) -> bool:
+    """A union member's label in a pydantic error location (``int``, ``constrained-str``,
+    ``function-after[...]``), not a field name."""
+    text = str(part)
+    return isinstance(part, str) and (
+        "[" in text or "`" in text or text in ("int", "str", "float", "constrained-int", "constrained-str")
+    )
+
+
 def _first_error(exc: RequestValidationError) -> str:
     err = exc.errors()[0]
     if err.get("type") == "json_invalid":
         return "the request body is not valid JSON"
-    loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+    loc = ".".join(str(x) for x in err.get("loc", ()) if x not in _NOT_LOCATIONS and not _is_union_tag(x))
     msg = str(err.get("msg", "invalid input"))
     return f"{loc}: {msg}" if loc else msg
+
+
+def _with_rating_range(schema: dict[str, Any], low: float, high: float) -> None:
+    """Write the rating scale into the request schemas that carry ratings."""
+    shapes = schema.get("components", {}).get("schemas", {})
+    rating = shapes.get("RatingBody", {}).get("properties", {}).get("rating")
+    ratings = shapes.get("NewUserRequest", {}).get("properties", {}).get("ratings", {})
+    for spot in (rating, ratings.get("additionalProperties")):
+        if isinstance(spot, dict):
+            spot.update(minimum=low, maximum=high)
 
 
 def create_app(
@@ -308,6 +450,7 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        responses=_errors(413, 422),
         title="reelrec",
         version=__version__,
         description=(
@@ -343,8 +486,8 @@ def create_app(
     # ------------------------------------------------------------------ helpers
     def check_rating(s: Served, value: float) -> float:
         low, high = s.rec.scale.low, s.rec.scale.high
-        if not np.isfinite(value) or value < low or value > high:
-            raise ReelrecError(f"rating {value:g} is outside the rating scale {low:g}..{high:g}")
+        if not np.isfinite(value) or value < low or value > high:  # the value as given, not rounded
+            raise ReelrecError(f"rating {value!r} is outside the rating scale {low:g}..{high:g}")
         return float(value)
 
     def for_new_user(s: Served, ratings: dict[int, float], n: int, novelty: float) -> dict[str, Any]:
@@ -373,14 +516,14 @@ def create_app(
         """The served run: model, dataset, artifact schema version and when it was loaded."""
         return current().health()
 
-    @app.get("/metrics", tags=["service"])
+    @app.get("/metrics", tags=["service"], responses=_errors(503))
     async def metrics() -> dict[str, Any]:
         """Request counts per route, status classes, and p50/p99 latency over recent requests."""
         snap = telemetry.snapshot()
         snap["store"] = await run_in_threadpool(store.counts)
         return snap
 
-    @app.post("/admin/reload", response_model=Health, tags=["service"])
+    @app.post("/admin/reload", response_model=Health, tags=["service"], responses=_errors(400, 403))
     async def reload(
         body: ReloadRequest | None = None,
         x_admin_token: Annotated[str | None, Header()] = None,
@@ -392,7 +535,10 @@ def create_app(
             return JSONResponse(
                 {"detail": "reload is disabled; start the service with --admin-token"}, status_code=403
             )  # type: ignore[return-value]
-        if not x_admin_token or not hmac.compare_digest(x_admin_token, admin_token):
+        # bytes on both sides: constant time, and a non-ASCII header is a mismatch, not an error
+        # (Starlette decodes header bytes as latin-1, so encoding back gives the bytes sent)
+        given = (x_admin_token or "").encode("latin-1", "replace")
+        if not x_admin_token or not hmac.compare_digest(given, admin_token.encode("utf-8")):
             return JSONResponse({"detail": "missing or wrong X-Admin-Token"}, status_code=403)  # type: ignore[return-value]
         target = Path(body.run) if body and body.run else current().run_dir
 
@@ -402,14 +548,19 @@ def create_app(
 
         try:
             fresh = await run_in_threadpool(load)
-        except ArtifactError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=422)  # type: ignore[return-value]
+        except (ReelrecError, OSError, ValueError) as exc:
+            detail = (
+                str(exc)
+                if isinstance(exc, ReelrecError)
+                else f"cannot load run {str(target)[:200]!r} ({exc})"
+            )
+            return JSONResponse({"detail": detail}, status_code=422)  # type: ignore[return-value]
         app.state.served = fresh
         log.info("now serving %s", fresh.run_dir)
         return fresh.health()
 
     # ------------------------------------------------------------------ routes: movies
-    @app.get("/movies", response_model=MovieList, tags=["movies"])
+    @app.get("/movies", response_model=MovieList, tags=["movies"], responses=_errors(404))
     async def movies(
         query: Annotated[str, Query(max_length=200, description="part of the title, any case")] = "",
         genre: Annotated[str | None, Query(max_length=100)] = None,
@@ -426,13 +577,15 @@ def create_app(
         """Every genre of the catalogue."""
         return current().genres
 
-    @app.get("/movies/{movie_id}", response_model=Movie, tags=["movies"])
+    @app.get("/movies/{movie_id}", response_model=Movie, tags=["movies"], responses=_errors(404))
     async def movie(movie_id: MovieId) -> dict[str, Any]:
         """One movie."""
         s = current()
         return s.movie(s.item(movie_id))
 
-    @app.get("/movies/{movie_id}/similar", response_model=list[Scored], tags=["movies"])
+    @app.get(
+        "/movies/{movie_id}/similar", response_model=list[Scored], tags=["movies"], responses=_errors(404)
+    )
     async def similar(movie_id: MovieId, n: N = 10) -> list[dict[str, Any]]:
         """Movies whose embeddings are most similar (cosine) to this one's."""
         s = current()
@@ -458,7 +611,12 @@ def create_app(
             for u, i in zip(raw, top.tolist(), strict=True)
         ]
 
-    @app.get("/users/{user_id}/recommendations", response_model=Recommendations, tags=["users"])
+    @app.get(
+        "/users/{user_id}/recommendations",
+        response_model=Recommendations,
+        tags=["users"],
+        responses=_errors(404),
+    )
     async def user_recommendations(
         user_id: Annotated[str, PathParam(min_length=1, max_length=255)],
         n: N = 10,
@@ -481,7 +639,9 @@ def create_app(
             {"model": s.rec.model.name, "personalised": True, "items": s.scored(top, shown, because, given)}
         )
 
-    @app.get("/users/{user_id}/ratings", response_model=list[ProfileRating], tags=["users"])
+    @app.get(
+        "/users/{user_id}/ratings", response_model=list[ProfileRating], tags=["users"], responses=_errors(404)
+    )
     async def user_ratings(
         user_id: Annotated[str, PathParam(min_length=1, max_length=255)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 20,
@@ -494,7 +654,7 @@ def create_app(
         order = np.argsort(-np.nan_to_num(ratings, nan=0.0), kind="stable")[:limit]
         return [{**s.movie(int(rated[k])), "rating": float(ratings[k])} for k in order.tolist()]
 
-    @app.post("/recommendations", response_model=Recommendations, tags=["users"])
+    @app.post("/recommendations", response_model=Recommendations, tags=["users"], responses=_errors(400, 404))
     async def new_user(body: NewUserRequest) -> dict[str, Any]:
         """Top-n for a **new** user from ``{movie id: rating}``, with no retraining: the user is
         folded into the frozen model (closed form for MF). No ratings: the most-rated movies."""
@@ -502,7 +662,7 @@ def create_app(
         ratings = {s.item(k): check_rating(s, v) for k, v in body.ratings.items()}
         return _fast_json(for_new_user(s, ratings, body.n, body.novelty))
 
-    @app.post("/predict", response_model=Predictions, tags=["users"])
+    @app.post("/predict", response_model=Predictions, tags=["users"], responses=_errors(400, 404))
     async def predict(body: PredictRequest) -> dict[str, Any]:
         """Predicted ratings for (known user, movie) pairs."""
         s = current()
@@ -521,12 +681,12 @@ def create_app(
         }
 
     # ------------------------------------------------------------------ routes: profiles
-    @app.post("/profiles", status_code=201, response_model=Profile, tags=["profiles"])
+    @app.post("/profiles", status_code=201, response_model=Profile, tags=["profiles"], responses=_errors(503))
     async def new_profile() -> dict[str, Any]:
         """A new, empty profile with a random id (the web page keeps it in a cookie)."""
         return {"id": await run_in_threadpool(store.create_profile), "ratings": []}
 
-    @app.get("/profiles/{profile_id}", response_model=Profile, tags=["profiles"])
+    @app.get("/profiles/{profile_id}", response_model=Profile, tags=["profiles"], responses=_errors(404, 503))
     async def get_profile(profile_id: ProfileId) -> dict[str, Any]:
         """A profile's stored ratings."""
         if not await run_in_threadpool(store.has_profile, profile_id):
@@ -536,7 +696,12 @@ def create_app(
         known = profile_ratings(s, stored)
         return {"id": profile_id, "ratings": [{**s.movie(i), "rating": r} for i, r in known.items()]}
 
-    @app.put("/profiles/{profile_id}/ratings/{movie_id}", response_model=Profile, tags=["profiles"])
+    @app.put(
+        "/profiles/{profile_id}/ratings/{movie_id}",
+        response_model=Profile,
+        tags=["profiles"],
+        responses=_errors(400, 404, 503),
+    )
     async def rate(
         profile_id: ProfileId, movie_id: MovieId, body: Annotated[RatingBody, Body()]
     ) -> dict[str, Any]:
@@ -547,14 +712,29 @@ def create_app(
         await run_in_threadpool(store.set_rating, profile_id, s.rec.catalogue()[0][i], value)
         return await get_profile(profile_id)
 
-    @app.delete("/profiles/{profile_id}/ratings/{movie_id}", response_model=Profile, tags=["profiles"])
+    @app.delete(
+        "/profiles/{profile_id}/ratings/{movie_id}",
+        response_model=Profile,
+        tags=["profiles"],
+        responses=_errors(404, 503),
+    )
     async def unrate(profile_id: ProfileId, movie_id: MovieId) -> dict[str, Any]:
         """Remove a rating."""
-        if not await run_in_threadpool(store.delete_rating, profile_id, movie_id):
+        s = current()
+        try:  # the id as stored (any spelling of a catalogue movie), else as given
+            key: Any = s.rec.catalogue()[0][s.item(movie_id)]
+        except UnknownIdError:
+            key = movie_id
+        if not await run_in_threadpool(store.delete_rating, profile_id, key):
             raise UnknownIdError(f"profile {profile_id!r} has no rating for movie {movie_id!r}")
         return await get_profile(profile_id)
 
-    @app.get("/profiles/{profile_id}/recommendations", response_model=Recommendations, tags=["profiles"])
+    @app.get(
+        "/profiles/{profile_id}/recommendations",
+        response_model=Recommendations,
+        tags=["profiles"],
+        responses=_errors(404, 503),
+    )
     async def profile_recommendations(
         profile_id: ProfileId, n: N = 10, novelty: Novelty = LIST_NOVELTY
     ) -> dict[str, Any]:
@@ -564,6 +744,21 @@ def create_app(
         stored = await run_in_threadpool(store.get_ratings, profile_id)
         s = current()
         return _fast_json(for_new_user(s, profile_ratings(s, stored), n, novelty))
+
+    # ------------------------------------------------------------------ the OpenAPI document
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the served run's rating scale as the rating fields' range
+        (rebuilt after a reload switches runs)."""
+        s = current()
+        if getattr(app.state, "schema_run", None) is not s:
+            app.openapi_schema = None
+            _with_rating_range(base_openapi(), s.rec.scale.low, s.rec.scale.high)
+            app.state.schema_run = s
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ the web page
     static = resources.files("reelrec.service") / "static"

@@ -14,8 +14,19 @@ from typing import Any
 import numpy as np
 
 from reelrec.artifacts import SCHEMA_VERSION
+from reelrec.data.dataset import Vocabulary
 from reelrec.errors import UnknownIdError
 from reelrec.recommender import Recommender
+
+
+def _lookup(table: dict[str, int], vocab: Vocabulary, raw: Any) -> int | None:
+    """The dense index of ``raw``: the exact text first (the hot path), then the vocabulary's
+    own reading of other spellings."""
+    idx = table.get(str(raw))
+    if idx is None:
+        found = int(vocab.index([raw], missing="negative")[0])
+        idx = found if found >= 0 else None
+    return idx
 
 
 @dataclass
@@ -83,14 +94,15 @@ class Served:
 
     # ------------------------------------------------------------------ ids
     def item(self, movie_id: Any) -> int:
-        """Dense index of a movie id given as text or a number."""
-        idx = self.item_lookup.get(str(movie_id))
+        """Dense index of a movie id given as text or a number (any spelling the vocabulary
+        accepts: ``"50"``, ``50``, ``"50.0"`` and ``" 50"`` name one movie)."""
+        idx = _lookup(self.item_lookup, self.rec.items, movie_id)
         if idx is None:
             raise UnknownIdError(f"unknown movie id {movie_id!r}")
         return idx
 
     def user(self, user_id: Any) -> int:
-        idx = self.user_lookup.get(str(user_id))
+        idx = _lookup(self.user_lookup, self.rec.users, user_id)
         if idx is None or self.rec.user_counts[idx] == 0:
             raise UnknownIdError(f"unknown user id {user_id!r} (not a user the model was trained on)")
         return idx

@@ -1,0 +1,186 @@
+"""Issue 13, case 5: the service under hostile input (token bytes, path limits, chunked bodies,
+strict body types, rating messages, 5xx telemetry and the OpenAPI document)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import small_dataset
+from reelrec.recommender import Recommender
+from reelrec.service.app import MAX_BODY, create_app
+from reelrec.service.store import sqlite_url
+from reelrec.training import TrainConfig
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> str:
+    rec = Recommender.train("mf", small_dataset(), train_config=TrainConfig(epochs=2, batch_size=256))
+    path = tmp_path_factory.mktemp("runs") / "mf"
+    rec.save(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def app(run_dir, tmp_path):
+    return create_app(run_dir, sqlite_url(tmp_path / "ratings.sqlite"), admin_token=TOKEN)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _five_xx(client: TestClient) -> int:
+    return client.get("/metrics").json()["status"].get("5xx", 0)
+
+
+def test_non_ascii_admin_token_is_a_403_not_a_500(client) -> None:
+    for raw in ("é".encode(), "s3cret-tokén".encode(), b"\xff\xfe", b"s3cret-token" + b"\xc3\xa9"):
+        r = client.post("/admin/reload", json={}, headers=[(b"x-admin-token", raw)])
+        assert r.status_code == 403, (raw, r.text)
+        assert "X-Admin-Token" in r.json()["detail"]
+    assert _five_xx(client) == 0
+
+
+def test_non_ascii_configured_token_matches_its_utf8_bytes(run_dir, tmp_path) -> None:
+    app = create_app(run_dir, sqlite_url(tmp_path / "r.sqlite"), admin_token="clé-secrète")
+    with TestClient(app) as c:
+        assert (
+            c.post("/admin/reload", json={}, headers=[(b"x-admin-token", "clé-secrète".encode())]).status_code
+            == 200
+        )
+        assert (
+            c.post("/admin/reload", json={}, headers=[(b"x-admin-token", b"cle-secrete")]).status_code == 403
+        )
+
+
+@pytest.mark.parametrize(
+    "run",
+    ["a" * 300, "/tmp/" + "b" * 300 + "/run", "x/" * 2100, "bad\x00path", "/etc/passwd", "", "/"],
+)
+def test_reload_path_limits_are_a_4xx_before_use(client, run) -> None:
+    r = client.post("/admin/reload", json={"run": run}, headers={"X-Admin-Token": TOKEN})
+    assert 400 <= r.status_code < 500, r.text
+    assert "\n" not in r.json()["detail"]
+    assert client.get("/health").json()["model"] == "mf"  # the old run keeps serving
+    assert _five_xx(client) == 0
+
+
+def test_oversized_bodies_are_413_declared_or_chunked(client) -> None:
+    def chunks():
+        for _ in range(2 * 1024):
+            yield b"x" * 1024
+
+    for url in ("/recommendations", "/predict", "/profiles/abc/ratings/m1"):
+        method = "PUT" if url.startswith("/profiles") else "POST"
+        r = client.request(method, url, content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413, (url, r.status_code, r.text)
+        assert "larger than" in r.json()["detail"]
+    r = client.post(
+        "/recommendations", content=b"x" * (MAX_BODY + 1), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+
+    def small():
+        yield b'{"ratings": {"m1": 4},'
+        yield b' "n": 3}'
+
+    r = client.post("/recommendations", content=small(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text  # a chunked body under the limit is read as usual
+    assert len(r.json()["items"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field"),
+    [
+        ("put", "/profiles/{p}/ratings/m1", {"rating": True}, "rating"),
+        ("put", "/profiles/{p}/ratings/m1", {"rating": "4"}, "rating"),
+        ("post", "/predict", {"pairs": [{"user": True, "movie": "m1"}]}, "pairs.0.user"),
+        ("post", "/predict", {"pairs": [{"user": 100, "movie": False}]}, "pairs.0.movie"),
+        ("post", "/predict", {"pairs": [{"user": 100.5, "movie": "m1"}]}, "pairs.0.user"),
+        ("post", "/recommendations", {"ratings": {"m1": True}}, "ratings.m1"),
+        ("post", "/recommendations", {"ratings": {"m1": 4}, "n": True}, "n"),
+    ],
+)
+def test_request_bodies_are_strictly_typed(client, method, url, body, field) -> None:
+    profile = client.post("/profiles").json()["id"]
+    r = client.request(method.upper(), url.format(p=profile), json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"{field}:")
+    assert client.get(f"/profiles/{profile}").json()["ratings"] == []
+
+
+def test_integral_json_numbers_are_ids(client) -> None:
+    a = client.post("/predict", json={"pairs": [{"user": 100, "movie": "m1"}]})
+    b = client.post("/predict", json={"pairs": [{"user": 100.0, "movie": "m1"}]})
+    assert a.status_code == b.status_code == 200
+    assert a.json() == b.json()
+
+
+def test_out_of_scale_rating_message_shows_the_value_as_given(client) -> None:
+    profile = client.post("/profiles").json()["id"]
+    r = client.put(f"/profiles/{profile}/ratings/m1", json={"rating": 5.0000001})
+    assert r.status_code == 422
+    assert r.json()["detail"] == "rating 5.0000001 is outside the rating scale 1..5"
+    r = client.post("/recommendations", json={"ratings": {"m1": 0.9999999}})
+    assert "rating 0.9999999 is outside" in r.json()["detail"]
+    assert client.put(f"/profiles/{profile}/ratings/m1", json={"rating": 5}).status_code == 200
+
+
+def test_every_server_error_is_counted_in_metrics(client, app) -> None:
+    assert _five_xx(client) == 0
+
+    def broken() -> dict:
+        raise RuntimeError("boom")
+
+    app.state.served.health = broken
+    for _ in range(3):
+        assert client.get("/health").status_code == 500
+    metrics = client.get("/metrics").json()
+    assert metrics["status"]["5xx"] == 3
+    assert metrics["routes"]["GET /health"]["requests"] == 3
+
+
+def test_openapi_documents_errors_and_the_rating_range(client) -> None:
+    doc = client.get("/openapi.json").json()
+    shapes = doc["components"]["schemas"]
+    assert "HTTPValidationError" not in shapes
+    assert shapes["ErrorBody"]["properties"]["detail"]["type"] == "string"
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            codes = set(op["responses"])
+            assert {"413", "422"} <= codes, (method, path)
+            for code in codes - {"200", "201"}:
+                ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorBody"), (method, path, code)
+            if "{" in path:
+                assert "404" in codes, (method, path)
+    assert "403" in doc["paths"]["/admin/reload"]["post"]["responses"]
+    rating = shapes["RatingBody"]["properties"]["rating"]
+    assert (rating["minimum"], rating["maximum"]) == (1.0, 5.0)
+    ratings = shapes["NewUserRequest"]["properties"]["ratings"]["additionalProperties"]
+    assert (ratings["minimum"], ratings["maximum"]) == (1.0, 5.0)
+
+
+def test_ids_in_any_spelling_name_the_same_user_and_movie(client, run_dir) -> None:
+    rec = Recommender.load(run_dir)
+    user = int(rec.users.ids[0])
+    plain = client.get(f"/users/{user}/recommendations").json()
+    for spelling in (f"{user}.0", f"%20{user}"):
+        r = client.get(f"/users/{spelling}/recommendations")
+        assert r.status_code == 200, (spelling, r.text)
+        assert r.json() == plain
+    r = client.post(
+        "/predict", json={"pairs": [{"user": f"{user}.0", "movie": "m1"}, {"user": user, "movie": "m1"}]}
+    )
+    assert r.status_code == 200, r.text
+    first, second = r.json()["predictions"]
+    assert first == second
+    profile = client.post("/profiles").json()["id"]
+    assert client.put(f"/profiles/{profile}/ratings/m1", json={"rating": 4}).status_code == 200
+    assert client.delete(f"/profiles/{profile}/ratings/%20m1").status_code == 200
+    assert client.get(f"/profiles/{profile}").json()["ratings"] == []
