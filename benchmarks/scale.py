@@ -11,8 +11,8 @@ with the product's defaults, holdout90 seed 42:
 * ``load``: ``load_movielens("ml-25m")`` with the array cache emptied (first load), then again
   (second load, from the cache); ratio second / first.
 * ``train``: ``reelrec train --dataset ml-25m --model mf`` (defaults) and ``--model bias`` (the
-  baseline): test RMSE, training seconds, epochs, wall seconds, peak RSS; plus the data's noise
-  and bias floors recorded by the generator.
+  baseline): test RMSE, training seconds, epochs, wall and CPU seconds, peak RSS; plus the data's
+  noise and bias floors recorded by the generator.
 * ``rank``: ``reelrec train --model mf --protocol temporal-full`` and then
   ``reelrec evaluate RUN --protocol temporal-full`` (full ranking over every movie): wall seconds
   and peak RSS of the evaluation, NDCG@10 / Recall@20.
@@ -49,13 +49,20 @@ PY = sys.executable
 def _timed(cmd: list[str], env: dict[str, str] | None = None) -> dict:
     """Run ``cmd`` under /usr/bin/time: its wall seconds, peak RSS (MiB) and stdout."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        full = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd]
+        full = ["/usr/bin/time", "-f", "%e %M %U %S", "-o", tf.name, *cmd]
         load = os.getloadavg()[0]
         proc = subprocess.run(full, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-        wall, rss_kb = tf.read().split()[-2:]
-    return {"wall_s": float(wall), "rss_mib": int(rss_kb) / 1024, "stdout": proc.stdout, "load": load}
+        wall, rss_kb, user, system = tf.read().split()[-4:]
+    return {
+        "wall_s": float(wall),
+        # CPU seconds: on a shared machine the wall time is inflated, the CPU time much less so
+        "cpu_s": float(user) + float(system),
+        "rss_mib": int(rss_kb) / 1024,
+        "stdout": proc.stdout,
+        "load": load,
+    }
 
 
 def _json_out(stdout: str) -> dict:
@@ -109,6 +116,7 @@ def step_train(home: Path, runs: Path) -> dict:
         row[f"{model}_rmse"] = m["test"]["rmse"]
         row[f"{model}_train_s"] = m["train_seconds"]
         row[f"{model}_wall_s"] = res["wall_s"]
+        row[f"{model}_cpu_s"] = res["cpu_s"]
         row[f"{model}_rss_mib"] = res["rss_mib"]
         row[f"{model}_load_avg"] = res["load"]
         if model == "mf":
@@ -128,6 +136,7 @@ def step_rank(home: Path, runs: Path) -> dict:
     return {
         "rank_train_wall_s": res["wall_s"],
         "evaluate_wall_s": ev["wall_s"],
+        "evaluate_cpu_s": ev["cpu_s"],
         "evaluate_rss_mib": ev["rss_mib"],
         "ndcg@10": rank.get("ndcg@10"),
         "recall@20": rank.get("recall@20"),
