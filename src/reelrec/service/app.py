@@ -320,6 +320,7 @@ def create_app(
     app.state.store = store
     app.state.telemetry = telemetry
     app.state.reload_lock = threading.Lock()
+    app.state.after_reload = None  # set by reelrec.service.workers: tell the other workers
     app.add_middleware(Guard, telemetry=telemetry, max_body=max_body)
 
     def current() -> Served:
@@ -387,7 +388,9 @@ def create_app(
     ) -> dict[str, Any]:
         """Switch to another run directory (or reload this one) without dropping requests:
         the new run is verified and loaded aside, then swapped in; requests already running
-        finish on the old one. Needs ``X-Admin-Token`` (``reelrec serve --admin-token``)."""
+        finish on the old one. Needs ``X-Admin-Token`` (``reelrec serve --admin-token``).
+        With several workers the one that answers has switched; the others follow within
+        about a second (``X-Reelrec-Worker`` names the worker that answered)."""
         if not admin_token:
             return JSONResponse(
                 {"detail": "reload is disabled; start the service with --admin-token"}, status_code=403
@@ -405,6 +408,8 @@ def create_app(
         except ArtifactError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=422)  # type: ignore[return-value]
         app.state.served = fresh
+        if app.state.after_reload is not None:
+            app.state.after_reload(fresh)
         log.info("now serving %s", fresh.run_dir)
         return fresh.health()
 
