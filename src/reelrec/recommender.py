@@ -460,7 +460,12 @@ class Recommender:
         scores = self.model.score_user(int(user_index))
         if novelty:
             raw = scores
-            scores = self._novelty_shift(torch.as_tensor(scores)[None, :], novelty)[0].numpy()
+            if self.model.predicts_ratings and self.model.name != "popularity":
+                # the shift is one fixed vector (unit = one rating): numpy, no torch round trip;
+                # float32 product as in _novelty_shift, so both paths rank identically
+                scores = scores - (np.float32(novelty) * self.popularity_z()).astype(np.float64)
+            else:
+                scores = self._novelty_shift(torch.as_tensor(scores)[None, :], novelty)[0].numpy()
         if not self.model.predicts_cold_items:
             if self._untrained is None:
                 self._untrained = np.flatnonzero(self.item_counts == 0)
