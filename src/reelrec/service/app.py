@@ -472,19 +472,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Top-n for a user the model was trained on (their rated movies excluded by default)."""
         s = current()
-        u = s.user(user_id)
-        top, val = s.top_n_for_user(u, n, exclude_rated, novelty)
-        shown = s.rec._display_scores(val)
-        rated, ratings = s.rec.user_ratings(u)
-        because = s.rec.explain(rated, ratings, top)
-        given = None
-        if ratings is not None:
-            cited = [b for b in because if b >= 0]
-            pos = np.searchsorted(rated, cited)  # seen items are sorted per user
-            given = dict(zip(cited, ratings[pos].tolist(), strict=True))
-        return _fast_json(
-            {"model": s.rec.model.name, "personalised": True, "items": s.scored(top, shown, because, given)}
-        )
+        return _fast_json(s.known_user_list(s.user(user_id), n, exclude_rated, novelty))
 
     @app.get("/users/{user_id}/ratings", response_model=list[ProfileRating], tags=["users"])
     async def user_ratings(

@@ -37,6 +37,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelrec.service.hotpath import HotPath
+
 log = logging.getLogger(__name__)
 
 #: environment variable carrying :class:`ServeConfig` (JSON) to the workers
@@ -46,6 +48,10 @@ TOKEN_ENV = "REELREC_ADMIN_TOKEN"
 #: how often a worker looks for a run published by another worker's reload
 POLL_SECONDS = 0.25
 WORKER_HEADER = b"x-reelrec-worker"
+#: how long uvicorn's parent waits for a worker to answer its liveness ping before it kills and
+#: replaces it (uvicorn's default, 5 s, is shorter than importing torch takes on a busy machine:
+#: workers were killed while starting, and again and again)
+HEALTHCHECK_SECONDS = 60
 
 
 @dataclass
@@ -180,7 +186,8 @@ class RunSync:
 
 def build_app(config: ServeConfig, admin_token: str | None) -> Any:
     """The app of one worker: the run of the latest published generation (else ``run_dir``),
-    the pid header and, with a ``state_dir``, the run follower."""
+    the known-user fast lane (:mod:`reelrec.service.hotpath`), the pid header and, with a
+    ``state_dir``, the run follower."""
     from reelrec.service.app import create_app
 
     published = RunSync.read(config.state_dir) if config.state_dir else {}
@@ -188,6 +195,7 @@ def build_app(config: ServeConfig, admin_token: str | None) -> Any:
     limiter = limit_threads(config.threads)
     app = create_app(run_dir, config.store, admin_token=admin_token, ann=config.ann)
     app.state.thread_limits = limiter
+    app.add_middleware(HotPath, service=app)
     app.add_middleware(WorkerHeader)
     if config.state_dir:
         sync = RunSync(app, config.state_dir, config.ann, int(published.get("generation", 0)))
@@ -233,7 +241,13 @@ def serve(
             os.environ[TOKEN_ENV] = admin_token
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = str(max(1, config.threads))
-        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run(
+            f"{__name__}:app_from_env",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
+            **options,
+        )
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 
