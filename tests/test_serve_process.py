@@ -55,9 +55,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(run_dir: Path, store: str, port: int, *extra: str, workers: int = 1) -> subprocess.Popen:
-    """``reelrec serve`` in its own process group, once ``workers`` distinct workers answered."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _start(
+    run_dir: Path, store: str, port: int, *extra: str, workers: int = 1, tmp: Path | None = None
+) -> subprocess.Popen:
+    """``reelrec serve`` in its own process group, once ``workers`` distinct workers answered
+    (``tmp``: the temporary folder, where several workers keep their private state folder)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"TMPDIR": str(tmp)} if tmp else {})}
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run_dir), "--port", str(port), "--store", store]
     cmd += ["--workers", str(workers), *extra]
     proc = subprocess.Popen(
@@ -141,7 +144,7 @@ def test_two_workers_share_the_store_and_survive_kill_9(cli_run, tmp_path) -> No
     store = sqlite_url(tmp_path / "ratings.sqlite")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(cli_run, store, port, workers=2)
+    proc = _start(cli_run, store, port, workers=2, tmp=tmp_path)
     acknowledged: dict[str, dict[str, float]] = {}
     try:
         first = httpx.post(f"{base}/profiles")
@@ -201,7 +204,9 @@ def test_reload_reaches_every_worker(cli_run, other_run, tmp_path) -> None:
     """``POST /admin/reload`` lands on one worker; the other follows within a few seconds."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(cli_run, sqlite_url(tmp_path / "r.sqlite"), port, "--admin-token", "tok", workers=2)
+    proc = _start(
+        cli_run, sqlite_url(tmp_path / "r.sqlite"), port, "--admin-token", "tok", workers=2, tmp=tmp_path
+    )
     try:
         r = httpx.post(f"{base}/admin/reload", json={"run": str(other_run)}, headers={"X-Admin-Token": "tok"})
         assert r.status_code == 200

@@ -27,6 +27,7 @@ worker's process id in the ``X-Reelrec-Worker`` header.
 from __future__ import annotations
 
 import fcntl
+import inspect
 import json
 import logging
 import os
@@ -210,6 +211,17 @@ def app_from_env() -> Any:
     return build_app(config, os.environ.get(TOKEN_ENV) or None)
 
 
+#: the supervisor a multi-worker service becomes (``exec``): uvicorn's command line, then the
+#: private state folder removed; it imports uvicorn only, so it holds no copy of torch or the run
+SUPERVISOR = """import json, os, shutil, sys
+import uvicorn
+try:
+    uvicorn.main(sys.argv[1:])
+finally:
+    shutil.rmtree(json.loads(os.environ["REELREC_SERVE_CONFIG"])["state_dir"], ignore_errors=True)
+"""
+
+
 def serve(
     config: ServeConfig,
     *,
@@ -220,36 +232,36 @@ def serve(
     log_level: str = "warning",
     access_log: bool = False,
 ) -> None:
-    """Run the service with ``workers`` processes (1: in this process) until interrupted."""
-    import shutil
+    """Run the service with ``workers`` processes until interrupted. One worker runs in this
+    process; several: this process checks the run and the store, then *becomes* (``exec``) a
+    lean uvicorn supervisor of ``workers`` worker processes (same pid and process group)."""
+    import sys
     import tempfile
 
     import uvicorn
 
-    options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": access_log}
     if workers <= 1:
         app = build_app(config, admin_token)
         _announce(app.state.served.rec.model.name, config, app.state.store.url, host, port, admin_token, 1)
-        uvicorn.run(app, **options)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
         return
     model, store_url = _check_before_fork(config)
     _announce(model, config, store_url, host, port, admin_token, workers)
+    env = dict(os.environ)
     state_dir = tempfile.mkdtemp(prefix="reelrec-serve-")
-    try:
-        os.environ[CONFIG_ENV] = json.dumps(asdict(ServeConfig(**{**asdict(config), "state_dir": state_dir})))
-        if admin_token:
-            os.environ[TOKEN_ENV] = admin_token
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ[name] = str(max(1, config.threads))
-        uvicorn.run(
-            f"{__name__}:app_from_env",
-            factory=True,
-            workers=workers,
-            timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
-            **options,
-        )
-    finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
+    env[CONFIG_ENV] = json.dumps(asdict(ServeConfig(**{**asdict(config), "state_dir": state_dir})))
+    if admin_token:
+        env[TOKEN_ENV] = admin_token
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(max(1, config.threads))
+    argv = [sys.executable, "-c", SUPERVISOR, f"{__name__}:app_from_env", "--factory"]
+    argv += ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", log_level]
+    argv += ["--access-log" if access_log else "--no-access-log"]
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        argv += ["--timeout-worker-healthcheck", str(HEALTHCHECK_SECONDS)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
 
 
 def _check_before_fork(config: ServeConfig) -> tuple[str, str]:
