@@ -16,9 +16,10 @@ every worker to answer, and runs, ``--repeat`` times each:
 
 Each row gives requests/s, p50/p99 latency (wrk's own histogram), non-2xx answers and socket
 errors, and the 1-minute load average before the run (the machine may be shared). It also
-reports each worker's RSS and PSS (``/proc/PID/smaps_rollup``): PSS splits shared pages (the
-memory-mapped weights, the shared libraries) between the processes that map them, so the
-PSS total is what the service costs the machine. Skips with a message when ``wrk`` is absent
+reports, after the runs, each process's RSS and PSS (``/proc/PID/smaps_rollup``): PSS splits
+shared pages (the memory-mapped weights, the shared libraries) between the processes that map
+them, so the PSS total (workers, uvicorn's supervisor and multiprocessing's helper) is what the
+service costs the machine. Skips with a message when ``wrk`` is absent
 (Debian/Ubuntu: ``apt-get install wrk``).
 """
 
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,14 +153,15 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def worker_memory(parent: int) -> list[dict[str, float]]:
-    """RSS and PSS (MiB) of each child of ``parent`` (or of ``parent`` itself when it has none)."""
+def service_memory(parent: int) -> list[dict[str, Any]]:
+    """RSS and PSS (MiB) of every process of the service: the parent (with one worker it *is*
+    the worker; with several, uvicorn's supervisor), its workers and multiprocessing's helper."""
     try:
-        kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        kids = [int(k) for k in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
     except OSError:
         kids = []
     out = []
-    for pid in [int(k) for k in kids] or [parent]:
+    for pid in [parent, *kids]:
         try:
             fields = dict(
                 line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
@@ -166,10 +169,12 @@ def worker_memory(parent: int) -> list[dict[str, float]]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"resource_tracker" in cmdline:  # multiprocessing's helper, not a worker
-            continue
+        if pid == parent:
+            role = "supervisor" if kids else "worker"
+        else:
+            role = "helper" if b"resource_tracker" in cmdline else "worker"
         kib = {k: int(v.split()[0]) for k, v in fields.items() if v.strip().endswith("kB")}
-        out.append({"pid": pid, "rss_mib": kib["Rss"] / 1024, "pss_mib": kib["Pss"] / 1024})
+        out.append({"pid": pid, "role": role, "rss_mib": kib["Rss"] / 1024, "pss_mib": kib["Pss"] / 1024})
     return out
 
 
@@ -234,7 +239,7 @@ def main() -> None:
                         rows.append({"workers": workers, "scenario": name, "try": k + 1, "load1": load})
                         rows[-1].update(row)
                         print(json.dumps(rows[-1]), flush=True)
-                memory[workers] = worker_memory(proc.pid)
+                memory[workers] = service_memory(proc.pid)
             finally:
                 stop_server(proc)
     print(
@@ -253,12 +258,14 @@ def main() -> None:
             f"| {r['workers']} | {r['scenario']} | {r['try']} | {r['load1']:.2f} | {r['rps']:.0f} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['non_2xx'] + r['socket_errors']} | {', '.join(checks)} |"
         )
-    print("\n| workers | RSS per worker MiB | PSS per worker MiB | PSS total MiB |")
-    print("|---:|---|---|---:|")
+    print("\n| workers | RSS per worker MiB | PSS per worker MiB | PSS supervisor + helper MiB | PSS total MiB |")
+    print("|---:|---|---|---:|---:|")
     for workers, procs in memory.items():
-        rss = ", ".join(f"{p['rss_mib']:.0f}" for p in procs)
-        pss = ", ".join(f"{p['pss_mib']:.0f}" for p in procs)
-        print(f"| {workers} | {rss} | {pss} | {sum(p['pss_mib'] for p in procs):.0f} |")
+        mine = [p for p in procs if p["role"] == "worker"]
+        rest = sum(p["pss_mib"] for p in procs if p["role"] != "worker")
+        rss = ", ".join(f"{p['rss_mib']:.0f}" for p in mine)
+        pss = ", ".join(f"{p['pss_mib']:.0f}" for p in mine)
+        print(f"| {workers} | {rss} | {pss} | {rest:.0f} | {sum(p['pss_mib'] for p in procs):.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"run": str(run), "rows": rows, "memory": memory}, indent=1))
 
