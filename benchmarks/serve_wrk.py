@@ -258,7 +258,9 @@ def main() -> None:
             f"| {r['workers']} | {r['scenario']} | {r['try']} | {r['load1']:.2f} | {r['rps']:.0f} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['non_2xx'] + r['socket_errors']} | {', '.join(checks)} |"
         )
-    print("\n| workers | RSS per worker MiB | PSS per worker MiB | PSS supervisor + helper MiB | PSS total MiB |")
+    print(
+        "\n| workers | RSS per worker MiB | PSS per worker MiB | PSS supervisor + helper MiB | PSS total MiB |"
+    )  # noqa: E501
     print("|---:|---|---|---:|---:|")
     for workers, procs in memory.items():
         mine = [p for p in procs if p["role"] == "worker"]
