@@ -14,8 +14,10 @@ every worker to answer, and runs, ``--repeat`` times each:
 * ``new-user``: the same over ``POST /recommendations`` with 20 of a random user's own ratings
   (the fold-in does real work) and ``n=10``.
 
-Each row gives requests/s, p50/p99 latency (wrk's own histogram), non-2xx answers and socket
-errors, and the 1-minute load average before the run (the machine may be shared). It also
+Each row gives requests/s, p50/p99 latency (wrk's own histogram), the server's CPU time per
+request and the cores it got on average (user + system time of all its processes, from
+``/proc``), non-2xx answers and socket errors, and the 1-minute load average before the run
+(the machine may be shared: CPU per request is the figure that survives a busy machine). It also
 reports, after the runs, each process's RSS and PSS (``/proc/PID/smaps_rollup``): PSS splits
 shared pages (the memory-mapped weights, the shared libraries) between the processes that map
 them, so the PSS total (workers, uvicorn's supervisor and multiprocessing's helper) is what the
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import RESULTS, ensure_run, free_port
+from serve_load import RESULTS, cpu_seconds, ensure_run, free_port
 
 BARS = {"known-user": {"p99_ms": 25.0, "rps": 1200.0}, "new-user": {"p99_ms": 50.0}}
 
@@ -235,7 +237,12 @@ def main() -> None:
                     run_wrk(port, script, files[name], args.threads, args.connections, 2)  # warm-up
                     for k in range(args.repeat):
                         load = load1()
+                        pids = [p["pid"] for p in service_memory(proc.pid)]
+                        before = sum(cpu_seconds(p) for p in pids)
                         row = run_wrk(port, script, files[name], args.threads, args.connections, args.seconds)
+                        used = sum(cpu_seconds(p) for p in pids) - before
+                        row["server_cpu_ms"] = round(1000 * used / max(row["requests"], 1), 3)
+                        row["server_cores"] = round(used / args.seconds, 2)
                         rows.append({"workers": workers, "scenario": name, "try": k + 1, "load1": load})
                         rows[-1].update(row)
                         print(json.dumps(rows[-1]), flush=True)
@@ -246,8 +253,11 @@ def main() -> None:
         f"\nreelrec serve under wrk: {run}, wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s "
         f"--latency, closed loop, 127.0.0.1; {platform.machine()}, {os.cpu_count()} cores"
     )
-    print("| workers | scenario | try | load avg before | req/s | p50 ms | p99 ms | non-2xx | bar |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| workers | scenario | try | load avg before | req/s | p50 ms | p99 ms | server CPU ms/req "
+        "| cores the server got | non-2xx | bar |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         bar = BARS[r["scenario"]]
         checks = []
@@ -256,11 +266,10 @@ def main() -> None:
         checks.append(f"p99 ≤ {bar['p99_ms']:g} {'✓' if r['p99_ms'] <= bar['p99_ms'] else '✗'}")
         print(
             f"| {r['workers']} | {r['scenario']} | {r['try']} | {r['load1']:.2f} | {r['rps']:.0f} "
-            f"| {r['p50_ms']} | {r['p99_ms']} | {r['non_2xx'] + r['socket_errors']} | {', '.join(checks)} |"
+            f"| {r['p50_ms']} | {r['p99_ms']} | {r['server_cpu_ms']} | {r['server_cores']} "
+            f"| {r['non_2xx'] + r['socket_errors']} | {', '.join(checks)} |"
         )
-    print(
-        "\n| workers | RSS per worker MiB | PSS per worker MiB | PSS supervisor + helper MiB | PSS total MiB |"
-    )  # noqa: E501
+    print("\n| workers | RSS per worker MiB | PSS per worker MiB | PSS other MiB | PSS total MiB |")
     print("|---:|---|---|---:|---:|")
     for workers, procs in memory.items():
         mine = [p for p in procs if p["role"] == "worker"]
