@@ -26,7 +26,6 @@ worker's process id in the ``X-Reelrec-Worker`` header.
 
 from __future__ import annotations
 
-import fcntl
 import inspect
 import json
 import logging
@@ -135,6 +134,8 @@ class RunSync:
 
     def publish(self, fresh: Any) -> None:
         """Called by the reload endpoint after it swapped ``fresh`` in: the next generation."""
+        import fcntl  # POSIX only, as uvicorn's multi-process mode is in practice
+
         with self.mutex, open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             generation = int(self.read(self.path.parent).get("generation", 0)) + 1
