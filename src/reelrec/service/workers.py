@@ -3,7 +3,8 @@
 uvicorn's own multi-process mode runs ``N`` processes that accept connections from one
 listening socket; each builds the app with :func:`app_from_env` (an import-string factory),
 reading its settings from the ``REELREC_SERVE_CONFIG`` environment variable (JSON) and the
-admin token from ``REELREC_ADMIN_TOKEN``, both set by the parent before the workers start.
+admin token from ``REELREC_ADMIN_TOKEN``, both set by ``reelrec serve`` before it checks the
+run and the store once and then becomes (``exec``) uvicorn's supervisor (see :func:`serve`).
 
 What the workers share:
 
@@ -50,7 +51,7 @@ POLL_SECONDS = 0.25
 WORKER_HEADER = b"x-reelrec-worker"
 #: how long uvicorn's parent waits for a worker to answer its liveness ping before it kills and
 #: replaces it (uvicorn's default, 5 s, is shorter than importing torch takes on a busy machine:
-#: workers were killed while starting, and again and again)
+#: workers were seen killed while starting, over and over)
 HEALTHCHECK_SECONDS = 60
 
 
