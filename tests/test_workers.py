@@ -121,3 +121,37 @@ def test_run_follower_switches_to_a_newer_generation_only(runs, tmp_path) -> Non
     # a worker started later begins on the published run
     late = build_app(ServeConfig(mf, store, state_dir=str(state)), None)
     assert late.state.served.rec.model.name == "bias"
+
+
+WRITER = """
+import sys
+from reelrec.service.store import RatingStore
+store = RatingStore(sys.argv[1])
+for j in range(int(sys.argv[3])):
+    store.set_rating("shared", f"{sys.argv[2]}-{j}", 1 + j % 5)  # one profile, both processes
+    store.set_rating(f"own-{sys.argv[2]}", "m1", 1 + j % 5)  # and an update race on their own
+"""
+
+
+def test_store_takes_concurrent_writes_from_several_processes(tmp_path) -> None:
+    """Two processes write to one SQLite store at once: every write lands, none fails busy."""
+    import subprocess
+    import sys
+
+    from reelrec.service.store import RatingStore
+
+    url = sqlite_url(tmp_path / "ratings.sqlite")
+    RatingStore(url).close()  # the tables exist before the writers race (as serve does)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url, name, "100"], stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    store = RatingStore(url)
+    shared = store.get_ratings("shared")
+    assert len(shared) == 200
+    assert shared["a-7"] == 3.0
+    assert shared["b-99"] == 5.0
+    assert store.get_ratings("own-a") == {"m1": 5.0}
+    assert store.counts() == {"profiles": 3, "ratings": 202}
