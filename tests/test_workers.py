@@ -4,6 +4,7 @@ FastAPI route, everything unusual passed through), the pid header and the run fo
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,14 @@ def test_run_follower_switches_to_a_newer_generation_only(runs, tmp_path) -> Non
 
 
 WRITER = """
-import sys
+import sys, time
 from reelrec.service.store import RatingStore
 store = RatingStore(sys.argv[1])
+while time.time() < float(sys.argv[4]):  # both start together
+    time.sleep(0.001)
 for j in range(int(sys.argv[3])):
     store.set_rating("shared", f"{sys.argv[2]}-{j}", 1 + j % 5)  # one profile, both processes
-    store.set_rating(f"own-{sys.argv[2]}", "m1", 1 + j % 5)  # and an update race on their own
+    store.set_rating(f"new-{j}", "m1", 1 + j % 5)  # both create the same new profiles and ratings
 """
 
 
@@ -142,8 +145,11 @@ def test_store_takes_concurrent_writes_from_several_processes(tmp_path) -> None:
 
     url = sqlite_url(tmp_path / "ratings.sqlite")
     RatingStore(url).close()  # the tables exist before the writers race (as serve does)
+    start = str(time.time() + 8)  # after both have imported reelrec
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, url, name, "100"], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, name, "100", start], stderr=subprocess.PIPE, text=True
+        )
         for name in ("a", "b")
     ]
     for p in procs:
@@ -153,5 +159,31 @@ def test_store_takes_concurrent_writes_from_several_processes(tmp_path) -> None:
     assert len(shared) == 200
     assert shared["a-7"] == 3.0
     assert shared["b-99"] == 5.0
-    assert store.get_ratings("own-a") == {"m1": 5.0}
-    assert store.counts() == {"profiles": 3, "ratings": 202}
+    assert store.get_ratings("new-99") == {"m1": 5.0}
+    assert store.counts() == {"profiles": 101, "ratings": 300}
+
+
+def test_a_lost_insert_race_is_retried(tmp_path, monkeypatch) -> None:
+    """The writer that finds a profile absent, then loses the insert to another writer, retries
+    and lands its rating (deterministic: the other writer is played in between)."""
+    from sqlalchemy import insert
+
+    from reelrec.service.store import RatingStore, profiles
+
+    url = sqlite_url(tmp_path / "ratings.sqlite")
+    store, other = RatingStore(url), RatingStore(url)
+    original = RatingStore._ensure_profile
+    calls = []
+
+    def racing(self, conn, profile_id):
+        calls.append(profile_id)
+        if len(calls) == 1:  # "absent" was seen; the other writer creates it first
+            with other.engine.begin() as c:
+                c.execute(insert(profiles).values(id=profile_id, created_at=0.0))
+            conn.execute(insert(profiles).values(id=profile_id, created_at=1.0))  # fails: exists
+        return original(self, conn, profile_id)
+
+    monkeypatch.setattr(RatingStore, "_ensure_profile", racing)
+    store.set_rating("late", "m1", 4.0)
+    assert len(calls) == 2
+    assert store.get_ratings("late") == {"m1": 4.0}
