@@ -76,10 +76,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, store: Path, ann: bool = False) -> subprocess.Popen:
+def start_server(run: Path, port: int, store: Path, ann: bool = False, workers: int = 1) -> subprocess.Popen:
     env = dict(os.environ)  # the server limits its own torch and BLAS threads (serve --threads)
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--store", f"sqlite:///{store}"] + (["--ann"] if ann else [])
+    cmd += ["--store", f"sqlite:///{store}", "--workers", str(workers)] + (["--ann"] if ann else [])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -203,6 +203,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--ann", action="store_true", help="serve with approximate retrieval (faiss HNSW)")
     ap.add_argument(
+        "--workers", type=int, default=1, help="serve --workers (default 1: this client takes a core)"
+    )
+    ap.add_argument(
         "--only", action="append", choices=sorted(BARS), help="run only this scenario (repeatable)"
     )
     args = ap.parse_args()
@@ -219,7 +222,7 @@ def main() -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store}{suffix}").unlink(missing_ok=True)
     port = free_port()
-    proc = start_server(run, port, store, args.ann)
+    proc = start_server(run, port, store, args.ann, args.workers)
     rows = {}
     modes = [("closed loop", None)] + ([(f"paced {args.rate:g}/s", args.rate)] if args.rate else [])
     try:

@@ -39,28 +39,57 @@ def cli_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def other_run(cli_run, tmp_path_factory) -> Path:
+    """A second run of the same data (``retrain`` with an empty store), to switch to."""
+    root = tmp_path_factory.mktemp("other")
+    out = root / "runs" / "other"
+    store = sqlite_url(root / "empty.sqlite")
+    assert main(["retrain", str(cli_run), "--store", store, "--out", str(out)]) == 0
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _start(run_dir: Path, store: str, port: int, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _start(
+    run_dir: Path, store: str, port: int, *extra: str, workers: int = 1, tmp: Path | None = None
+) -> subprocess.Popen:
+    """``reelrec serve`` in its own process group, once ``workers`` distinct workers answered
+    (``tmp``: the temporary folder, where several workers keep their private state folder)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"TMPDIR": str(tmp)} if tmp else {})}
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", str(run_dir), "--port", str(port), "--store", store]
-    cmd += list(extra)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
+    cmd += ["--workers", str(workers), *extra]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 90
+    pids: set[str] = set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"serve exited early: {proc.stdout.read()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
+            r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)  # a new connection each time
+            if r.status_code == 200:
+                pids.add(r.headers["x-reelrec-worker"])
+                if len(pids) >= workers:
+                    return proc
         except httpx.TransportError:
             time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("serve did not come up in 60 s")
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"serve did not come up with {workers} workers in 90 s (saw {len(pids)})")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def test_acknowledged_rating_survives_kill_9(cli_run, tmp_path) -> None:
@@ -76,11 +105,11 @@ def test_acknowledged_rating_survives_kill_9(cli_run, tmp_path) -> None:
             )
         r = httpx.put(f"{base}/profiles/{pid}/ratings/m3", json={"rating": 4})
         assert r.status_code == 200  # acknowledged ...
-        os.kill(proc.pid, signal.SIGKILL)  # ... then the process dies at once, no shutdown
+        os.killpg(proc.pid, signal.SIGKILL)  # ... then the process dies at once, no shutdown
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     proc = _start(cli_run, store, port)
     try:
         got = httpx.get(f"{base}/profiles/{pid}").json()
@@ -91,6 +120,107 @@ def test_acknowledged_rating_survives_kill_9(cli_run, tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _by_worker(
+    method: str, url: str, want: str | None = None, avoid: str | None = None, **kw
+) -> httpx.Response:
+    """One request on a new connection, retried (up to 200 times) until the worker that answers
+    is ``want`` (or is not ``avoid``); the kernel spreads new connections over the workers."""
+    for _ in range(200):
+        r = httpx.request(method, url, timeout=10, **kw)
+        pid = r.headers["x-reelrec-worker"]
+        if (want is None or pid == want) and (avoid is None or pid != avoid):
+            return r
+        if method != "GET":
+            raise AssertionError("a write landed on the wrong worker; only retry reads")
+    raise AssertionError(f"no answer from the wanted worker (want={want}, avoid={avoid})")
+
+
+def test_two_workers_share_the_store_and_survive_kill_9(cli_run, tmp_path) -> None:
+    """``--workers 2``: both workers answer, a rating written through one is read through the
+    other, concurrent writes from both all land, and after SIGKILL of the whole process group
+    every acknowledged rating is there."""
+    store = sqlite_url(tmp_path / "ratings.sqlite")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(cli_run, store, port, workers=2, tmp=tmp_path)
+    acknowledged: dict[str, dict[str, float]] = {}
+    try:
+        first = httpx.post(f"{base}/profiles")
+        a, pid = first.headers["x-reelrec-worker"], first.json()["id"]
+        r = httpx.put(f"{base}/profiles/{pid}/ratings/m1", json={"rating": 5})
+        assert r.status_code == 200
+        acknowledged[pid] = {"m1": 5.0}
+        writer = r.headers["x-reelrec-worker"]
+        other = _by_worker("GET", f"{base}/profiles/{pid}", avoid=writer)  # the other worker reads it
+        assert other.headers["x-reelrec-worker"] != writer
+        assert {x["movie_id"]: x["rating"] for x in other.json()["ratings"]} == {"m1": 5.0}
+        assert a in {writer, other.headers["x-reelrec-worker"]}
+        errors: list[str] = []
+        workers_seen: set[str] = set()
+
+        def write(k: int) -> None:  # each thread: its own profile, 12 ratings, new connections
+            profile = f"p{k}"
+            mine = acknowledged.setdefault(profile, {})
+            for j in range(12):
+                value = float(1 + (j + k) % 5)
+                try:
+                    url = f"{base}/profiles/{profile}/ratings/m{j}"
+                    w = httpx.put(url, json={"rating": value}, timeout=30)
+                except httpx.TransportError as exc:
+                    errors.append(repr(exc))
+                    continue
+                if w.status_code == 200:
+                    mine[f"m{j}"] = value
+                    workers_seen.add(w.headers["x-reelrec-worker"])
+                else:
+                    errors.append(f"{w.status_code} {w.text}")
+
+        threads = [threading.Thread(target=write, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        assert len(workers_seen) == 2  # the writes really came through both processes
+        os.killpg(proc.pid, signal.SIGKILL)  # parent and workers die at once, no shutdown
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    proc = _start(cli_run, store, port)
+    try:
+        for profile, want in acknowledged.items():
+            got = httpx.get(f"{base}/profiles/{profile}").json()
+            assert {x["movie_id"]: x["rating"] for x in got["ratings"]} == want
+        assert sum(len(v) for v in acknowledged.values()) == 1 + 6 * 12
+    finally:
+        _stop(proc)
+
+
+def test_reload_reaches_every_worker(cli_run, other_run, tmp_path) -> None:
+    """``POST /admin/reload`` lands on one worker; the other follows within a few seconds."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(
+        cli_run, sqlite_url(tmp_path / "r.sqlite"), port, "--admin-token", "tok", workers=2, tmp=tmp_path
+    )
+    try:
+        r = httpx.post(f"{base}/admin/reload", json={"run": str(other_run)}, headers={"X-Admin-Token": "tok"})
+        assert r.status_code == 200
+        assert r.json()["run"] == str(other_run.resolve())
+        reloader = r.headers["x-reelrec-worker"]
+        follower = _by_worker("GET", f"{base}/health", avoid=reloader).headers["x-reelrec-worker"]
+        deadline = time.monotonic() + 20
+        while _by_worker("GET", f"{base}/health", want=follower).json()["run"] != str(other_run.resolve()):
+            assert time.monotonic() < deadline, "the other worker did not follow the reload"
+            time.sleep(0.2)
+        for pid in (reloader, follower):
+            assert _by_worker("GET", f"{base}/health", want=pid).json()["run"] == str(other_run.resolve())
+    finally:
+        _stop(proc)
 
 
 def test_serve_rejects_a_bad_run_in_one_line(tmp_path) -> None:
@@ -143,13 +273,8 @@ def test_retrain_refuses_to_overwrite_the_old_run(cli_run, tmp_path, capsys) -> 
     assert "the old run stays as it is" in capsys.readouterr().err
 
 
-def test_reload_under_load_drops_no_request(cli_run, tmp_path) -> None:
+def test_reload_under_load_drops_no_request(cli_run, other_run, tmp_path) -> None:
     """Clients keep asking while the service switches runs twice: every answer is a 200."""
-    other = tmp_path / "runs" / "other"
-    assert (
-        main(["retrain", str(cli_run), "--store", sqlite_url(tmp_path / "empty.sqlite"), "--out", str(other)])
-        == 0
-    )
     port = _free_port()
     proc = _start(cli_run, sqlite_url(tmp_path / "r.sqlite"), port, "--admin-token", "tok")
     base = f"http://127.0.0.1:{port}"
@@ -167,7 +292,7 @@ def test_reload_under_load_drops_no_request(cli_run, tmp_path) -> None:
         for t in threads:
             t.start()
         runs = []
-        for target in (other, cli_run):
+        for target in (other_run, cli_run):
             time.sleep(0.3)
             r = httpx.post(
                 f"{base}/admin/reload", json={"run": str(target)}, headers={"X-Admin-Token": "tok"}
@@ -181,6 +306,11 @@ def test_reload_under_load_drops_no_request(cli_run, tmp_path) -> None:
             t.join(timeout=30)
         proc.terminate()
         proc.wait(timeout=10)
-    assert runs == [str(other.resolve()), str(cli_run.resolve())]
+    assert runs == [str(other_run.resolve()), str(cli_run.resolve())]
     assert len(statuses) > 20
     assert set(statuses) == {200}
+
+
+def test_serve_refuses_zero_workers(cli_run, capsys) -> None:
+    assert main(["serve", str(cli_run), "--workers", "0"]) == 1
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err

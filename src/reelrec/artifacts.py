@@ -230,7 +230,9 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         raise ArtifactError(f"{root}/config.json is incompatible with this reelrec: {exc}") from None
     state = _load_tensors(root / "weights.safetensors", device)
     try:
-        model.load_state_dict(state, strict=True)
+        # assign: on CPU the parameters *are* the memory-mapped tensors (copy-on-write, the file
+        # is never written), so processes serving the same run share one copy of the tables
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ArtifactError(f"{root}: weights do not fit the model config ({first})") from None

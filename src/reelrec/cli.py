@@ -661,33 +661,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    import torch
-
     try:
-        import uvicorn
-
-        from reelrec.service.app import create_app
         from reelrec.service.store import default_store_url
+        from reelrec.service.workers import ServeConfig, default_workers, serve
     except ImportError as exc:  # pragma: no cover - the service deps are core dependencies
         raise ConfigError(f"the service needs FastAPI and uvicorn ({exc}); reinstall reelrec") from None
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, got {args.port}")
-    torch.set_num_threads(max(1, args.threads))
-    # numpy's BLAS too: per-request algebra is tiny, and waking BLAS threads costs more than it saves
-    from threadpoolctl import threadpool_limits
-
-    blas_limit = threadpool_limits(limits=max(1, args.threads))  # noqa: F841 - held for the process
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     token = args.admin_token or os.environ.get("REELREC_ADMIN_TOKEN") or None
     store = args.store or default_store_url(args.run_dir)
-    app = create_app(args.run_dir, store, admin_token=token, ann=args.ann)
-    health = app.state.served.health()
-    print(
-        f"serving {health['model']} run {health['run']} on http://{args.host}:{args.port} "
-        f"(API docs: /docs)\nratings store: {app.state.store.url}"
-        + ("\nadmin reload: enabled" if token else ""),
-        flush=True,
+    config = ServeConfig(run_dir=args.run_dir, store=store, ann=args.ann, threads=max(1, args.threads))
+    serve(
+        config,
+        workers=workers,
+        admin_token=token,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
@@ -980,7 +975,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-token",
         help="enables POST /admin/reload with this X-Admin-Token (or $REELREC_ADMIN_TOKEN)",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default: 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the memory-mapped weights and the ratings store "
+        "(default: one per available core)",
+    )
     p.add_argument(
         "--ann",
         action="store_true",

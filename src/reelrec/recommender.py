@@ -463,7 +463,7 @@ class Recommender:
         scores = self.model.score_user(int(user_index))
         if novelty:
             raw = scores
-            scores = self._novelty_shift(torch.as_tensor(scores)[None, :], novelty)[0].numpy()
+            scores = self.shifted(scores, novelty)
         if not self.model.predicts_cold_items:
             if self._untrained is None:
                 self._untrained = np.flatnonzero(self.item_counts == 0)
@@ -478,6 +478,10 @@ class Recommender:
         novelty = self.novelty if novelty is None else float(novelty)
         if not novelty:
             return scores
+        if self.model.predicts_ratings and self.model.name != "popularity":
+            # the shift is one fixed vector (unit = one rating): numpy, no torch round trip;
+            # the float32 product of _novelty_shift, so both paths give the same bits
+            return scores - (np.float32(novelty) * self.popularity_z()).astype(np.float64)
         return self._novelty_shift(torch.as_tensor(scores, dtype=torch.float64)[None, :], novelty)[0].numpy()
 
     def recommend(

@@ -463,6 +463,7 @@ def create_app(
     app.state.store = store
     app.state.telemetry = telemetry
     app.state.reload_lock = threading.Lock()
+    app.state.after_reload = None  # set by reelrec.service.workers: tell the other workers
     app.add_middleware(Guard, telemetry=telemetry, max_body=max_body)
 
     def current() -> Served:
@@ -530,7 +531,9 @@ def create_app(
     ) -> dict[str, Any]:
         """Switch to another run directory (or reload this one) without dropping requests:
         the new run is verified and loaded aside, then swapped in; requests already running
-        finish on the old one. Needs ``X-Admin-Token`` (``reelrec serve --admin-token``)."""
+        finish on the old one. Needs ``X-Admin-Token`` (``reelrec serve --admin-token``).
+        With several workers the one that answers has switched; the others follow within
+        about a second (``X-Reelrec-Worker`` names the worker that answered)."""
         if not admin_token:
             return JSONResponse(
                 {"detail": "reload is disabled; start the service with --admin-token"}, status_code=403
@@ -556,6 +559,8 @@ def create_app(
             )
             return JSONResponse({"detail": detail}, status_code=422)  # type: ignore[return-value]
         app.state.served = fresh
+        if app.state.after_reload is not None:
+            app.state.after_reload(fresh)
         log.info("now serving %s", fresh.run_dir)
         return fresh.health()
 
@@ -625,19 +630,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Top-n for a user the model was trained on (their rated movies excluded by default)."""
         s = current()
-        u = s.user(user_id)
-        top, val = s.top_n_for_user(u, n, exclude_rated, novelty)
-        shown = s.rec._display_scores(val)
-        rated, ratings = s.rec.user_ratings(u)
-        because = s.rec.explain(rated, ratings, top)
-        given = None
-        if ratings is not None:
-            cited = [b for b in because if b >= 0]
-            pos = np.searchsorted(rated, cited)  # seen items are sorted per user
-            given = dict(zip(cited, ratings[pos].tolist(), strict=True))
-        return _fast_json(
-            {"model": s.rec.model.name, "personalised": True, "items": s.scored(top, shown, because, given)}
-        )
+        return _fast_json(s.known_user_list(s.user(user_id), n, exclude_rated, novelty))
 
     @app.get(
         "/users/{user_id}/ratings", response_model=list[ProfileRating], tags=["users"], responses=_errors(404)

@@ -86,6 +86,21 @@ class Served:
             return self.ann.top_n_for_user(user, n, exclude_seen, novelty)
         return self.rec.top_n_for_user(user, n, exclude_seen, novelty)
 
+    def known_user_list(self, user: int, n: int, exclude_seen: bool, novelty: float) -> dict[str, Any]:
+        """The body of ``GET /users/{id}/recommendations``: top-``n`` with reasons."""
+        rec = self.rec
+        top, val = self.top_n_for_user(user, n, exclude_seen, novelty)
+        shown = rec._display_scores(val)
+        rated, ratings = rec.user_ratings(user)
+        because = rec.explain(rated, ratings, top)
+        given = None
+        if ratings is not None:
+            cited = [b for b in because if b >= 0]
+            pos = np.searchsorted(rated, cited)  # seen items are sorted per user
+            given = dict(zip(cited, ratings[pos].tolist(), strict=True))
+        items = self.scored(top, shown, because, given)
+        return {"model": rec.model.name, "personalised": True, "items": items}
+
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` movies nearest to ``item`` by embedding cosine (exact, or the ANN index)."""
         if self.ann is not None and self.ann.item_index is not None:

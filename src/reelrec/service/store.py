@@ -39,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from reelrec.errors import ReelrecError
 
@@ -147,22 +147,33 @@ class RatingStore:
 
     # ------------------------------------------------------------------ ratings
     def set_rating(self, profile_id: str, item_id: Any, rating: float) -> None:
-        """Insert or replace one rating; committed (and on disk) when this returns."""
+        """Insert or replace one rating; committed (and on disk) when this returns.
+
+        Two writers (threads, or ``serve --workers`` processes) can both find the profile or
+        the rating absent and both insert it; the loser's transaction fails on the primary key
+        and is retried once, when the row exists and the update path applies."""
         self.check_profile_id(profile_id)
-        key, now = str(item_id), time.time()
-        with self.engine.begin() as conn:
-            self._ensure_profile(conn, profile_id)
-            done = conn.execute(
-                update(ratings)
-                .where(ratings.c.profile_id == profile_id, ratings.c.item_id == key)
-                .values(rating=float(rating), updated_at=now)
-            )
-            if done.rowcount == 0:
-                conn.execute(
-                    insert(ratings).values(
-                        profile_id=profile_id, item_id=key, rating=float(rating), updated_at=now
+        key = str(item_id)
+        for attempt in range(2):
+            now = time.time()
+            try:
+                with self.engine.begin() as conn:
+                    self._ensure_profile(conn, profile_id)
+                    done = conn.execute(
+                        update(ratings)
+                        .where(ratings.c.profile_id == profile_id, ratings.c.item_id == key)
+                        .values(rating=float(rating), updated_at=now)
                     )
-                )
+                    if done.rowcount == 0:
+                        conn.execute(
+                            insert(ratings).values(
+                                profile_id=profile_id, item_id=key, rating=float(rating), updated_at=now
+                            )
+                        )
+                return
+            except IntegrityError:
+                if attempt:
+                    raise
 
     def delete_rating(self, profile_id: str, item_id: Any) -> bool:
         """Remove one rating; ``False`` when there was none."""
