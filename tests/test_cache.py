@@ -210,3 +210,18 @@ def test_movielens_ratings_and_movies_cached(tmp_path: Path, monkeypatch: pytest
     second = ml.load_movielens("ml-25m", data_home=tmp_path)
     assert calls == []  # both from the cache
     assert_same(second, first)
+
+
+def test_older_cache_versions_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.csv"
+    _write(path)
+    version = cache_mod.VERSION
+    monkeypatch.setattr(cache_mod, "VERSION", version - 1)
+    load_ratings(path)
+    load_ratings(path, timestamp_col=None)
+    (old, old_other) = _entries(tmp_path)
+    monkeypatch.setattr(cache_mod, "VERSION", version)
+    load_ratings(path)  # a new-version entry; both old ones go, whatever options they were for
+    (new,) = _entries(tmp_path)
+    assert new not in (old, old_other)
+    assert json.loads((new / "meta.json").read_text())["version"] == cache_mod.VERSION

@@ -16,13 +16,16 @@ expanded. A large dataset's movie table is cached the same way, as Parquet.
 * Safety: an entry is written into a temporary folder and renamed into place, so a reader never
   sees half of one. An entry whose recorded size, mtime or quick hash differs from the file's is
   stale: it is ignored and replaced. An entry that cannot be read or is inconsistent (truncated
-  arrays, wrong types, indices out of range) is ignored with a warning and replaced; a cache that
-  cannot be written is skipped with a warning. The cache never makes a load fail.
+  arrays, wrong types, indices out of range: all of the runs, the first and last 4096 of a mapped
+  array; the values are not checksummed) is ignored with a warning and replaced; a cache that
+  cannot be written is skipped with a warning. The cache never makes a load fail. Writing an
+  entry deletes the file's entries left by an older cache version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -252,9 +255,26 @@ def _store(entry: Path, meta: dict[str, Any], encode: Callable[[Path], dict[str,
         os.replace(tmp, entry)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _drop_other_versions(entry)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _drop_other_versions(entry: Path) -> None:
+    """Delete the entries of the same data file written by another cache version, whatever their
+    reading options (they are never read again); this version's entries are all kept."""
+    stem = entry.name.rsplit(".", 1)[0]
+    for other in entry.parent.glob(f"{glob.escape(stem)}.*"):
+        suffix = other.name[len(stem) + 1 :]
+        if other == entry or len(suffix) != 16 or not all(c in "0123456789abcdef" for c in suffix):
+            continue
+        try:
+            version = json.loads((other / "meta.json").read_text()).get("version")
+        except (OSError, ValueError, AttributeError):
+            continue  # not an entry of ours (or being written): leave it
+        if version != VERSION:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _cached(
