@@ -71,11 +71,11 @@ def test_miss_then_hit(tmp_path: Path, reads: list[Path]) -> None:
     second = load_ratings(path)
     assert len(reads) == 1  # from the cache
     assert_same(second, first)
-    assert second.timestamp.dtype == np.int64  # stored as int32, restored
-    # compact storage: user runs, uint16 items, uint8 rating codes, int32 timestamps
-    assert np.load(entry / "rating.npy").dtype == np.uint8
-    assert np.load(entry / "item_index.npy").dtype == np.uint16
-    assert np.load(entry / "timestamp.npy").dtype == np.int32
+    # the big arrays are mapped from the cache, copy-on-write: writable, the cache never changes
+    assert isinstance(second.rating.base, np.memmap)
+    second.rating[0] = 99.0
+    assert np.load(entry / "rating.npy")[0] == first.rating[0]
+    assert meta["encoding"]["item_index"] == "plain"
     no_cache = load_ratings(path, cache=False)
     assert len(reads) == 2
     assert_same(no_cache, first)
@@ -210,3 +210,18 @@ def test_movielens_ratings_and_movies_cached(tmp_path: Path, monkeypatch: pytest
     second = ml.load_movielens("ml-25m", data_home=tmp_path)
     assert calls == []  # both from the cache
     assert_same(second, first)
+
+
+def test_older_cache_versions_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.csv"
+    _write(path)
+    version = cache_mod.VERSION
+    monkeypatch.setattr(cache_mod, "VERSION", version - 1)
+    load_ratings(path)
+    load_ratings(path, timestamp_col=None)
+    (old, old_other) = _entries(tmp_path)
+    monkeypatch.setattr(cache_mod, "VERSION", version)
+    load_ratings(path)  # a new-version entry; both old ones go, whatever options they were for
+    (new,) = _entries(tmp_path)
+    assert new not in (old, old_other)
+    assert json.loads((new / "meta.json").read_text())["version"] == cache_mod.VERSION

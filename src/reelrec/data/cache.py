@@ -1,11 +1,12 @@
 """A cache of the compact rating arrays beside the data, so a second load of a large file is fast.
 
 After a ratings file is read (:mod:`reelrec.data.fastio`), its arrays and vocabularies are written
-as ``.npy`` files (timestamps as ``int32`` where they fit) into one folder per (file, reading
-options), with a ``meta.json`` that records the file's size, modification time and a quick content
-hash (sha256 of its size and first and last MiB) and the full sha256 when it was computed while
-reading. A later load of the same file with the same options reads the ``.npy`` files instead of
-the text. A large dataset's movie table is cached the same way, as Parquet.
+as ``.npy`` files into one folder per (file, reading options), with a ``meta.json`` that records
+the file's size, modification time and a quick content hash (sha256 of its size and first and last
+MiB) and the full sha256 when it was computed while reading. A later load of the same file with
+the same options maps the ``.npy`` files into memory (copy-on-write: the arrays are writable, the
+cache is never changed) instead of reading the text; each user's rows, stored as runs, are
+expanded. A large dataset's movie table is cached the same way, as Parquet.
 
 * Where: ``.reelrec-cache/`` beside the data file when that folder is writable (and has a write
   permission bit) and is not inside a git work tree; otherwise ``<user cache dir>/reelrec/arrays/``
@@ -15,13 +16,16 @@ the text. A large dataset's movie table is cached the same way, as Parquet.
 * Safety: an entry is written into a temporary folder and renamed into place, so a reader never
   sees half of one. An entry whose recorded size, mtime or quick hash differs from the file's is
   stale: it is ignored and replaced. An entry that cannot be read or is inconsistent (truncated
-  arrays, wrong types, indices out of range) is ignored with a warning and replaced; a cache that
-  cannot be written is skipped with a warning. The cache never makes a load fail.
+  arrays, wrong types, indices out of range: all of the runs, the first and last 4096 of a mapped
+  array; the values are not checksummed) is ignored with a warning and replaced; a cache that
+  cannot be written is skipped with a warning. The cache never makes a load fail. Writing an
+  entry deletes the file's entries left by an older cache version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -56,7 +60,7 @@ NO_CACHE_ENV = "REELREC_NO_CACHE"
 CACHE_DIR_ENV = "REELREC_CACHE_DIR"
 #: files smaller than this are not cached
 MIN_BYTES = 4 << 20
-VERSION = 1
+VERSION = 2
 _HASH_SPAN = 1 << 20
 T = TypeVar("T")
 
@@ -121,16 +125,26 @@ def _meta(entry: Path, identity: dict[str, Any], params: dict[str, Any], kind: s
     return meta
 
 
-def _npy(entry: Path, name: str, kinds: str) -> np.ndarray:
-    arr = np.load(entry / f"{name}.npy", allow_pickle=False)
+def _npy(entry: Path, name: str, kinds: str, *, mapped: bool = False) -> np.ndarray:
+    """A 1-d array of ``entry``; ``mapped``: memory-mapped copy-on-write (writable, changes stay in
+    this process), so a load costs no read: pages come in as they are first used."""
+    arr = np.load(entry / f"{name}.npy", mmap_mode="c" if mapped else None, allow_pickle=False)
     if arr.ndim != 1 or arr.dtype.kind not in kinds:
         raise ValueError(f"{name}.npy: unexpected array {arr.dtype}{arr.shape}")
-    return arr
+    return arr.view(np.ndarray) if mapped else arr
 
 
-def _encode_index(folder: Path, name: str, idx: np.ndarray, n_vocab: int) -> str:
+def _check_range(name: str, arr: np.ndarray, n_vocab: int, *, sample: bool) -> None:
+    """Indices within the vocabulary: all of them, or (``sample``, a mapped array that a full check
+    would read from disk) the first and last 4096."""
+    part = np.concatenate([arr[:4096], arr[-4096:]]) if sample else arr
+    if part.size and (part.min() < 0 or part.max() >= n_vocab):
+        raise ValueError(f"{name} points outside the vocabulary")
+
+
+def _encode_index(folder: Path, name: str, idx: np.ndarray) -> str:
     """Save dense indices as runs (``value, length``) when they come in long runs (a file grouped by
-    user), else as ``uint16`` when the vocabulary is small enough, else ``int32``."""
+    user: 25M indices become 160k runs), else as the ``int32`` array itself."""
     n = idx.shape[0]
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]]) if n else np.zeros(0, dtype=np.int64)
     if starts.size * 8 < n:
@@ -138,8 +152,7 @@ def _encode_index(folder: Path, name: str, idx: np.ndarray, n_vocab: int) -> str
         np.save(folder / f"{name}.values.npy", idx[starts].astype(np.int32), allow_pickle=False)
         np.save(folder / f"{name}.lengths.npy", lengths, allow_pickle=False)
         return "runs"
-    small = n_vocab <= np.iinfo(np.uint16).max + 1
-    np.save(folder / f"{name}.npy", idx.astype(np.uint16 if small else np.int32), allow_pickle=False)
+    np.save(folder / f"{name}.npy", idx.astype(np.int32, copy=False), allow_pickle=False)
     return "plain"
 
 
@@ -149,52 +162,36 @@ def _decode_index(entry: Path, name: str, encoding: str, n: int, n_vocab: int) -
         lengths = _npy(entry, f"{name}.lengths", "i")
         if values.shape != lengths.shape or (lengths.size and lengths.min() < 1) or lengths.sum() != n:
             raise ValueError(f"{name}: inconsistent runs")
-        check = values
-    else:
-        check = _npy(entry, name, "iu")
-        if check.shape != (n,):
-            raise ValueError(f"{name}.npy has {check.shape[0]} values, expected {n}")
-    if check.size and (check.min() < 0 or check.max() >= n_vocab):
-        raise ValueError(f"{name} points outside the vocabulary")
-    if encoding == "runs":
-        return np.repeat(values, lengths)
-    return check.astype(np.int32, copy=False)
+        _check_range(name, values, n_vocab, sample=False)
+        return np.repeat(values.astype(np.int32, copy=False), lengths)
+    arr = _npy(entry, name, "i", mapped=True)
+    if arr.shape != (n,) or arr.dtype != np.int32:
+        raise ValueError(f"{name}.npy holds {arr.dtype}{arr.shape}, expected int32 ({n},)")
+    _check_range(name, arr, n_vocab, sample=True)
+    return arr
 
 
 def _encode_ratings(folder: Path, arrays: RatingArrays) -> dict[str, Any]:
-    """Write the arrays into ``folder`` compactly; return what ``meta.json`` records about them.
+    """Write the arrays into ``folder``; return what ``meta.json`` records about them.
 
-    Ratings on a scale of at most 256 steps are saved as ``uint8`` level codes, timestamps as
-    ``int32`` where they fit (epoch seconds until 2038): a 25M-rating MovieLens file takes about
-    180 MB, which a second load reads back in well under a second.
+    Indices that come in long runs (each user's rows together, as in MovieLens files) are saved as
+    runs; everything else in its final dtype, so a load maps it into memory instead of reading it
+    (a second load of 25M ratings takes a fraction of a second; the pages are read as the data is
+    first used).
     """
     np.save(folder / "users.npy", arrays.users, allow_pickle=False)
     np.save(folder / "items.npy", arrays.items, allow_pickle=False)
     encoding = {
-        "user_index": _encode_index(folder, "user_index", arrays.user_index, len(arrays.users)),
-        "item_index": _encode_index(folder, "item_index", arrays.item_index, len(arrays.items)),
+        "user_index": _encode_index(folder, "user_index", arrays.user_index),
+        "item_index": _encode_index(folder, "item_index", arrays.item_index),
     }
-    scale, rating = arrays.scale, arrays.rating
-    levels = scale.levels()
-    if levels is not None and levels.size <= 256:
-        levels32 = levels.astype(np.float32)
-        codes = np.rint((rating - np.float32(scale.low)) / np.float32(scale.step))
-        codes = np.clip(codes, 0, levels.size - 1).astype(np.uint8)
-        if np.array_equal(levels32[codes], rating):
-            rating = codes
-    if rating.dtype != np.uint8:
-        levels = None
-    np.save(folder / "rating.npy", rating, allow_pickle=False)
-    ts = arrays.timestamp
-    if ts is not None:
-        small = np.iinfo(np.int32)
-        if ts.size and small.min <= ts.min() and ts.max() <= small.max:
-            ts = ts.astype(np.int32)
-        np.save(folder / "timestamp.npy", ts, allow_pickle=False)
+    np.save(folder / "rating.npy", arrays.rating.astype(np.float32, copy=False), allow_pickle=False)
+    if arrays.timestamp is not None:
+        np.save(folder / "timestamp.npy", arrays.timestamp.astype(np.int64, copy=False), allow_pickle=False)
+    scale = arrays.scale
     return {
         "n": int(arrays.rating.shape[0]),
         "encoding": encoding,
-        "levels": None if levels is None else [float(x) for x in levels.astype(np.float32)],
         "has_timestamp": arrays.timestamp is not None,
         "scale": {"low": scale.low, "high": scale.high, "step": scale.step},
         "sha256": arrays.sha256,
@@ -209,22 +206,14 @@ def _decode_ratings(entry: Path, meta: dict[str, Any]) -> RatingArrays:
     enc = meta["encoding"]
     user_index = _decode_index(entry, "user_index", enc["user_index"], n, users.shape[0])
     item_index = _decode_index(entry, "item_index", enc["item_index"], n, items.shape[0])
-    rating = _npy(entry, "rating", "uf")
-    if rating.shape != (n,):
-        raise ValueError(f"rating.npy has {rating.shape[0]} values, expected {n}")
-    if meta["levels"] is not None:
-        levels = np.asarray(meta["levels"], dtype=np.float32)
-        if rating.dtype != np.uint8 or (n and rating.max() >= levels.size):
-            raise ValueError("rating.npy holds no valid level codes")
-        rating = levels[rating]
-    elif rating.dtype != np.float32:
-        raise ValueError(f"rating.npy: unexpected {rating.dtype}")
+    rating = _npy(entry, "rating", "f", mapped=True)
+    if rating.shape != (n,) or rating.dtype != np.float32:
+        raise ValueError(f"rating.npy holds {rating.dtype}{rating.shape}, expected float32 ({n},)")
     ts = None
     if meta["has_timestamp"]:
-        ts = _npy(entry, "timestamp", "i")
-        if ts.shape != (n,):
-            raise ValueError(f"timestamp.npy has {ts.shape[0]} values, expected {n}")
-        ts = ts.astype(np.int64, copy=False)
+        ts = _npy(entry, "timestamp", "i", mapped=True)
+        if ts.shape != (n,) or ts.dtype != np.int64:
+            raise ValueError(f"timestamp.npy holds {ts.dtype}{ts.shape}, expected int64 ({n},)")
     scale = meta["scale"]
     return RatingArrays(
         users=users,
@@ -266,9 +255,26 @@ def _store(entry: Path, meta: dict[str, Any], encode: Callable[[Path], dict[str,
         os.replace(tmp, entry)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _drop_other_versions(entry)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _drop_other_versions(entry: Path) -> None:
+    """Delete the entries of the same data file written by another cache version, whatever their
+    reading options (they are never read again); this version's entries are all kept."""
+    stem = entry.name.rsplit(".", 1)[0]
+    for other in entry.parent.glob(f"{glob.escape(stem)}.*"):
+        suffix = other.name[len(stem) + 1 :]
+        if other == entry or len(suffix) != 16 or not all(c in "0123456789abcdef" for c in suffix):
+            continue
+        try:
+            version = json.loads((other / "meta.json").read_text()).get("version")
+        except (OSError, ValueError, AttributeError):
+            continue  # not an entry of ours (or being written): leave it
+        if version != VERSION:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _cached(

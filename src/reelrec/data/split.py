@@ -49,6 +49,14 @@ def _permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
+def _split_rows(perm: np.ndarray, n_first: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(sorted perm[n_first:], sorted perm[:n_first])`` of a permutation, in linear time (a mask
+    instead of two sorts: seconds saved at 25M rows)."""
+    first = np.zeros(perm.shape[0], dtype=bool)
+    first[perm[:n_first]] = True
+    return np.flatnonzero(~first), np.flatnonzero(first)
+
+
 def holdout(ds: Dataset, test_fraction: float = 0.1, seed: int = 42) -> Split:
     """Random holdout: ``test = perm[:round(test_fraction * n)]``, ``train = perm[round(...):]``."""
     if not 0.0 < test_fraction < 1.0:
@@ -60,7 +68,8 @@ def holdout(ds: Dataset, test_fraction: float = 0.1, seed: int = 42) -> Split:
         if round(100 * test_fraction, 6).is_integer()
         else (f"holdout:{test_fraction}")
     )
-    return Split(name, ds.subset(np.sort(perm[n_test:])), ds.subset(np.sort(perm[:n_test])))
+    train_rows, test_rows = _split_rows(perm, n_test)
+    return Split(name, ds.subset(train_rows), ds.subset(test_rows))
 
 
 def kfold(ds: Dataset, k: int = 5, fold: int = 0, seed: int = 42) -> Split:
@@ -156,7 +165,8 @@ def carve_validation(train: Dataset, fraction: float = 0.05, seed: int = 42) -> 
         raise ConfigError(f"validation fraction must be between 0 and 1, got {fraction}")
     perm = np.random.default_rng(seed + 7919).permutation(len(train))
     n_valid = max(1, round(fraction * len(train)))
-    return train.subset(np.sort(perm[n_valid:])), train.subset(np.sort(perm[:n_valid]))
+    fit_rows, valid_rows = _split_rows(perm, n_valid)
+    return train.subset(fit_rows), train.subset(valid_rows)
 
 
 def make_split(
