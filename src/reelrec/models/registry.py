@@ -6,6 +6,7 @@ from typing import Any
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
+from reelrec.models.als import ALS
 from reelrec.models.autorec import AutoRec
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
@@ -26,6 +27,7 @@ MODELS: dict[str, type[RatingModel]] = {
         BiasBaseline,
         Popularity,
         MatrixFactorization,
+        ALS,
         MLP,
         GMF,
         NeuMF,
