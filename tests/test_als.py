@@ -165,3 +165,21 @@ def test_group_order_is_a_stable_sort_beyond_16_bits() -> None:
     rng = np.random.default_rng(1)
     rows = rng.integers(0, 200_000, 5000)
     np.testing.assert_array_equal(group_order(rows), np.argsort(rows, kind="stable"))
+
+
+def test_average_of_fits_predicts_their_exact_mean(planted) -> None:
+    ds, _ = planted
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = ALS(ds.n_users, ds.n_items, ALSConfig(embedding_size=4))
+        Trainer(TrainConfig(epochs=3), device="cpu").fit(model, ds)
+        members.append(model)
+    merged = ALS.average(members)
+    assert type(merged) is ALS
+    assert merged.config.embedding_size == 8
+    assert merged.config.members == 2
+    u, i = torch.as_tensor(ds.user_index[:500]), torch.as_tensor(ds.item_index[:500])
+    with torch.no_grad():
+        mean = (members[0](u, i) + members[1](u, i)) / 2
+        torch.testing.assert_close(merged(u, i), mean, atol=1e-5, rtol=0)

@@ -47,7 +47,7 @@ import torch
 from pydantic import Field
 
 from reelrec.data.dataset import Dataset
-from reelrec.models.base import ModelConfig
+from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.mf import REG_REFERENCE_COUNT, MatrixFactorization, MFConfig
 
 
@@ -55,7 +55,7 @@ class ALSConfig(MFConfig):
     """Hyperparameters of :class:`ALS` (MF's fields, with defaults chosen for ALS by validation
     RMSE on ML-1M ``holdout90``'s validation part; see docs/benchmarks.md)."""
 
-    embedding_size: int = Field(64, ge=1, le=1024, description="factors per user and item")
+    embedding_size: int = Field(16, ge=1, le=4096, description="factors per user and item")
     reg: float = Field(
         0.1,
         ge=0,
@@ -209,15 +209,25 @@ class ALS(MatrixFactorization):
     name: ClassVar[str] = "als"
     config_class: ClassVar[type[ModelConfig]] = ALSConfig
     default_train: ClassVar[dict[str, Any]] = {
-        "epochs": 15,
+        "epochs": 20,
         "patience": 2,
         "refit": True,
-        "refit_models": 1,
+        # four refits from different random starts, averaged exactly (ALS.average): ML-1M validation
+        # RMSE 0.8449 (one) -> 0.8412 (mean of four), at four times the (small) fitting cost
+        "refit_models": 4,
     }
     config: ALSConfig
 
     def __init__(self, n_users: int, n_items: int, config: ALSConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or ALSConfig())
+
+    @classmethod
+    def average(cls, models: list[RatingModel], *, exact: bool = True) -> MatrixFactorization:
+        """MF's merge of several fits into one model predicting their mean; exact by default (the
+        members' factors side by side: four 16-factor ALS fits make one 64-factor model). The
+        members are different local optima of the same objective, and their exact mean is what
+        gains accuracy (ML-1M validation: 0.8412 exact, 0.8425 truncated to 16 factors)."""
+        return super().average(models, exact=exact)
 
     def penalties(self, counts: np.ndarray, ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-entity L2 weights ``(on the factors, on the bias)`` of entities with ``counts``
