@@ -183,3 +183,10 @@ def test_average_of_fits_predicts_their_exact_mean(planted) -> None:
     with torch.no_grad():
         mean = (members[0](u, i) + members[1](u, i)) / 2
         torch.testing.assert_close(merged(u, i), mean, atol=1e-5, rtol=0)
+
+
+def test_more_factors_than_movies_falls_back_to_a_random_start(small) -> None:
+    model = ALS(small.n_users, small.n_items, ALSConfig(embedding_size=small.n_items + 5))
+    result = Trainer(TrainConfig(epochs=3), device="cpu").fit(model, small)
+    losses = [h["train_loss"] for h in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] <= losses[0]
