@@ -189,4 +189,5 @@ def test_more_factors_than_movies_falls_back_to_a_random_start(small) -> None:
     model = ALS(small.n_users, small.n_items, ALSConfig(embedding_size=small.n_items + 5))
     result = Trainer(TrainConfig(epochs=3), device="cpu").fit(model, small)
     losses = [h["train_loss"] for h in result.history]
-    assert all(np.isfinite(losses)) and losses[-1] <= losses[0]
+    assert all(np.isfinite(losses))
+    assert losses[-1] <= losses[0]
