@@ -46,7 +46,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers import frames, load  # noqa: E402  (the benchmarks folder is not a package)
+from peers import cornac_dataset, frames, load  # noqa: E402  (the benchmarks folder is not a package)
 
 Curve = list[tuple[float, float]]  # (fit seconds, test RMSE) per point
 
@@ -108,15 +108,7 @@ def reelrec_recipe(name: str, split: Any) -> tuple[float, float]:
 def cornac_fitter(train_frame: Any, test_frame: Any) -> Callable[[int], tuple[float, np.ndarray]]:
     import cornac
 
-    uir = list(
-        zip(
-            train_frame["user"].astype(str),
-            train_frame["item"].astype(str),
-            train_frame["rating"].astype(float),
-            strict=True,
-        )
-    )
-    data = cornac.data.Dataset.from_uir(uir, seed=42)
+    data = cornac_dataset(train_frame)
     u = np.array([data.uid_map.get(x, -1) for x in test_frame["user"].astype(str)])
     i = np.array([data.iid_map.get(x, -1) for x in test_frame["item"].astype(str)])
     mean = float(train_frame["rating"].mean())

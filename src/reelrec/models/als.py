@@ -293,11 +293,11 @@ class ALS(MatrixFactorization):
         training objective divided by the number of ratings (MF's ``train_loss`` scale)."""
         device = self.global_mean.device
         users, items, ratings = train.user_index, train.item_index, train.rating
-        by_user = _Side.build(users, items, ratings, self.n_users, self.n_items, device)
-        by_item = _Side.build(items, users, ratings, self.n_items, self.n_users, device)
         cfg = self.config
-        if cfg.factor_init == "svd":
-            with one_torch_thread(device):
+        with one_torch_thread(device):
+            by_user = _Side.build(users, items, ratings, self.n_users, self.n_items, device)
+            by_item = _Side.build(items, users, ratings, self.n_items, self.n_users, device)
+            if cfg.factor_init == "svd":
                 self._svd_start(by_user, by_item)
         dtype = torch.float64 if cfg.precision == "float64" else torch.float32
         lam_u, lam_bu = (t.to(device) for t in self.penalties(train.user_counts()))
