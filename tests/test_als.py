@@ -191,3 +191,17 @@ def test_more_factors_than_movies_falls_back_to_a_random_start(small) -> None:
     losses = [h["train_loss"] for h in result.history]
     assert all(np.isfinite(losses))
     assert losses[-1] <= losses[0]
+
+
+def test_torch_sparse_product_matches_scipy() -> None:
+    """The GPU path (torch sparse CSR) computes what the CPU path (scipy) computes."""
+    rng = np.random.default_rng(2)
+    rows, cols = rng.integers(0, 20, 300), rng.integers(0, 15, 300)
+    side = _Side.build(rows, cols, rng.normal(size=300), 20, 15, torch.device("cpu"))
+    dense = torch.as_tensor(rng.normal(size=(15, 6)), dtype=torch.float32)
+    values = torch.as_tensor(rng.normal(size=300), dtype=torch.float32)
+    for vals in (None, values):
+        torch.testing.assert_close(side.product(dense, vals, scipy=False), side.product(dense, vals))
+    expected = np.zeros((20, 6), dtype=np.float32)
+    np.add.at(expected, side.row.numpy(), values.numpy()[:, None] * dense.numpy()[side.col.numpy()])
+    np.testing.assert_allclose(side.product(dense, values).numpy(), expected, rtol=1e-5, atol=1e-5)

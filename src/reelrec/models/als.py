@@ -153,12 +153,14 @@ class _Side:
             n_cols,
         )
 
-    def product(self, dense: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+    def product(
+        self, dense: torch.Tensor, values: torch.Tensor | None = None, scipy: bool | None = None
+    ) -> torch.Tensor:
         """``M @ dense`` for the CSR matrix ``M`` of this side's pattern with ``values``
         (aligned with :attr:`col`; ``None``: ones), in ``dense``'s dtype. On the CPU this is
         scipy's CSR kernel (3x faster than torch's sparse CSR product there, which copies its
-        operands), on a GPU torch's."""
-        if dense.device.type == "cpu":
+        operands), on a GPU torch's (``scipy`` forces one or the other on the CPU)."""
+        if dense.device.type == "cpu" and scipy is not False:
             key = (dense.dtype, self.crow.data_ptr())
             if self._ones is None or self._ones[0] != key:
                 ones = np.ones(self.col.shape[0], dtype=torch.empty(0, dtype=dense.dtype).numpy().dtype)
