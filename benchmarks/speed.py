@@ -203,13 +203,11 @@ def main() -> int:
     ap.add_argument(
         "--members", type=int, default=4, help="ALS fits (seeds 42, 43, ...) for the averaged curve"
     )
-    ap.add_argument("--mf-epochs", type=int, default=20, help="MF epochs (its early stopping picks about 18)")
+    ap.add_argument("--mf-epochs", type=int, default=20, help="MF epochs (0: no MF curve)")
     ap.add_argument("--cornac-iters", type=ints, default=ints("1,2,5,10,15,20,25,35,50"))
-    ap.add_argument("--svd-epochs", type=ints, default=ints("1,2,5,10,20,30"))
+    ap.add_argument("--svd-epochs", type=ints, default=ints("1,2,5,10,20,30"), help="'' : no Surprise")
     ap.add_argument("--repeats", type=int, default=3, help="fits of cornac MF at 25 iterations (median time)")
-    ap.add_argument(
-        "--no-mf-recipe", action="store_true", help="skip the whole MF recipe (about 1-2 minutes)"
-    )
+    ap.add_argument("--mf-recipe", action="store_true", help="also time the whole MF recipe (1-2 min idle)")
     ap.add_argument("--plot", help="write the PNG here")
     ap.add_argument("--json", help="write the curves here")
     args = ap.parse_args()
@@ -266,26 +264,27 @@ def main() -> int:
         print(f"{label}: " + " ".join(f"{s:.2f}s/{r:.4f}" for s, r in curves[label]), flush=True)
 
     # reelrec MF: the default model and optimiser, one model, per-epoch curve
-    mf_train = dict(MatrixFactorization.default_train)
-    curves["reelrec MF (defaults, one model)"] = [
-        (s, rmse(pred, truth, scale))
-        for s, pred in reelrec_curve("mf", {}, args.mf_epochs, train, split.test, mf_train)
-    ]
-    print(
-        "reelrec MF: " + " ".join(f"{s:.1f}s/{r:.4f}" for s, r in curves["reelrec MF (defaults, one model)"]),
-        flush=True,
-    )
+    if args.mf_epochs:
+        mf_train = dict(MatrixFactorization.default_train)
+        label = "reelrec MF (defaults, one model)"
+        curves[label] = [
+            (s, rmse(pred, truth, scale))
+            for s, pred in reelrec_curve("mf", {}, args.mf_epochs, train, split.test, mf_train)
+        ]
+        print("reelrec MF: " + " ".join(f"{s:.1f}s/{r:.4f}" for s, r in curves[label]), flush=True)
 
     # Surprise SVD
     try:
-        svd_fit = surprise_fitter(train_frame, test_frame, scale)
+        svd_fit = surprise_fitter(train_frame, test_frame, scale) if args.svd_epochs else None
+    except ImportError as exc:
+        svd_fit = None
+        print(f"surprise: not installed ({exc}); pip install -e '.[bench]'", file=sys.stderr)
+    if svd_fit is not None:
         curves["Surprise SVD"] = []
         for ep in args.svd_epochs:
             s, pred = svd_fit(ep)
             curves["Surprise SVD"].append((s, rmse(pred, truth, scale)))
             print(f"surprise SVD {ep} epochs: {curves['Surprise SVD'][-1][1]:.4f} in {s:.2f} s", flush=True)
-    except ImportError as exc:
-        print(f"surprise: not installed ({exc}); pip install -e '.[bench]'", file=sys.stderr)
 
     # whole recipes
     points["reelrec train --model als (recipe)"] = reelrec_recipe("als", split)
