@@ -205,3 +205,19 @@ def test_torch_sparse_product_matches_scipy() -> None:
     expected = np.zeros((20, 6), dtype=np.float32)
     np.add.at(expected, side.row.numpy(), values.numpy()[:, None] * dense.numpy()[side.col.numpy()])
     np.testing.assert_allclose(side.product(dense, values).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_threaded_blocks_compute_the_same_product() -> None:
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 50, 2000), rng.integers(0, 40, 2000)
+    side = _Side.build(rows, cols, rng.normal(size=2000), 50, 40, torch.device("cpu"))
+    dense = torch.as_tensor(rng.normal(size=(40, 7)), dtype=torch.float32)
+    values = torch.as_tensor(rng.normal(size=2000), dtype=torch.float32)
+    single = side.product(dense, values)
+    side.workers = 3
+    blocks = side.row_blocks()
+    assert len(blocks) == 3
+    assert blocks[0][0] == 0
+    assert blocks[-1][1] == 50
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    torch.testing.assert_close(side.product(dense, values), single)

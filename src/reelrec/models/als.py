@@ -36,10 +36,13 @@ keeps its history, validation RMSE, early stopping and refit (see
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -115,6 +118,12 @@ def group_order(rows: np.ndarray) -> np.ndarray:
     return order
 
 
+@lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of ``workers`` threads for the blocks of a CPU sparse product."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reelrec-als")
+
+
 @dataclass
 class _Side:
     """The ratings grouped by one side's entities (users, or items): a CSR matrix."""
@@ -125,7 +134,17 @@ class _Side:
     row: torch.Tensor  # (nnz,) this side's index of each rating in that order
     n_rows: int
     n_cols: int
-    _ones: tuple[Any, sp.csr_matrix] | None = None  # the scipy pattern matrix (CPU), built once
+    #: threads for the CPU sparse products (blocks of rows with equal numbers of ratings)
+    workers: int = 1
+
+    def row_blocks(self) -> list[tuple[int, int]]:
+        """``workers`` contiguous row ranges holding about equal numbers of ratings."""
+        if self.workers <= 1 or self.n_rows < 2 * self.workers:
+            return [(0, self.n_rows)]
+        targets = np.linspace(0, int(self.crow[-1]), self.workers + 1)[1:-1]
+        cuts = np.searchsorted(self.crow.numpy(), targets).tolist()
+        edges = sorted({0, *cuts, self.n_rows})
+        return list(itertools.pairwise(edges))
 
     @classmethod
     def build(
@@ -161,19 +180,31 @@ class _Side:
         scipy's CSR kernel (3x faster than torch's sparse CSR product there, which copies its
         operands), on a GPU torch's (``scipy`` forces one or the other on the CPU)."""
         if dense.device.type == "cpu" and scipy is not False:
-            key = (dense.dtype, self.crow.data_ptr())
-            if self._ones is None or self._ones[0] != key:
-                ones = np.ones(self.col.shape[0], dtype=torch.empty(0, dtype=dense.dtype).numpy().dtype)
-                mat = sp.csr_matrix(
-                    (ones, self.col.numpy(), self.crow.numpy()), shape=(self.n_rows, self.n_cols), copy=False
+            np_dtype = torch.empty(0, dtype=dense.dtype).numpy().dtype
+            data = (
+                np.ones(self.col.shape[0], dtype=np_dtype)
+                if values is None
+                else values.to(dense.dtype).numpy()
+            )
+            indices, indptr, x = self.col.numpy(), self.crow.numpy(), dense.contiguous().numpy()
+            bounds = self.row_blocks()
+            out = np.empty((self.n_rows, x.shape[1]), dtype=np.result_type(np_dtype, x.dtype))
+
+            def block(rows: tuple[int, int]) -> None:
+                r0, r1 = rows
+                a, b = indptr[r0], indptr[r1]
+                part = sp.csr_matrix(
+                    (data[a:b], indices[a:b], indptr[r0 : r1 + 1] - a),
+                    shape=(r1 - r0, self.n_cols),
+                    copy=False,
                 )
-                self._ones = (key, mat)
-            mat = self._ones[1]
-            if values is not None:
-                mat = sp.csr_matrix(
-                    (values.to(dense.dtype).numpy(), mat.indices, mat.indptr), shape=mat.shape, copy=False
-                )
-            return torch.from_numpy(np.ascontiguousarray(mat @ dense.contiguous().numpy()))
+                out[r0:r1] = part @ x
+
+            if len(bounds) == 1:
+                block(bounds[0])
+            else:  # scipy releases the GIL in its kernels: one block per thread
+                list(_pool(len(bounds)).map(block, bounds))
+            return torch.from_numpy(out)
         vals = torch.ones_like(self.rating, dtype=dense.dtype) if values is None else values.to(dense.dtype)
         with warnings.catch_warnings():  # torch flags sparse CSR as beta
             warnings.simplefilter("ignore", UserWarning)
@@ -296,9 +327,11 @@ class ALS(MatrixFactorization):
         device = self.global_mean.device
         users, items, ratings = train.user_index, train.item_index, train.rating
         cfg = self.config
+        threads = torch.get_num_threads()
         with one_torch_thread(device):
             by_user = _Side.build(users, items, ratings, self.n_users, self.n_items, device)
             by_item = _Side.build(items, users, ratings, self.n_items, self.n_users, device)
+            by_user.workers = by_item.workers = threads
             if cfg.factor_init == "svd":
                 self._svd_start(by_user, by_item)
         dtype = torch.float64 if cfg.precision == "float64" else torch.float32
