@@ -221,3 +221,31 @@ def test_threaded_blocks_compute_the_same_product() -> None:
     assert blocks[-1][1] == 50
     assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
     torch.testing.assert_close(side.product(dense, values), single)
+
+
+def test_the_service_serves_an_als_run(als, planted, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from reelrec.service.app import create_app
+    from reelrec.service.store import sqlite_url
+
+    ds, _ = planted
+    als.save(str(tmp_path / "run"))
+    client = TestClient(create_app(str(tmp_path / "run"), sqlite_url(tmp_path / "ratings.sqlite")))
+    user = int(ds.users.ids[0])
+    got = client.get(f"/users/{user}/recommendations", params={"n": 5})
+    assert got.status_code == 200, got.text
+    assert got.json()["model"] == "als"
+    assert len(got.json()["items"]) == 5
+    rows = ds.user_index == 0
+    ratings = {
+        str(m): float(r) for m, r in zip(ds.items.ids[ds.item_index[rows]], ds.rating[rows], strict=True)
+    }
+    new = client.post("/recommendations", json={"ratings": ratings, "n": 5})
+    assert new.status_code == 200, new.text
+    assert new.json()["personalised"]
+    # a new user with a known user's ratings is folded in to (nearly) that user's own list
+    assert {i["movie_id"] for i in new.json()["items"]} & {i["movie_id"] for i in got.json()["items"]}
+    similar = client.get(f"/movies/{int(ds.items.ids[0])}/similar", params={"n": 3})
+    assert similar.status_code == 200, similar.text
+    assert len(similar.json()) == 3
