@@ -80,19 +80,26 @@ def surprise_model(name: str) -> Callable[[Any, Any, tuple[float, float]], np.nd
     return run
 
 
+def cornac_dataset(train: Any) -> Any:
+    """A cornac Dataset of a raw-id (user, item, rating) frame (ids as strings, seed 42)."""
+    import cornac
+
+    uir = list(
+        zip(
+            train["user"].astype(str),
+            train["item"].astype(str),
+            train["rating"].astype(float),
+            strict=True,
+        )
+    )
+    return cornac.data.Dataset.from_uir(uir, seed=42)
+
+
 def cornac_model(name: str) -> Callable[[Any, Any, tuple[float, float]], np.ndarray]:
     def run(train: Any, test: Any, scale: tuple[float, float]) -> np.ndarray:
         import cornac
 
-        uir = list(
-            zip(
-                train["user"].astype(str),
-                train["item"].astype(str),
-                train["rating"].astype(float),
-                strict=True,
-            )
-        )
-        data = cornac.data.Dataset.from_uir(uir, seed=42)
+        data = cornac_dataset(train)
         models = {
             "cornac-mf": lambda: cornac.models.MF(
                 k=10, max_iter=25, learning_rate=0.01, lambda_reg=0.02, seed=42

@@ -74,3 +74,13 @@ def test_ml1m_ratings_file_mf_beats_the_bias_baseline(data_home) -> None:
     assert bias == pytest.approx(0.9077, abs=0.003)
     assert mf < 0.85
     assert np.isfinite(rec.train_result.best_valid)
+
+
+def test_ml100k_als_defaults_beat_the_bias_baseline_in_seconds(data_home) -> None:
+    ds = load_movielens("ml-100k", data_home=data_home)
+    split = make_split(ds, "holdout90", seed=42)
+    rec = Recommender.train("als", split.train, split.valid, seed=42, device="cpu")
+    assert rec.train_result.seconds < 60  # a few seconds on 2 cores
+    assert 1 <= rec.train_result.best_epoch <= 20
+    assert rec.model.config.members == 4  # four refits merged
+    assert evaluate_ratings(rec, split.test)["rmse"] < 0.91  # bias baseline: ~0.935

@@ -55,6 +55,16 @@ SPACES: dict[str, Space] = {
             "batch_size": {"choices": [1024, 2048, 4096, 8192]},
         },
     },
+    "als": {
+        "model": {
+            "embedding_size": {"choices": [8, 16, 32, 64]},
+            "reg": {"low": 0.03, "high": 0.3, "log": True},
+            "item_reg_ratio": {"low": 0.3, "high": 3.0, "log": True},
+            "reg_alpha": {"low": 0.2, "high": 0.8},
+            "bias_reg": {"low": 0.005, "high": 0.5, "log": True},
+        },
+        "train": {},
+    },
     "mlp": {
         "model": {
             "embedding_size": {"choices": [32, 64, 128]},

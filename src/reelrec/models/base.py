@@ -9,6 +9,7 @@ parameters and buffers, so ``state_dict`` + config is a complete, safetensors-fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -106,6 +107,14 @@ class RatingModel(nn.Module):
     def fit_closed_form(self, train: Dataset) -> None:
         """Fit without gradient descent (only for ``trainable = False`` models)."""
         raise NotImplementedError(f"{self.name} is trained by the Trainer")
+
+    def sweeper(self, train: Dataset) -> Callable[[], float] | None:
+        """For a model fitted by repeated passes of its own solver instead of gradient steps
+        (ALS): a function that runs one such pass (a sweep) over ``train`` and returns the
+        training objective. The Trainer calls it once per epoch, with the same history,
+        validation, early stopping and refit as gradient training. ``None`` (the default):
+        the Trainer takes gradient steps."""
+        return None
 
     @property
     def predicts_ratings(self) -> bool:

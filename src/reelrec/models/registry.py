@@ -7,6 +7,7 @@ from typing import Any
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
+from reelrec.models.als import ALS
 from reelrec.models.autorec import AutoRec
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.baselines import BiasBaseline, GlobalMean, Popularity
@@ -27,6 +28,7 @@ MODELS: dict[str, type[RatingModel]] = {
         BiasBaseline,
         Popularity,
         MatrixFactorization,
+        ALS,
         MLP,
         GMF,
         NeuMF,

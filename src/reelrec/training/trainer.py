@@ -343,6 +343,11 @@ class Trainer:
         start = time.perf_counter()
         model.to(self.device)
         model.prepare(train)
+        sweep = model.sweeper(train)
+        if sweep is not None:  # a model with its own solver (ALS): one sweep per epoch
+            from reelrec.training.sweeps import fit_sweeps
+
+            return fit_sweeps(self, model, sweep, train, valid, start)
         if not model.trainable:
             model.fit_closed_form(train)
             result = TrainResult(seconds=time.perf_counter() - start)
