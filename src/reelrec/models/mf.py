@@ -43,8 +43,8 @@ from reelrec.models.init import init_embedding
 
 #: training count at which the frequency weight of the L2 penalty is 1
 REG_REFERENCE_COUNT = 100.0
-#: training ratings past which MF trains with :data:`LARGE_DATA_TRAIN` (ML-10M and larger)
-LARGE_DATA = 5_000_000
+#: training ratings past which MF trains with :data:`LARGE_DATA_TRAIN` (ML-10M and larger; ML-1M has 0.86M)
+LARGE_DATA = 2_000_000
 LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 32_768, "refit": False, "refit_models": 1}
 #: shrinkage (in ratings) and sweeps of the closed-form bias fit that initialises the biases
 BIAS_INIT_REG = 10.0
