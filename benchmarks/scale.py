@@ -133,7 +133,7 @@ def step_rank(home: Path, runs: Path) -> dict:
         [PY, "-m", "reelrec", "evaluate", str(run), "--protocol", "temporal-full", "--json"], _env(home)
     )
     metrics = _json_out(ev["stdout"])
-    rank = metrics.get("test_ranking", metrics)
+    rank = metrics.get("ranking", metrics)
     return {
         "rank_train_wall_s": res["wall_s"],
         "evaluate_wall_s": ev["wall_s"],
@@ -173,8 +173,7 @@ def step_serve(home: Path, runs: Path) -> dict:
             except OSError:
                 time.sleep(0.2)
         row["serve_ready_s"] = time.perf_counter() - start
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        row["serve_rss_mib"] = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+        row["serve_rss_mib"] = _tree_rss_mib(proc.pid)  # the supervisor and its workers
         if shutil.which("wrk"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/users?limit=200", timeout=5) as r:
                 # the 200 most active users: the longest seen-item lists to filter
@@ -206,6 +205,29 @@ def step_serve(home: Path, runs: Path) -> dict:
         proc.terminate()
         proc.wait(timeout=30)
     return row
+
+
+def _tree_rss_mib(root: int) -> float:
+    """Summed RSS (MiB) of a process and all its descendants (serve's workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        new = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree |= new
+        grew = bool(new)
+    total = 0
+    for pid in tree:
+        try:
+            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            continue
+    return total / 1024
 
 
 def _wrk_figures(out: str, prefix: str) -> dict:
