@@ -16,6 +16,8 @@ with the product's defaults, holdout90 seed 42:
 * ``rank``: ``reelrec train --model mf --protocol temporal-full`` and then
   ``reelrec evaluate RUN --protocol temporal-full`` (full ranking over every movie): wall seconds
   and peak RSS of the evaluation, NDCG@10 / Recall@20.
+* ``refuse``: ``reelrec train --model ease|seqlinear|autorec|itemknn``, which cannot train at
+  25M on this machine: each must exit with one line naming the limit, within seconds.
 * ``serve``: ``reelrec serve`` of the MF run: seconds until ``/health`` answers, its RSS then, and a
   10 s ``wrk`` closed loop of known-user top-10 requests over 4 connections (requests/s, p50,
   p99), then about 300 requests/s offered (6 connections, 20 ms between a connection's answer and
@@ -142,6 +144,32 @@ def step_rank(home: Path, runs: Path) -> dict:
         "ndcg@10": rank.get("ndcg@10"),
         "recall@20": rank.get("recall@20"),
     }
+
+
+def step_refuse(home: Path, runs: Path) -> dict:
+    """The models that cannot train at this size must refuse in one line, within seconds."""
+    row: dict = {}
+    for model in ("ease", "seqlinear", "autorec", "itemknn"):
+        cmd = [PY, "-m", "reelrec", "train", "--dataset", "ml-25m", "--model", model]
+        cmd += ["--out", str(runs / f"refused-{model}"), "--no-progress"]
+        with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+            proc = subprocess.run(
+                ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd],
+                capture_output=True,
+                text=True,
+                env=_env(home),
+                check=False,
+            )
+            wall, rss_kb = tf.read().split()[-2:]
+        lines = proc.stderr.strip().splitlines()
+        row[f"refuse_{model}"] = {
+            "refused": proc.returncode == 1 and len(lines) == 1,
+            "wall_s": float(wall),
+            "rss_mib": int(rss_kb) / 1024,
+            "message": lines[-1] if lines else "",
+        }
+        print(f"  {model}: {float(wall):.1f} s: {row[f'refuse_{model}']['message'][:160]}", flush=True)
+    return row
 
 
 def _free_port() -> int:
@@ -286,7 +314,13 @@ def main() -> int:
     work = Path(args.work)
     results_path = work / "scale.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    steps = {"load": step_load, "train": step_train, "rank": step_rank, "serve": step_serve}
+    steps = {
+        "load": step_load,
+        "train": step_train,
+        "rank": step_rank,
+        "serve": step_serve,
+        "refuse": step_refuse,
+    }
     for n in args.sizes:
         home = work / str(n)
         meta = make_data(n, home)

@@ -170,3 +170,26 @@ def test_auto_threads_takes_the_idle_cores(monkeypatch) -> None:
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_train_refuses_before_the_split_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """`reelrec train` checks the model against the whole dataset's shape before splitting, so a
+    model that cannot train at this size refuses at once; the split is never made."""
+    from conftest import small_frame
+    from reelrec import cli
+    from reelrec.models import registry
+
+    path = tmp_path / "ratings.csv"
+    small_frame().to_csv(path, index=False)
+    monkeypatch.setattr(registry, "available_memory", lambda: 1 << 10)
+
+    def no_split(*_args, **_kwargs):
+        raise AssertionError("the split must not be made")
+
+    monkeypatch.setattr("reelrec.data.split.make_split", no_split)
+    code = cli.main(["train", "--ratings", str(path), "--model", "ease", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "ease needs about" in err
+    assert not (tmp_path / "run").exists()

@@ -183,6 +183,7 @@ def _train_and_save(
     from reelrec.training.trainer import TrainConfig
 
     protocol = getattr(args, "protocol", None)
+    _refuse_early(model, ds, params_extra, getattr(args, "param", None))
     _resolve_split(args)
     split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
     protocol = protocol or protocol_for_split(split.name)
@@ -285,6 +286,19 @@ def _train_and_save(
     if out:
         rec.save(out, metrics=metrics, overwrite=overwrite)
     return rec, metrics
+
+
+def _refuse_early(model: str, ds: Any, params_extra: dict[str, Any] | None, pairs: list[str] | None) -> None:
+    """A model that cannot train on data of this size refuses before the split (seconds, not
+    minutes): the whole dataset's shape bounds the training part's. Settings the model rejects are
+    left for the full check after the split to report."""
+    from reelrec.models.registry import check_scale, make_config, model_class
+
+    try:
+        config = make_config(model, {**(params_extra or {}), **_parse_params(pairs)})
+    except ReelrecError:
+        return
+    check_scale(model_class(model), ds.n_users, ds.n_items, len(ds), config)
 
 
 def _metrics_text(metrics: dict[str, Any]) -> str:
