@@ -18,6 +18,8 @@ with the product's defaults, holdout90 seed 42:
   and peak RSS of the evaluation, NDCG@10 / Recall@20.
 * ``refuse``: ``reelrec train --model ease|seqlinear|autorec|itemknn``, which cannot train at
   25M on this machine: each must exit with one line naming the limit, within seconds.
+* ``others``: ``reelrec train --model als`` (defaults) and ``--model mlp --epochs 1 --no-refit``
+  (seconds per epoch of the neural path at this size).
 * ``serve``: ``reelrec serve`` of the MF run: seconds until ``/health`` answers, its RSS then, and a
   10 s ``wrk`` closed loop of known-user top-10 requests over 4 connections (requests/s, p50,
   p99), then about 300 requests/s offered (6 connections, 20 ms between a connection's answer and
@@ -172,6 +174,21 @@ def step_refuse(home: Path, runs: Path) -> dict:
     return row
 
 
+def step_others(home: Path, runs: Path) -> dict:
+    """Other trainable models at this size: ALS with its defaults; the neural models for one epoch
+    (``--epochs 1 --no-refit``), giving their seconds per epoch."""
+    row: dict = {}
+    for model, extra in (("als", []), ("mlp", ["--epochs", "1", "--no-refit"])):
+        res, m = _train(home, runs / model, model, extra)
+        row[f"{model}_rmse"] = m["test"]["rmse"]
+        row[f"{model}_train_s"] = m["train_seconds"]
+        row[f"{model}_epochs"] = m.get("epochs")
+        row[f"{model}_wall_s"] = res["wall_s"]
+        row[f"{model}_rss_mib"] = res["rss_mib"]
+        print(f"  {model}: {json.dumps({k: v for k, v in row.items() if k.startswith(model)})}", flush=True)
+    return row
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -320,6 +337,7 @@ def main() -> int:
         "rank": step_rank,
         "serve": step_serve,
         "refuse": step_refuse,
+        "others": step_others,
     }
     for n in args.sizes:
         home = work / str(n)

@@ -193,3 +193,45 @@ def test_train_refuses_before_the_split_in_one_line(tmp_path, monkeypatch, capsy
     assert err.count("\n") == 1
     assert "ease needs about" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_default_catalogue_scoring_works_in_bounded_pieces(planted, monkeypatch) -> None:
+    """The cartesian-product scorer feeds forward at most SCORE_PAIRS pairs at a time and gives
+    the same scores as one whole pass (an ML-25M evaluation of an MLP was killed for memory)."""
+    from reelrec.models import base
+
+    ds, _ = planted
+    seed_everything(0)
+    model = build_model("mlp", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds).eval()
+    users = torch.arange(7)
+    whole = model.score_users(users)
+    seen: list[int] = []
+    forward = type(model).forward
+
+    def counting(self, u, i):
+        seen.append(int(u.shape[0]))
+        return forward(self, u, i)
+
+    monkeypatch.setattr(base, "SCORE_PAIRS", 50)  # fewer pairs than one user's catalogue
+    monkeypatch.setattr(type(model), "forward", counting)
+    pieces = model.score_users(users)
+    assert max(seen) <= 50
+    assert torch.allclose(pieces, whole, atol=1e-6)
+
+
+def test_rating_runs_of_networks_skip_full_ranking_past_the_pair_limit(tmp_path, monkeypatch) -> None:
+    import json as _json
+
+    from conftest import small_frame
+    from reelrec import cli
+
+    path = tmp_path / "ratings.csv"
+    small_frame().to_csv(path, index=False)
+    monkeypatch.setattr(cli, "AUTO_RANKING_PAIRS", 10)
+    for model, ranked in (("mlp", False), ("mf", True)):
+        out = tmp_path / model
+        args = ["train", "--ratings", str(path), "--model", model, "--epochs", "2", "--no-refit"]
+        assert cli.main([*args, "--out", str(out)]) == 0
+        metrics = _json.loads((out / "metrics.json").read_text())
+        assert ("test_ranking" in metrics) is ranked  # MF ranks by one matrix product: kept
+        assert "rmse" in metrics["test"]

@@ -277,8 +277,18 @@ def _train_and_save(
         if rec.model.predicts_ratings:
             metrics["test"] = evaluate_ratings(rec, split.test)
         try:
+            pairs = split.test.n_users * split.test.n_items
             if protocol:
                 metrics["test_ranking"] = evaluate_protocol(rec, split.test, protocol, seed=args.seed)
+            elif pairs > AUTO_RANKING_PAIRS and rec.model.retrieval_vectors() is None:
+                # a network scores each (user, movie) pair through its layers: ranking every movie
+                # for every user of a large dataset takes hours, so a rating run skips it here
+                log.warning(
+                    "full-ranking metrics skipped: %s scores %.1e (user, movie) pairs one by one; "
+                    "train with --protocol temporal-full and run `reelrec evaluate` to get them",
+                    model,
+                    pairs,
+                )
             else:
                 metrics["test_ranking"] = evaluate_ranking(rec, split.test)
         except ValueError as exc:
@@ -286,6 +296,11 @@ def _train_and_save(
     if out:
         rec.save(out, metrics=metrics, overwrite=overwrite)
     return rec, metrics
+
+
+#: a rating run's automatic full-ranking metrics are skipped past this many (user, movie) pairs
+#: for models that score pairs one by one (no inner-product form): ML-1M has 2.2e7, ML-25M 1.0e10
+AUTO_RANKING_PAIRS = 1e9
 
 
 def _refuse_early(model: str, ds: Any, params_extra: dict[str, Any] | None, pairs: list[str] | None) -> None:
