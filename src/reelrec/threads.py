@@ -1,8 +1,8 @@
 """How many CPU threads reelrec's numerical work uses.
 
 On a machine whose cores other processes are using, torch's (OpenMP) worker threads wait on each
-other at every operation: with two threads on two busy cores a training epoch ran 30 x slower
-than with one (tests/test_rows.py's MF fit: 30.8 s against 0.96 s next to three other jobs). So the
+other at every operation (beside a busy training job the ML-100K demo takes 13.2 s with two threads
+forced and 8.7 s with this module's choice, 9.4 s alone: ``benchmarks/contention.py``). So the
 default, :func:`auto_threads`, takes only the cores that are idle when the command starts (cores
 minus the one-minute load average, at least one), and ``--threads N`` overrides it.
 """
