@@ -37,13 +37,12 @@ def fit_sweeps(
 ) -> TrainResult:
     """Run ``sweep`` once per epoch of ``trainer.config``; see the module docs. ``start`` is the
     ``perf_counter`` time the fit began (preparation included in ``seconds``)."""
-    from reelrec.training.trainer import TrainResult, _as_tensors, validation_score
+    from reelrec.training.trainer import EarlyStopping, TrainResult, _as_tensors, validation_score
 
     cfg = trainer.config
     valid_t = _as_tensors(valid, trainer.device) if valid is not None and len(valid) else None
     result = TrainResult()
-    best_state = None
-    best, stale = math.inf, 0
+    stopping = EarlyStopping(cfg, result)
     bar = None
     if trainer.progress:
         from tqdm.auto import tqdm
@@ -57,13 +56,9 @@ def fit_sweeps(
                 raise ConfigError(f"{model.name} diverged at sweep {epoch} (objective {loss}); raise reg")
             record: dict[str, float] = {"epoch": epoch, "train_loss": loss}
             if valid_t is not None:
-                result.valid_metric, score = validation_score(model, valid_t, train.scale)
-                record[result.valid_metric] = score
-                stale += 1
-                if score < best - cfg.min_delta:
-                    best, stale = score, 0
-                    result.best_epoch, result.best_valid = epoch, score
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                key, score = validation_score(model, valid_t, train.scale)
+                record[key] = score
+                stopping.update(model, epoch, key, score)
             record["seconds"] = time.perf_counter() - t0
             result.history.append(record)
             if trainer.on_epoch is not None:
@@ -72,14 +67,12 @@ def fit_sweeps(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k != "epoch"}, refresh=False)
-            if valid_t is not None and cfg.patience and stale >= cfg.patience:
-                result.stopped_early = epoch < cfg.epochs
+            if valid_t is not None and stopping.should_stop(epoch):
                 break
     finally:
         if bar is not None:
             bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopping.restore(model)
     model.eval()
     result.seconds = time.perf_counter() - start
     return result

@@ -10,7 +10,6 @@ weights. A fixed seed gives bit-identical weights on the CPU.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -112,6 +111,37 @@ class TrainResult:
             "refit_epochs": self.refit_epochs,
             "refit_models": self.refit_models,
         }
+
+
+class EarlyStopping:
+    """The validation bookkeeping of every epoch loop (the Trainer's and :mod:`.sweeps`): the best
+    score and epoch into ``result``, a copy of the best parameters, and whether ``patience`` epochs
+    have passed without an improvement of at least ``min_delta``."""
+
+    def __init__(self, config: TrainConfig, result: TrainResult) -> None:
+        self.config, self.result = config, result
+        self.best, self.bad_epochs = math.inf, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: nn.Module, epoch: int, key: str, value: float) -> None:
+        self.result.valid_metric = key
+        if value < self.best - self.config.min_delta:
+            self.best, self.bad_epochs = value, 0
+            self.result.best_epoch, self.result.best_valid = epoch, value
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    def should_stop(self, epoch: int) -> bool:
+        stop = bool(self.config.patience) and self.bad_epochs >= self.config.patience
+        if stop:
+            self.result.stopped_early = epoch < self.config.epochs
+        return stop
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's parameters (if any epoch was validated)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
 
 
 def seed_everything(seed: int) -> None:
@@ -370,9 +400,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed)
         n, bs = (len(train) if rows is None else rows), cfg.batch_size
         result = TrainResult()
-        best_state: dict[str, torch.Tensor] | None = None
-        best = math.inf
-        bad_epochs = 0
+        stopping = EarlyStopping(cfg, result)
 
         ctx = distributed.current()
         bar = None
@@ -455,13 +483,7 @@ class Trainer:
                     if ctx is not None:  # the ranks hold the same model; rank 0's figure decides
                         v = ctx.broadcast_float(v)
                     record[key] = v
-                    result.valid_metric = key
-                    if v < best - cfg.min_delta:
-                        best, bad_epochs = v, 0
-                        result.best_epoch, result.best_valid = epoch, v
-                        best_state = copy.deepcopy(model.state_dict())
-                    else:
-                        bad_epochs += 1
+                    stopping.update(model, epoch, key, v)
                 record["lr"] = lr_now
                 record["seconds"] = time.perf_counter() - t0
                 record["rows_per_s"] = n / max(record["seconds"], 1e-9)
@@ -477,14 +499,12 @@ class Trainer:
                         sch.step(record.get("valid_rmse", record.get("valid_loss", train_loss)))
                     else:
                         sch.step()
-                if valid_t is not None and cfg.patience and bad_epochs >= cfg.patience:
-                    result.stopped_early = epoch < cfg.epochs
+                if valid_t is not None and stopping.should_stop(epoch):
                     break
         finally:
             if bar is not None:
                 bar.close()
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        stopping.restore(model)
         # sparse flags are a training-time detail; the saved model is an ordinary module
         for module in model.modules():
             if isinstance(module, nn.Embedding):
