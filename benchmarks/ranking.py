@@ -73,7 +73,15 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     ],
     "neumf": [
         (
-            {"objective": "bce", "negatives": 4},
+            # the NeuMF defaults of 2026-11 (the rating defaults changed since), pinned
+            {
+                "objective": "bce",
+                "negatives": 4,
+                "gmf_size": 32,
+                "hidden": [64, 32, 16],
+                "user_reg": 0.0,
+                "item_reg": 0.0,
+            },
             {"epochs": 30, "batch_size": 1024, "learning_rate": 1e-3, "patience": 3, "refit": True},
         )
     ],

@@ -270,26 +270,34 @@ def test_mf_trains_by_default_with_four_averaged_refits() -> None:
 
 def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
     from reelrec.errors import ConfigError
-    from reelrec.models.registry import build_model
+    from reelrec.models.registry import make_config
+    from reelrec.training import pretrained
 
     mf = Recommender.train("mf", small, model_params={"embedding_size": 8}, train_config=FAST, seed=0)
     mf.save(str(tmp_path / "mf"))
     params = {"embedding_size": 8, "hidden": [8], "pretrained_mf": str(tmp_path / "mf")}
-    mlp = build_model("mlp", small.n_users, small.n_items, params, train=small)
-    mlp.prepare(small)
+
+    def started(values: dict) -> torch.nn.Module:
+        pre = pretrained.resolve("mlp", make_config("mlp", values), small, None, seed=0, device="cpu")
+        assert set(pre.sources) == {"mf"}
+        assert pre.record == {"mf": {"run": values["pretrained_mf"]}}
+        mlp = build_model("mlp", small.n_users, small.n_items, values, train=small)
+        mlp.prepare(small)
+        mlp.init_from(pre.sources)
+        return mlp
+
+    mlp = started(params)
     torch.testing.assert_close(mlp.user_embedding.weight, mf.model.user_factors.weight)
     torch.testing.assert_close(mlp.item_bias.weight, mf.model.item_bias.weight)
     assert float(mlp.global_mean) == pytest.approx(float(mf.model.global_mean))
     rec = Recommender.train("mlp", small, model_params=params, train_config=FAST, seed=0)
     assert np.isfinite(rec.predict(small.users.ids[:5], small.items.ids[:5])).all()
+    assert rec.train_result.pretraining == {"mf": {"run": params["pretrained_mf"]}}
     with pytest.raises(ConfigError, match="set embedding_size=8"):
-        build_model(
-            "mlp", small.n_users, small.n_items, {**params, "embedding_size": 4}, train=small
-        ).prepare(small)
+        started({**params, "embedding_size": 4})
     Recommender.train("bias", small).save(str(tmp_path / "bias"))
-    bad = {**params, "pretrained_mf": str(tmp_path / "bias")}
-    with pytest.raises(ConfigError, match="not an mf run"):
-        build_model("mlp", small.n_users, small.n_items, bad, train=small).prepare(small)
+    with pytest.raises(ConfigError, match="not an mf model"):
+        started({**params, "pretrained_mf": str(tmp_path / "bias")})
 
 
 def test_mf_closed_form_gradients_equal_autograd(small) -> None:

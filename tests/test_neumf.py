@@ -12,8 +12,9 @@ from reelrec.data.split import make_split
 from reelrec.errors import ConfigError
 from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
 from reelrec.models import build_model
+from reelrec.models.registry import make_config
 from reelrec.recommender import Recommender
-from reelrec.training import TrainConfig
+from reelrec.training import TrainConfig, pretrained
 
 
 def test_negative_sampling_avoids_training_positives(small) -> None:
@@ -65,7 +66,10 @@ def test_pretraining_copies_gmf_and_mlp_into_neumf(small, tmp_path) -> None:
     cfg = TrainConfig(epochs=2, batch_size=64)
     gmf = Recommender.train("gmf", small, model_params={"gmf_size": 8}, train_config=cfg)
     mlp = Recommender.train(
-        "mlp", small, model_params={"embedding_size": 6, "hidden": [8, 4]}, train_config=cfg
+        "mlp",
+        small,
+        model_params={"embedding_size": 6, "hidden": [8, 4], "inputs": "concat"},
+        train_config=cfg,
     )
     gmf.save(tmp_path / "gmf")
     mlp.save(tmp_path / "mlp")
@@ -77,15 +81,23 @@ def test_pretraining_copies_gmf_and_mlp_into_neumf(small, tmp_path) -> None:
         "pretrained_gmf": str(tmp_path / "gmf"),
         "pretrained_mlp": str(tmp_path / "mlp"),
     }
-    model = build_model("neumf", small.n_users, small.n_items, params, train=small)
-    model.prepare(small)
+
+    def started(values: dict) -> torch.nn.Module:
+        pre = pretrained.resolve("neumf", make_config("neumf", values), small, None, seed=0, device="cpu")
+        assert set(pre.sources) == {"gmf", "mlp"}  # saved runs replace the MF pre-training
+        model = build_model("neumf", small.n_users, small.n_items, values, train=small)
+        model.prepare(small)
+        model.init_from(pre.sources)
+        return model
+
+    model = started(params)
     torch.testing.assert_close(model.item_gmf.weight, gmf.model.item_gmf.weight)
     torch.testing.assert_close(model.user_mlp.weight, mlp.model.user_embedding.weight)
     torch.testing.assert_close(model.tower[0].weight, mlp.model.tower[0].weight)
     torch.testing.assert_close(model.head.weight[:, :8], 0.3 * gmf.model.head.weight)
     bad = dict(params, embedding_size=5)
     with pytest.raises(ConfigError, match="does not fit"):
-        build_model("neumf", small.n_users, small.n_items, bad, train=small).prepare(small)
+        started(bad)
 
 
 def test_softmax_head_predicts_expected_rating_and_levels(small) -> None:

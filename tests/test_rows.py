@@ -78,7 +78,15 @@ def test_row_sparse_training_leaves_unseen_rows_alone_and_learns(planted, model_
         .nonzero()[0]
     )
     seed_everything(0)
-    params = {"embedding_size": 8} if model_name != "neumf" else {}
+    params: dict = {"mf": {"embedding_size": 8}, "neumf": {}}.get(model_name, {})
+    if model_name == "mlp":  # a network from random weights (not the pre-trained default recipe)
+        params = {
+            "embedding_size": 8,
+            "inputs": "concat",
+            "hidden": [16, 8],
+            "user_reg": 0.0,
+            "item_reg": 0.0,
+        }
     model = build_model(model_name, train.n_users, train.n_items, params, train=train)
     tables = [
         m
@@ -145,10 +153,13 @@ def test_models_refuse_data_they_cannot_train_on_in_one_line(planted, monkeypatc
 
 
 def test_mf_defaults_switch_to_the_large_data_recipe() -> None:
-    from reelrec.models.mf import LARGE_DATA, MatrixFactorization
+    from reelrec.models.mf import LARGE_DATA, MID_DATA, MatrixFactorization
 
-    small = MatrixFactorization.train_defaults(900_000)
-    assert small == MatrixFactorization.default_train
+    assert MatrixFactorization.train_defaults(100_000) == MatrixFactorization.default_train  # ML-100K
+    assert MatrixFactorization.default_train["refit_models"] == 4
+    small = MatrixFactorization.train_defaults(900_000)  # ML-1M: two refits, not four
+    assert MID_DATA < 900_000
+    assert small == {**MatrixFactorization.default_train, "refit_models": 2}
     large = MatrixFactorization.train_defaults(LARGE_DATA + 1)
     assert large["refit"] is False
     assert large["refit_models"] == 1

@@ -217,10 +217,11 @@ def _train_and_save(
     train_values = {**(train_extra or {}), **train_values}
     from pydantic import ValidationError
 
-    from reelrec.models.registry import model_class
+    from reelrec.models.registry import make_config, model_class
 
+    defaults = model_class(model).train_defaults(len(split.train), make_config(model, params))
     try:
-        train_cfg = TrainConfig(**{**model_class(model).train_defaults(len(split.train)), **train_values})
+        train_cfg = TrainConfig(**{**defaults, **train_values})
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'training'}: {err['msg']}") from None

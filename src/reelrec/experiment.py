@@ -216,7 +216,8 @@ def run_experiment(
     for run in spec.runs:
         per_seed: list[dict[str, Any]] = []
         for seed in spec.data.seeds:
-            defaults = model_class(run.model).train_defaults(len(split.train))
+            config = make_config(run.model, model_class(run.model).configure(dict(run.params), split.train))
+            defaults = model_class(run.model).train_defaults(len(split.train), config)
             train_cfg = TrainConfig(**{**defaults, **run.train})
             log.info("experiment %s: run %s seed %d", spec.name, run.name, seed)
             start = time.perf_counter()

@@ -22,7 +22,8 @@ from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
 from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
-from reelrec.models.registry import build_model, model_class
+from reelrec.models.registry import build_model, make_config, model_class
+from reelrec.training import pretrained
 from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
 
 log = logging.getLogger(__name__)
@@ -150,18 +151,25 @@ class Recommender:
         meta: dict[str, Any] | None = None,
     ) -> Recommender:
         """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it."""
+        cls_ = model_class(model_name)
+        plan = make_config(model_name, cls_.configure(dict(model_params or {}), train))
         if train_config is None:
-            train_config = TrainConfig(**model_class(model_name).train_defaults(len(train)))
+            train_config = TrainConfig(**cls_.train_defaults(len(train), plan))
+        # what the model starts from (saved runs, or an MF trained first): resolved once, on the
+        # training part, and shared by the refits
+        pre = pretrained.resolve(model_name, plan, train, valid, seed=seed, device=device, progress=progress)
 
         def fit(
             part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
         ) -> tuple[RatingModel, TrainResult]:
             seed_everything(run_seed)
             model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
-            result = Trainer(config, seed=run_seed, device=device, progress=progress).fit(model, part, check)
-            return model, result
+            trainer = Trainer(config, seed=run_seed, device=device, progress=progress)
+            return model, trainer.fit(model, part, check, init_from=pre.sources)
 
         model, result = fit(train, valid, train_config)
+        result.seconds += pre.seconds
+        result.pretraining = pre.record or None
         closed_form = not model.trainable
         if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
             # the validation part chose the number of epochs (or only measured a closed-form

@@ -199,7 +199,8 @@ def tune(
         import optuna
     except ImportError:
         raise ConfigError("reelrec tune needs optuna: pip install 'reelrec[tune]'") from None
-    from reelrec.models.registry import build_model, model_class
+    from reelrec.models.registry import build_model, make_config, model_class
+    from reelrec.training import pretrained
     from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
 
     if valid is None or not len(valid):
@@ -219,6 +220,7 @@ def tune(
     if folder is not None:
         folder = prepare_output_dir(folder, command="tune", owned=TUNE_NAMES)
     records: list[dict[str, Any]] = []
+    starts: dict[str, Any] = {}  # pre-training plan -> what its trials start from
     start = time.perf_counter()
 
     def objective(trial: Any) -> float:
@@ -239,9 +241,15 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
+        # what the trial's model starts from (pretrained runs, an MF trained first): once per plan
+        config = make_config(model_name, cls.configure(dict(params), train))
+        key = json.dumps([cls.pretrained_runs(config), cls.pretraining(config)], sort_keys=True)
+        if key not in starts:
+            starts[key] = pretrained.resolve(model_name, config, train, valid, seed=seed, device=device)
         seed_everything(seed)
         model = build_model(model_name, train.n_users, train.n_items, params, train=train)
-        result = Trainer(cfg, seed=seed, device=device, on_epoch=report).fit(model, train, valid)
+        trainer = Trainer(cfg, seed=seed, device=device, on_epoch=report)
+        result = trainer.fit(model, train, valid, init_from=starts[key].sources)
         trial.set_user_attr("epochs", result.best_epoch)
         if result.best_valid is None or not math.isfinite(result.best_valid):
             raise ConfigError(f"trial {trial.number} produced no validation score")

@@ -19,6 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from reelrec.data.dataset import Dataset
+from reelrec.errors import ConfigError
 
 #: the most (user, item) pairs the default :meth:`RatingModel.score_users` feeds ``forward`` at once
 SCORE_PAIRS = 1 << 18
@@ -64,10 +65,13 @@ class RatingModel(nn.Module):
     default_train: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def train_defaults(cls, n_ratings: int | None = None) -> dict[str, Any]:
-        """The TrainConfig values this model trains best with on ``n_ratings`` training ratings:
-        :attr:`default_train`, adjusted by models whose best recipe changes with the data's size.
-        A user's explicit settings override them."""
+    def train_defaults(
+        cls, n_ratings: int | None = None, config: ModelConfig | None = None
+    ) -> dict[str, Any]:
+        """The TrainConfig values this model trains best with on ``n_ratings`` training ratings
+        with ``config`` (``None``: the default config): :attr:`default_train`, adjusted by models
+        whose best recipe changes with the data's size or the config. A user's explicit settings
+        override them."""
         return dict(cls.default_train)
 
     @classmethod
@@ -106,6 +110,26 @@ class RatingModel(nn.Module):
     def prepare(self, train: Dataset) -> None:
         """Set data-dependent buffers (the global mean) before training."""
         self.global_mean.fill_(float(train.rating.mean()))
+
+    @classmethod
+    def pretrained_runs(cls, config: ModelConfig) -> dict[str, str]:
+        """Saved runs this config starts from, by role (e.g. ``{"mf": path}``); loaded by
+        :mod:`reelrec.training.pretrained` and handed to :meth:`init_from`. None by default."""
+        return {}
+
+    @classmethod
+    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
+        """Models to pre-train inside the same fit, by role, with the width each needs (e.g.
+        ``{"mf": 128}``: an MF with 128 factors); :mod:`reelrec.training.pretrained` trains them
+        and hands them to :meth:`init_from`. None by default."""
+        return {}
+
+    def init_from(self, sources: dict[str, RatingModel]) -> None:
+        """Start from the weights of ``sources`` (by role: see :meth:`pretrained_runs` and
+        :meth:`pretraining`); called after :meth:`prepare`, so they replace what it set. Pure:
+        no I/O. Raises ``ConfigError`` when a source does not fit."""
+        if sources:
+            raise ConfigError(f"{self.name} cannot start from pre-trained models ({', '.join(sources)})")
 
     def fit_closed_form(self, train: Dataset) -> None:
         """Fit without gradient descent (only for ``trainable = False`` models)."""

@@ -75,3 +75,37 @@ def scaled_sigmoid(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """A sigmoid stretched to ``(low, high)`` (slightly beyond, so the ends are reachable)."""
     margin = 0.05 * (high - low)
     return (low - margin) + (high - low + 2 * margin) * torch.sigmoid(x)
+
+
+def pass_through(tower: nn.Sequential, head: nn.Linear, columns: slice) -> bool:
+    """Set ``tower`` and ``head`` so that ``head(tower(x))`` starts as ``x[:, columns].sum(-1)``.
+
+    Two units of every hidden layer carry the sum as ``relu(s)`` and ``relu(-s)`` (``relu(s) -
+    relu(-s) = s``); the other units keep their random weights, and the head reads only the two
+    (its other weights start at zero), so a network fed ``[p; q; p * q]`` starts at the dot
+    product ``p . q`` of a pre-trained MF and learns what it misses from there. Applied only to a
+    ReLU tower without batch norm whose layers are all at least 2 wide; returns whether it was.
+    """
+    linears = [m for m in tower if isinstance(m, nn.Linear)]
+    if (
+        not linears
+        or any(not isinstance(m, (nn.Linear, nn.ReLU, nn.Dropout)) for m in tower)
+        or any(m.out_features < 2 for m in linears)
+        or head.out_features != 1
+    ):
+        return False
+    with torch.no_grad():
+        first = linears[0]
+        first.weight[:2] = 0.0
+        first.weight[0, columns] = 1.0
+        first.weight[1, columns] = -1.0
+        first.bias[:2] = 0.0
+        for layer in linears[1:]:
+            layer.weight[:2] = 0.0
+            layer.weight[0, :2] = torch.tensor([1.0, -1.0])
+            layer.weight[1, :2] = torch.tensor([-1.0, 1.0])
+            layer.bias[:2] = 0.0
+        head.weight.zero_()
+        head.weight[0, :2] = torch.tensor([1.0, -1.0])
+        head.bias.zero_()
+    return True

@@ -17,7 +17,8 @@ Two details matter for accuracy (measured on the ML-100K and ML-1M validation pa
   regularised ``mu + b_u + b_i`` least-squares problem in closed form, so gradient descent
   only has to learn the interaction term and the biases' refinements.
 
-With the default ``refit_models = 4`` (:class:`reelrec.training.TrainConfig`),
+With the default ``refit_models = 4`` (:class:`reelrec.training.TrainConfig`; two past
+:data:`MID_DATA` training ratings, none past :data:`LARGE_DATA`),
 :meth:`Recommender.train <reelrec.recommender.Recommender.train>` refits four independently
 seeded MFs on train + validation and :meth:`MatrixFactorization.average` merges the mean of
 their predictions into one MF of the same size (the best ``embedding_size``-rank approximation
@@ -43,6 +44,11 @@ from reelrec.models.init import init_embedding
 
 #: training count at which the frequency weight of the L2 penalty is 1
 REG_REFERENCE_COUNT = 100.0
+#: training ratings past which MF refits two models, not four (ML-1M's 0.86M): each refit costs a
+#: whole training, and on ML-1M holdout90 four buy 0.0007 test RMSE over two (0.8335 / 0.8342; one:
+#: 0.8353) for 78 rather than 48 epochs of work (benchmarks/defaults.py); ML-100K keeps four
+MID_DATA = 500_000
+MID_DATA_TRAIN: dict[str, Any] = {"refit_models": 2}
 #: training ratings past which MF trains with :data:`LARGE_DATA_TRAIN` (ML-10M and larger; ML-1M has 0.86M)
 LARGE_DATA = 2_000_000
 LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 32_768, "refit": False, "refit_models": 1}
@@ -152,18 +158,24 @@ class MatrixFactorization(RatingModel):
         # refits from different seeds, merged into one MF (benchmarks/mf_validation.py, nested
         # validation, paired carves): 1 -> 2 members -0.0005 (u1, random carves) and -0.0007
         # (u1-shaped carves: half the users lose 40%); 2 -> 4 a further -0.0003 (u1-shaped,
-        # 7 of 8 carves), -0.0002 (ML-100K holdout90), -0.0001 (u1 random); ML-1M 38 -> 53 s (1 thread)
+        # 7 of 8 carves), -0.0002 (ML-100K holdout90), -0.0001 (u1 random). Past MID_DATA
+        # training ratings two (see train_defaults)
         "refit_models": 4,
     }
     config: MFConfig
 
     @classmethod
-    def train_defaults(cls, n_ratings: int | None = None) -> dict[str, Any]:
-        """:attr:`default_train`, and past :data:`LARGE_DATA` training ratings the large-data recipe:
+    def train_defaults(
+        cls, n_ratings: int | None = None, config: ModelConfig | None = None
+    ) -> dict[str, Any]:
+        """:attr:`default_train`; past :data:`MID_DATA` training ratings two refits instead of four;
+        past :data:`LARGE_DATA` the large-data recipe:
         no refits (the 5% validation part adds little to millions of ratings, and each refit costs
         a whole training) and 32,768-rating batches (the row-sparse steps cost per batch more than
         per rating; a user still moves once per batch it appears in)."""
         values = dict(cls.default_train)
+        if n_ratings is not None and n_ratings > MID_DATA:
+            values.update(MID_DATA_TRAIN)
         if n_ratings is not None and n_ratings > LARGE_DATA:
             values.update(LARGE_DATA_TRAIN)
         return values

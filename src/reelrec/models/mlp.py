@@ -9,28 +9,47 @@ softmax over the rating levels) and target standardisation.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
-from reelrec.models.base import ModelConfig
+from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.init import init_embedding
-from reelrec.models.layers import init_linear, mlp_tower
+from reelrec.models.layers import init_linear, mlp_tower, pass_through
 from reelrec.models.neural import NeuralConfig, NeuralRatingModel
 
 
 class MLPConfig(NeuralConfig):
-    """Hyperparameters of :class:`MLP` (all of :class:`NeuralConfig`, plus the input layout)."""
+    """Hyperparameters of :class:`MLP` (all of :class:`NeuralConfig`, plus the input layout).
 
+    The defaults are the best recipe measured on ML-1M holdout90 (validation RMSE, 2026-11-26 and
+    2026-12-02): 128-dimensional embeddings started from an MF trained first in the same fit
+    (``pretrain``), the tower fed ``[p; q; p * q]`` through one 64-unit layer, MF's
+    frequency-weighted L2 and light embedding dropout, fine-tuned at a low learning rate
+    (:attr:`MLP.finetune_train`). The notebooks' network is ``inputs="concat"``,
+    ``hidden=[64, 32, 16, 8]``, ``pretrain="none"`` (``reelrec experiment --preset seed000``).
+    """
+
+    embedding_size: int = Field(128, ge=1, le=4096, description="size of each user and item embedding")
+    hidden: list[int] = Field(default_factory=lambda: [64], description="MLP hidden sizes")
+    embedding_dropout: float = Field(0.1, ge=0, lt=1)
+    init_std: float = Field(0.01, gt=0, description="scale of the normal/uniform embedding initialiser")
+    user_reg: float = Field(0.2, ge=0, description="L2 weight on the batch's user embeddings (see reg_alpha)")
+    item_reg: float = Field(
+        0.03, ge=0, description="L2 weight on the batch's item embeddings (see reg_alpha)"
+    )
+    reg_alpha: float = Field(0.5, ge=0, le=1, description="see NeuralConfig.reg_alpha (MF's default here)")
+    bias_init: Literal["baseline", "zero"] = Field("baseline", description="see NeuralConfig.bias_init")
     inputs: Literal["concat", "concat_product"] = Field(
-        "concat",
+        "concat_product",
         description="the tower's input: [p_u ; q_i] (the notebooks'), or [p_u ; q_i ; p_u * q_i], which "
         "hands the tower the dot-product interaction an MLP finds hard to learn (Rendle et al. 2020)",
+    )
+    pretrain: Literal["auto", "mf", "none"] = Field(
+        "auto", description="start from an MF trained first in the same fit (see NeuralConfig.pretrain)"
     )
     pretrained_mf: str | None = Field(
         None,
@@ -45,6 +64,14 @@ class MLP(NeuralRatingModel):
     name: ClassVar[str] = "mlp"
     config_class: ClassVar[type[ModelConfig]] = MLPConfig
     config: MLPConfig
+    #: fine-tuning from the pre-trained MF (the default): a low learning rate, early-stopped on the
+    #: validation part, then refitted on train + validation for the best number of epochs
+    finetune_train: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 4096,
+        "learning_rate": 1e-4,
+        "refit": True,
+    }
 
     def __init__(self, n_users: int, n_items: int, config: MLPConfig | None = None) -> None:
         config = config or MLPConfig()
@@ -60,31 +87,44 @@ class MLP(NeuralRatingModel):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         init_linear(self.tower, "he" if config.init == "he" else "xavier")
 
-    def prepare(self, train: Dataset) -> None:
-        super().prepare(train)
-        if self.config.pretrained_mf:
-            self._load_mf(self.config.pretrained_mf, train)
+    @classmethod
+    def pretrained_runs(cls, config: ModelConfig) -> dict[str, str]:
+        assert isinstance(config, MLPConfig)
+        return {"mf": config.pretrained_mf} if config.pretrained_mf else {}
 
-    def _load_mf(self, path: str, train: Dataset) -> None:
-        """Start from a trained MF run: its factors become the embeddings, its biases the biases."""
-        from reelrec.artifacts import load_run
+    @classmethod
+    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
+        assert isinstance(config, MLPConfig)
+        if config.pretrain == "none" or config.pretrained_mf or not config.mf_compatible:
+            return {}
+        return {"mf": config.embedding_size}
 
-        other = load_run(path)
-        if other.model.name != "mf":
-            raise ConfigError(f"pretrained_mf: {path} is a {other.model.name!r} run, not an mf run")
-        if not (
-            np.array_equal(other.users.ids, train.users.ids)
-            and np.array_equal(other.items.ids, train.items.ids)
-        ):
-            raise ConfigError(f"pretrained_mf: {path} was trained on different users or movies")
-        mf = other.model
-        width = int(mf.user_factors.weight.shape[1])
+    def init_from(self, sources: dict[str, RatingModel]) -> None:
+        """Start from an MF (role ``mf``): its factors become the embeddings, its biases the biases,
+        and with ``inputs = "concat_product"`` a ReLU tower starts as a pass-through of ``p . q``
+        (:func:`~reelrec.models.layers.pass_through`), so the MLP starts at the MF's predictions."""
+        unknown = set(sources) - {"mf"}
+        if unknown:
+            super().init_from({k: sources[k] for k in unknown})
+        mf = sources.get("mf")
+        if mf is None:
+            return
+        factors = getattr(mf, "user_factors", None)
+        if not isinstance(factors, nn.Embedding):
+            raise ConfigError(f"pretrained_mf: a {mf.name!r} model, not an mf model")
+        if (mf.n_users, mf.n_items) != (self.n_users, self.n_items):
+            raise ConfigError("pretrained_mf: the MF was trained on different users or movies")
+        width = int(factors.weight.shape[1])
         if width != self.config.embedding_size:
-            raise ConfigError(f"pretrained_mf: {path} has {width} factors; set embedding_size={width}")
-        if self.config.output != "linear" or self.config.standardize:
-            raise ConfigError("pretrained_mf needs output='linear' without standardize (the MF scale)")
+            raise ConfigError(f"pretrained_mf: the MF has {width} factors; set embedding_size={width}")
+        if not self.config.mf_compatible:
+            raise ConfigError(
+                "pretrained_mf needs output='linear', use_bias and no standardize (the MF scale)"
+            )
+        if self.config.inputs == "concat_product":  # start at the MF's prediction
+            pass_through(self.tower, self.head, slice(2 * width, 3 * width))
         with torch.no_grad():
-            self.user_embedding.weight.copy_(mf.user_factors.weight)
+            self.user_embedding.weight.copy_(factors.weight)
             self.item_embedding.weight.copy_(mf.item_factors.weight)
             if self.config.use_bias:
                 self.user_bias.weight.copy_(mf.user_bias.weight)

@@ -16,11 +16,14 @@ Two objectives:
 Pre-training as in the paper: ``pretrained_gmf`` / ``pretrained_mlp`` name saved runs of a
 ``gmf`` and an ``mlp`` model (same data and embedding sizes); their embeddings and towers
 initialise the branches and the fused head is ``alpha * gmf_head ⊕ (1 - alpha) * mlp_head``.
+Without them, ``pretrain`` (``auto`` by default for NeuMF) starts the GMF branch from an MF trained
+inside the same fit (:mod:`reelrec.training.pretrained`): the network begins at the MF's
+predictions and its MLP branch learns what the dot product misses.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,7 +32,7 @@ from torch import nn
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
-from reelrec.models.base import ModelConfig
+from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import init_linear, mlp_tower
 from reelrec.models.neural import NeuralConfig, NeuralRatingModel
@@ -37,16 +40,28 @@ from reelrec.models.ranking import sample_negatives
 
 
 class NeuMFConfig(NeuralConfig):
-    """Hyperparameters of :class:`NeuMF` (plus everything in :class:`NeuralConfig`)."""
+    """Hyperparameters of :class:`NeuMF` (plus everything in :class:`NeuralConfig`).
+
+    The rating defaults are the best recipe measured on ML-1M holdout90 (2026-12-02): a 128-wide
+    GMF branch started from an MF trained first in the same fit (``pretrain``), an MLP branch
+    ``[64, 32]`` over 32-dimensional embeddings, light L2, fine-tuned at a low learning rate
+    (:attr:`NeuMF.finetune_train`). He et al.'s set-up is ``objective="bce"`` with
+    ``gmf_size=32`` (no MF pre-training for that objective).
+    """
 
     branches: Literal["both", "gmf", "mlp"] = "both"
-    gmf_size: int = Field(32, ge=1, le=4096, description="embedding size of the GMF branch")
-    hidden: list[int] = Field(default_factory=lambda: [64, 32, 16], description="MLP-branch hidden sizes")
+    gmf_size: int = Field(128, ge=1, le=4096, description="embedding size of the GMF branch")
+    hidden: list[int] = Field(default_factory=lambda: [64, 32], description="MLP-branch hidden sizes")
+    user_reg: float = Field(0.05, ge=0, description="L2 weight on the batch's user embeddings")
+    item_reg: float = Field(0.01, ge=0, description="L2 weight on the batch's item embeddings")
     objective: Literal["mse", "bce"] = "mse"
     negatives: int = Field(4, ge=1, le=1000, description="sampled negatives per positive (bce)")
     pretrained_gmf: str | None = Field(None, description="run directory of a trained gmf model")
     pretrained_mlp: str | None = Field(None, description="run directory of a trained mlp model")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the GMF head when fusing pre-trained heads")
+    pretrain: Literal["auto", "mf", "none"] = Field(
+        "auto", description="start the GMF branch from an MF trained first in the same fit (see NeuralConfig)"
+    )
 
     @model_validator(mode="after")
     def _objective(self) -> NeuMFConfig:
@@ -61,6 +76,15 @@ class NeuMF(NeuralRatingModel):
     name: ClassVar[str] = "neumf"
     config_class: ClassVar[type[ModelConfig]] = NeuMFConfig
     config: NeuMFConfig
+    #: fine-tuning from the pre-trained MF (the default for the rating objective); ML-1M holdout90
+    #: 2026-12-02: GMF 128 from the MF + MLP branch [64, 32] over 32-d embeddings, valid 0.8373,
+    #: test 0.8367 (the MF alone: 0.8379 / 0.8375; NeuMF from random weights: 0.8515)
+    finetune_train: ClassVar[dict[str, Any]] = {
+        "epochs": 20,
+        "batch_size": 4096,
+        "learning_rate": 1e-4,
+        "refit": True,
+    }
 
     def __init__(self, n_users: int, n_items: int, config: NeuMFConfig | None = None) -> None:
         config = config or self.config_class()
@@ -102,33 +126,60 @@ class NeuMF(NeuralRatingModel):
         if self.config.objective == "bce":
             keys = np.unique(train.user_index.astype(np.int64) * self.n_items + train.item_index)
             self.positive_keys = torch.as_tensor(keys, device=self.global_mean.device)
-        if self.config.pretrained_gmf or self.config.pretrained_mlp:
-            self._load_pretrained()
 
-    def _load_pretrained(self) -> None:
-        from reelrec.artifacts import load_run
+    @classmethod
+    def pretrained_runs(cls, config: ModelConfig) -> dict[str, str]:
+        assert isinstance(config, NeuMFConfig)
+        runs = {"gmf": config.pretrained_gmf, "mlp": config.pretrained_mlp}
+        return {role: path for role, path in runs.items() if path}
 
+    @classmethod
+    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
+        """An MF for the GMF branch (``pretrain``), unless saved runs are named."""
+        assert isinstance(config, NeuMFConfig)
+        if (
+            config.pretrain == "none"
+            or cls.pretrained_runs(config)
+            or config.branches == "mlp"
+            or config.objective != "mse"
+            or not config.mf_compatible
+        ):
+            return {}
+        return {"mf": config.gmf_size}
+
+    def init_from(self, sources: dict[str, RatingModel]) -> None:
+        """Start from pre-trained models: ``gmf`` / ``mlp`` runs (the paper's pre-training: each
+        branch from its own model, heads fused with ``alpha``), or an ``mf``, whose factors and
+        biases start the GMF branch with a head that reproduces the MF's prediction (weights 1
+        on the GMF branch, 0 on the MLP branch, which then learns what the dot product misses)."""
+        unknown = set(sources) - {"gmf", "mlp", "mf"}
+        if unknown:
+            super().init_from({k: sources[k] for k in unknown})
+        for role, other in sources.items():
+            if (other.n_users, other.n_items) != (self.n_users, self.n_items):
+                raise ConfigError(f"pre-trained {role} model was trained on different users or movies")
+        if "mf" in sources:
+            self._init_from_mf(sources["mf"])
         cfg = self.config
         heads: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for path, kind in ((cfg.pretrained_gmf, "gmf"), (cfg.pretrained_mlp, "mlp")):
-            if path is None:
+        for kind in ("gmf", "mlp"):
+            if kind not in sources:
                 continue
-            other = load_run(path).model
-            if other.n_users != self.n_users or other.n_items != self.n_items:
-                raise ConfigError(f"pre-trained {kind} run {path} was trained on different data")
-            state = other.state_dict()
+            state = sources[kind].state_dict()
             own = self.state_dict()
             with torch.no_grad():
                 if kind == "gmf":
                     if "user_gmf.weight" not in own or "user_gmf.weight" not in state:
-                        raise ConfigError(f"{path} is not a gmf run that fits this model's GMF branch")
+                        raise ConfigError("pretrained_gmf is not a gmf run that fits this model's GMF branch")
                     self._copy(
                         state, {"user_gmf.weight": "user_gmf.weight", "item_gmf.weight": "item_gmf.weight"}
                     )
                 else:
                     src = "user_embedding" if "user_embedding.weight" in state else "user_mlp"
                     if "user_mlp.weight" not in own or f"{src}.weight" not in state:
-                        raise ConfigError(f"{path} is not an mlp run that fits this model's MLP branch")
+                        raise ConfigError(
+                            "pretrained_mlp is not an mlp run that fits this model's MLP branch"
+                        )
                     names = {
                         "user_mlp.weight": f"{src}.weight",
                         "item_mlp.weight": f"{src.replace('user', 'item')}.weight",
@@ -141,6 +192,26 @@ class NeuMF(NeuralRatingModel):
             with torch.no_grad():
                 self.head.weight.copy_(torch.cat([cfg.alpha * wg, (1 - cfg.alpha) * wm], dim=1))
                 self.head.bias.copy_(cfg.alpha * bg + (1 - cfg.alpha) * bm)
+
+    def _init_from_mf(self, mf: RatingModel) -> None:
+        factors = getattr(mf, "user_factors", None)
+        if not isinstance(factors, nn.Embedding):
+            raise ConfigError(f"pretrain: a {mf.name!r} model, not an mf model")
+        if not hasattr(self, "user_gmf") or factors.weight.shape[1] != self.config.gmf_size:
+            raise ConfigError(
+                f"pretrain: the MF's {factors.weight.shape[1]} factors do not fit the GMF branch"
+            )
+        k = self.config.gmf_size
+        with torch.no_grad():
+            self.user_gmf.weight.copy_(factors.weight)
+            self.item_gmf.weight.copy_(mf.item_factors.weight)
+            self.head.weight.zero_()
+            self.head.weight[:, :k] = 1.0  # the GMF branch comes first in encode()
+            self.head.bias.zero_()
+            if self.config.use_bias:
+                self.user_bias.weight.copy_(mf.user_bias.weight)
+                self.item_bias.weight.copy_(mf.item_bias.weight)
+                self.global_mean.copy_(mf.global_mean)
 
     def _copy(self, state: dict[str, torch.Tensor], names: dict[str, str]) -> None:
         """Copy ``state[src]`` into this model's ``dst`` for each ``dst: src``, checking shapes."""
@@ -217,6 +288,10 @@ class GMFConfig(NeuMFConfig):
     """Generalised matrix factorisation: NeuMF with only the GMF branch."""
 
     branches: Literal["both", "gmf", "mlp"] = "gmf"
+    gmf_size: int = Field(32, ge=1, le=4096, description="embedding size of the GMF branch")
+    user_reg: float = Field(0.0, ge=0, description="L2 weight on the batch's user embeddings")
+    item_reg: float = Field(0.0, ge=0, description="L2 weight on the batch's item embeddings")
+    pretrain: Literal["auto", "mf", "none"] = Field("none", description="see NeuralConfig.pretrain")
 
 
 class GMF(NeuMF):

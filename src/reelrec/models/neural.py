@@ -60,6 +60,12 @@ class NeuralConfig(ModelConfig):
         None, description="softmax classes (inferred from the training ratings)"
     )
     standardize: bool = Field(False, description="train on ratings standardised with the training mean/std")
+    pretrain: Literal["auto", "mf", "none"] = Field(
+        "none",
+        description="start the embeddings from an MF pre-trained inside the same fit (on the training "
+        "part, early-stopped on the validation part): 'mf', 'none', or 'auto' (mf where the model "
+        "can use it: a linear rating output with biases, not standardized); see reelrec.training.pretrained",
+    )
 
     @field_validator("activation")
     @classmethod
@@ -72,6 +78,20 @@ class NeuralConfig(ModelConfig):
         if any(v < 1 for v in value):
             raise ValueError("hidden sizes must be positive")
         return value
+
+    @property
+    def mf_compatible(self) -> bool:
+        """Whether an MF's factors and biases can start this model: a rating on MF's scale, with
+        the global mean and biases around the network's output."""
+        return self.output == "linear" and not self.standardize and self.use_bias
+
+    @model_validator(mode="after")
+    def _pretrain(self) -> NeuralConfig:
+        if self.pretrain == "mf" and not self.mf_compatible:
+            raise ValueError(
+                "pretrain='mf' needs output='linear', use_bias and no standardize (the MF scale)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _levels(self) -> NeuralConfig:
@@ -89,6 +109,19 @@ class NeuralRatingModel(RatingModel):
     name: ClassVar[str] = "neural"
     config_class: ClassVar[type[ModelConfig]] = NeuralConfig
     config: NeuralConfig
+    #: TrainConfig values for a network that starts from pre-trained weights (fine-tuning); they
+    #: replace :attr:`default_train` when the config pre-trains (the default config included)
+    finetune_train: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def train_defaults(
+        cls, n_ratings: int | None = None, config: ModelConfig | None = None
+    ) -> dict[str, Any]:
+        """:attr:`finetune_train` when ``config`` (``None``: the defaults) starts from
+        pre-trained weights, else :attr:`default_train` (training from random weights)."""
+        config = config if config is not None else cls.config_class()
+        starts = cls.pretraining(config) or cls.pretrained_runs(config)
+        return dict(cls.finetune_train) if starts and cls.finetune_train else dict(cls.default_train)
 
     def __init__(self, n_users: int, n_items: int, config: NeuralConfig, out_width: int) -> None:
         super().__init__(n_users, n_items, config)

@@ -99,6 +99,8 @@ class TrainResult:
     refit_epochs: int | None = None
     #: how many refitted models were averaged into the returned one
     refit_models: int | None = None
+    #: what the model started from (reelrec.training.pretrained), by role
+    pretraining: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +112,7 @@ class TrainResult:
             "stopped_early": self.stopped_early,
             "refit_epochs": self.refit_epochs,
             "refit_models": self.refit_models,
+            "pretraining": self.pretraining,
         }
 
 
@@ -365,14 +368,24 @@ class Trainer:
         return []
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, model: RatingModel, train: Dataset, valid: Dataset | None = None) -> TrainResult:
-        """Train ``model`` in place on ``train``; early-stop on ``valid`` when given."""
+    def fit(
+        self,
+        model: RatingModel,
+        train: Dataset,
+        valid: Dataset | None = None,
+        init_from: dict[str, RatingModel] | None = None,
+    ) -> TrainResult:
+        """Train ``model`` in place on ``train``; early-stop on ``valid`` when given. ``init_from``:
+        pre-trained models (by role) the model starts from (:meth:`RatingModel.init_from`, after
+        :meth:`RatingModel.prepare`; see :mod:`reelrec.training.pretrained`)."""
         if len(train) == 0:
             raise ConfigError("cannot train on an empty training set")
         cfg = self.config
         start = time.perf_counter()
         model.to(self.device)
         model.prepare(train)
+        if init_from:
+            model.init_from({role: other.to(self.device) for role, other in init_from.items()})
         sweep = model.sweeper(train)
         if sweep is not None:  # a model with its own solver (ALS): one sweep per epoch
             from reelrec.training.sweeps import fit_sweeps

@@ -1,0 +1,98 @@
+"""Pre-training inside the same fit: MLP and NeuMF start from an MF trained first."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from reelrec.data.split import make_split
+from reelrec.errors import ConfigError
+from reelrec.models import build_model
+from reelrec.models.layers import mlp_tower, pass_through
+from reelrec.models.registry import make_config
+from reelrec.recommender import Recommender
+from reelrec.training import TrainConfig, pretrained
+
+FAST = TrainConfig(epochs=2, batch_size=128, learning_rate=1e-3)
+
+
+@pytest.fixture
+def split(small):
+    return make_split(small, "holdout80", seed=0, valid_fraction=0.1)
+
+
+def _started(name: str, values: dict, split) -> tuple[torch.nn.Module, pretrained.Pretraining]:
+    pre = pretrained.resolve(name, make_config(name, values), split.train, split.valid, seed=0, device="cpu")
+    model = build_model(name, split.train.n_users, split.train.n_items, values, train=split.train)
+    model.prepare(split.train)
+    model.init_from(pre.sources)
+    model.eval()
+    return model, pre
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("mlp", {"embedding_size": 8, "hidden": [6, 4], "inputs": "concat_product", "dropout": 0.1}),
+        ("neumf", {"gmf_size": 8, "embedding_size": 4, "hidden": [6, 4]}),
+    ],
+)
+def test_networks_start_at_the_pretrained_mf(name, values, split) -> None:
+    """Before its first step the network predicts exactly what the MF it starts from predicts."""
+    model, pre = _started(name, values, split)
+    mf = pre.sources["mf"]
+    assert pre.record["mf"]["model"] == "mf"
+    assert pre.record["mf"]["embedding_size"] == 8
+    assert pre.record["mf"]["valid_rmse"] > 0
+    assert pre.record["mf"]["epochs"] >= 1
+    u = torch.as_tensor(split.test.user_index, dtype=torch.long)
+    i = torch.as_tensor(split.test.item_index, dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(model(u, i), mf(u, i), atol=1e-5, rtol=1e-5)
+
+
+def test_pass_through_needs_a_relu_tower_and_gives_the_sum() -> None:
+    tower, width = mlp_tower(9, [5, 3], "relu", 0.0, False)
+    head = torch.nn.Linear(width, 1)
+    assert pass_through(tower, head, slice(6, 9))
+    x = torch.randn(50, 9)
+    torch.testing.assert_close(head(tower(x))[:, 0], x[:, 6:9].sum(-1), atol=1e-5, rtol=1e-5)
+    tanh, width = mlp_tower(9, [5], "tanh", 0.0, False)
+    assert not pass_through(tanh, torch.nn.Linear(width, 1), slice(6, 9))
+    narrow, width = mlp_tower(9, [1], "relu", 0.0, False)
+    assert not pass_through(narrow, torch.nn.Linear(width, 1), slice(6, 9))
+
+
+def test_default_mlp_pretrains_inside_train_and_the_run_records_it(split, tmp_path) -> None:
+    rec = Recommender.train("mlp", split.train, split.valid, train_config=FAST, seed=0)
+    record = rec.train_result.pretraining
+    assert record is not None
+    assert record["mf"]["model"] == "mf"
+    assert rec.train_result.seconds >= record["mf"]["seconds"]  # the MF's time is part of the fit
+    rec.save(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert saved["pretraining"]["mf"]["best_epoch"] == record["mf"]["best_epoch"]
+    # same seed, same run
+    again = Recommender.train("mlp", split.train, split.valid, train_config=FAST, seed=0)
+    users, items = split.test.users.ids[split.test.user_index], split.test.items.ids[split.test.item_index]
+    np.testing.assert_allclose(rec.predict(users, items), again.predict(users, items), rtol=1e-6)
+
+
+def test_pretraining_is_skipped_where_it_cannot_apply_and_refused_when_forced(split) -> None:
+    none = Recommender.train(
+        "mlp", split.train, split.valid, model_params={"pretrain": "none"}, train_config=FAST
+    )
+    assert none.train_result.pretraining is None
+    softmax = Recommender.train(
+        "mlp", split.train, split.valid, model_params={"output": "softmax"}, train_config=FAST
+    )
+    assert softmax.train_result.pretraining is None  # auto: an MF does not start a softmax head
+    gmf = Recommender.train("gmf", split.train, split.valid, train_config=FAST)
+    assert gmf.train_result.pretraining is None
+    with pytest.raises(ConfigError, match="pretrain='mf' needs output='linear'"):
+        make_config("mlp", {"pretrain": "mf", "output": "softmax"})
+    with pytest.raises(ConfigError, match="cannot start from pre-trained models"):
+        build_model("bias", 3, 3).init_from({"mf": build_model("mf", 3, 3)})
