@@ -1,0 +1,27 @@
+"""Runs saved by an earlier reelrec (tests/data/saved_runs, synthetic data, written by the code of
+commit 99d2a85) still load and predict identically: config renames keep their old names as aliases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reelrec.recommender import Recommender
+
+ROOT = Path(__file__).parent / "data" / "saved_runs"
+EXPECTED = json.loads((ROOT / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["predictions"]))
+def test_saved_run_loads_and_predicts_identically(name: str) -> None:
+    rec = Recommender.load(str(ROOT / name))
+    assert rec.name == name
+    pred = rec.predict(np.asarray(EXPECTED["users"]), np.asarray(EXPECTED["items"]))
+    want = np.asarray([np.nan if p is None else p for p in EXPECTED["predictions"][name]])
+    np.testing.assert_allclose(pred, want, rtol=0, atol=1e-6, equal_nan=True)
+    items = rec.recommend(EXPECTED["users"][0], n=5)
+    got = [[str(i.item_id), round(i.score, 6)] for i in items]
+    assert got == EXPECTED["recommend"][name]
