@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reelrec import __version__
 from reelrec._defaults import LIST_NOVELTY
+from reelrec._version import __version__
 from reelrec.data.dataset import DEFAULT_DUPLICATES, DUPLICATE_POLICIES
 from reelrec.errors import ConfigError, DataError, ReelrecError
 
@@ -57,74 +57,32 @@ def _fmt_items(items: list[Any], score_label: str) -> str:
     return "\n".join(lines) if lines else "(no items)"
 
 
-def load_dataset_from_args(args: argparse.Namespace):
-    """The Dataset named by --dataset or --ratings/--items and the column options."""
-    cache = False if getattr(args, "no_cache", False) else None  # None: unless REELREC_NO_CACHE is set
-    if getattr(args, "ratings", None):
-        from reelrec.data.tabular import load_ratings
+def _side_data(args: argparse.Namespace) -> Any:
+    from reelrec.runs.source import SideData
 
-        kwargs: dict[str, Any] = {}
-        for opt in ("user_col", "item_col", "rating_col", "timestamp_col", "sep", "items"):
-            value = getattr(args, opt, None)
-            if value is not None:
-                kwargs["items_path" if opt == "items" else opt] = value
-        progress = not getattr(args, "no_progress", False)
-        ds = load_ratings(args.ratings, cache=cache, progress=progress, **kwargs)
-    else:
-        from reelrec.data.movielens import load_movielens
-
-        ds = load_movielens(
-            args.dataset, data_home=args.data_home, download=args.download, progress=True, cache=cache
-        )
-    ds = ds.deduplicate(getattr(args, "duplicates", None) or DEFAULT_DUPLICATES)  # before any split
-    return attach_side_data(ds, args)
-
-
-def attach_side_data(ds: Any, args: argparse.Namespace) -> Any:
-    """Join --users / --item-info tables and --tags into the dataset (for hybrid models)."""
-    if not (getattr(args, "users", None) or getattr(args, "item_info", None) or getattr(args, "tags", None)):
-        return ds
-    from reelrec.data.features import (
-        attach_tags,
-        load_item_info,
-        load_user_info,
-        with_item_info,
-        with_user_info,
+    return SideData(
+        users=getattr(args, "users", None),
+        item_info=getattr(args, "item_info", None),
+        tags=getattr(args, "tags", None),
+        user_id_col=getattr(args, "user_id_col", None) or "user_id",
     )
 
-    if args.users:
-        ds = with_user_info(ds, load_user_info(args.users, id_col=args.user_id_col, data_home=args.data_home))
-    if args.item_info:
-        ds = with_item_info(ds, load_item_info(args.item_info, data_home=args.data_home))
-    if args.tags:
-        ds = attach_tags(ds, top_n=args.tags)
-    return ds
 
+def load_dataset_from_args(args: argparse.Namespace) -> Any:
+    """The Dataset named by --dataset or --ratings/--items and the column options."""
+    from reelrec.runs.source import COLUMN_OPTIONS, DataSource, load_dataset
 
-def load_source(source: dict[str, Any], data_home: str | None = None):
-    """Reload the dataset a run was trained on, from the ``source`` recorded in its config
-    (repeated pairs merged again by the policy it records)."""
-    ds = _load_source(source, data_home)
-    return ds.deduplicate(source.get("duplicates") or DEFAULT_DUPLICATES)
-
-
-def _load_source(source: dict[str, Any], data_home: str | None = None):
-    kind = source.get("kind")
-    if kind == "movielens":
-        from reelrec.data.movielens import load_movielens
-
-        name = source.get("name")
-        try:
-            return load_movielens(name, data_home=data_home)
-        except ReelrecError:
-            if source.get("path") and Path(source["path"]).is_dir():
-                return load_movielens(source["path"])
-            raise
-    if kind == "file":
-        from reelrec.data.tabular import reload_source
-
-        return reload_source(source)
-    raise DataError(f"the run's dataset source {source!r} cannot be reloaded")
+    source = DataSource(
+        dataset=getattr(args, "dataset", None),
+        ratings=getattr(args, "ratings", None),
+        items=getattr(args, "items", None),
+        columns={k: getattr(args, k) for k in COLUMN_OPTIONS if getattr(args, k, None) is not None},
+        download=getattr(args, "download", False),
+        cache=False if getattr(args, "no_cache", False) else None,
+        duplicates=getattr(args, "duplicates", None) or DEFAULT_DUPLICATES,
+        side=_side_data(args),
+    )
+    return load_dataset(source, args.data_home, progress=not getattr(args, "no_progress", False))
 
 
 # ---------------------------------------------------------------------- commands
@@ -150,13 +108,14 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_split(args: argparse.Namespace) -> None:
-    """``--split`` defaults to the ``--protocol``'s split, else holdout90."""
-    from reelrec.evaluation.protocols import PROTOCOL_SPLITS, check_protocol
+def _split(args: argparse.Namespace, ds: Any) -> tuple[Any, str, str | None]:
+    """The split of --split/--seed/--valid-fraction/--protocol, its spec and its protocol."""
+    from reelrec.runs.train import make_run_split
 
-    if args.split is None:
-        protocol = getattr(args, "protocol", None)
-        args.split = PROTOCOL_SPLITS[check_protocol(protocol)] if protocol else "holdout90"
+    protocol = getattr(args, "protocol", None)
+    return make_run_split(
+        ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction, protocol=protocol
+    )
 
 
 def _train_and_save(
@@ -171,79 +130,37 @@ def _train_and_save(
     params_extra: dict[str, Any] | None = None,
     train_extra: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    from reelrec.data.split import make_split
-    from reelrec.evaluation.protocols import (
-        check_protocol,
-        evaluate_protocol,
-        evaluate_ranking,
-        evaluate_ratings,
-        protocol_for_split,
-    )
-    from reelrec.recommender import Recommender
-    from reelrec.training.trainer import TrainConfig
+    """The options of ``args`` as a run of ``model`` on ``ds`` (:func:`reelrec.runs.train_run`)."""
+    from reelrec.runs.record import DatasetRecord, RunRecord, SplitRecord
+    from reelrec.runs.train import TRAIN_OPTIONS, refuse_early, train_config, train_run
 
-    protocol = getattr(args, "protocol", None)
-    _refuse_early(model, ds, params_extra, getattr(args, "param", None))
-    _resolve_split(args)
-    split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
-    protocol = protocol or protocol_for_split(split.name)
-    if protocol:
-        check_protocol(protocol, split.name)
+    try:
+        early: dict[str, Any] | None = {**(params_extra or {}), **_parse_params(getattr(args, "param", None))}
+    except ReelrecError:
+        early = None  # reported after the split, as every invalid setting is
+    if early is not None:
+        refuse_early(model, ds, early)
+    split, args.split, protocol = _split(args, ds)
     params = {**(params_extra or {}), **_parse_params(getattr(args, "param", None))}
-    for flag, key in (("embedding_size", "embedding_size"), ("reg", "reg")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            params[key] = value
+    for key in ("embedding_size", "reg"):
+        if getattr(args, key, None) is not None:
+            params[key] = getattr(args, key)
     for key in ("user_features", "item_features"):
         value = getattr(args, key, None)
         if value is not None:
             params[key] = [v.strip() for v in value.split(",") if v.strip()]
-    train_values = {
-        k: getattr(args, k)
-        for k in (
-            "epochs",
-            "batch_size",
-            "learning_rate",
-            "optimizer",
-            "weight_decay",
-            "lr_schedule",
-            "patience",
-            "refit",
-            "refit_models",
-            "row_sparse",
-        )
-        if getattr(args, k, None) is not None
-    }
-    train_values = {**(train_extra or {}), **train_values}
-    from pydantic import ValidationError
-
-    from reelrec.models.registry import model_class
-
-    try:
-        train_cfg = TrainConfig(**{**model_class(model).train_defaults(len(split.train)), **train_values})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'training'}: {err['msg']}") from None
-    meta = {
-        "dataset": {
-            "name": ds.name,
-            "source": ds.source,
-            "fingerprint": ds.fingerprint(),
-            "n_ratings": len(ds),
-        },
-        "split": {
-            "name": split.name,
-            "spec": args.split,
-            "seed": args.seed,
-            "valid_fraction": args.valid_fraction,
-        },
-        "seed": args.seed,
-        "protocol": protocol,
-        "side_data": {
-            k: getattr(args, k, None) for k in ("users", "item_info", "tags") if getattr(args, k, None)
-        },
+    train_values = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None}
+    config = train_config(model, len(split.train), {**(train_extra or {}), **train_values})
+    record = RunRecord(
+        dataset=DatasetRecord.of(ds),
+        split=SplitRecord(
+            name=split.name, spec=args.split, seed=args.seed, valid_fraction=args.valid_fraction
+        ),
+        seed=args.seed,
+        protocol=protocol,
+        side_data=_side_data(args).to_json(),
         **(meta_extra or {}),
-    }
+    )
     if not quiet:
         print(ds.describe())
         parts = [f"train {len(split.train):,}"]
@@ -252,68 +169,18 @@ def _train_and_save(
         if split.test is not None:
             parts.append(f"test {len(split.test):,}")
         print(f"split {split.name}: " + ", ".join(parts))
-    rec = Recommender.train(
+    return train_run(
         model,
-        split.train,
-        split.valid,
-        model_params=params,
-        train_config=train_cfg,
+        split,
+        record,
+        params=params,
+        config=config,
         seed=args.seed,
         device=args.device,
         progress=not quiet and not getattr(args, "no_progress", False),
-        meta=meta,
+        out=out,
+        overwrite=overwrite,
     )
-    result = rec.train_result
-    metrics: dict[str, Any] = {"model": model, "split": split.name, "train_seconds": round(result.seconds, 3)}
-    if result.history:
-        metrics["epochs"] = len(result.history)
-        metrics["best_epoch"] = result.best_epoch
-        metrics["seconds_per_epoch"] = round(
-            sum(h["seconds"] for h in result.history) / len(result.history), 4
-        )
-    if result.best_valid is not None:
-        metrics[result.valid_metric] = result.best_valid
-    if split.test is not None and len(split.test):
-        if rec.model.predicts_ratings:
-            metrics["test"] = evaluate_ratings(rec, split.test)
-        try:
-            pairs = split.test.n_users * split.test.n_items
-            if protocol:
-                metrics["test_ranking"] = evaluate_protocol(rec, split.test, protocol, seed=args.seed)
-            elif pairs > AUTO_RANKING_PAIRS and rec.model.retrieval_vectors() is None:
-                # a network scores each (user, movie) pair through its layers: ranking every movie
-                # for every user of a large dataset takes hours, so a rating run skips it here
-                log.warning(
-                    "full-ranking metrics skipped: %s scores %.1e (user, movie) pairs one by one; "
-                    "train with --protocol temporal-full and run `reelrec evaluate` to get them",
-                    model,
-                    pairs,
-                )
-            else:
-                metrics["test_ranking"] = evaluate_ranking(rec, split.test)
-        except ValueError as exc:
-            log.warning("ranking metrics skipped: %s", exc)
-    if out:
-        rec.save(out, metrics=metrics, overwrite=overwrite)
-    return rec, metrics
-
-
-#: a rating run's automatic full-ranking metrics are skipped past this many (user, movie) pairs
-#: for models that score pairs one by one (no inner-product form): ML-1M has 2.2e7, ML-25M 1.0e10
-AUTO_RANKING_PAIRS = 1e9
-
-
-def _refuse_early(model: str, ds: Any, params_extra: dict[str, Any] | None, pairs: list[str] | None) -> None:
-    """A model that cannot train on data of this size refuses before the split (seconds, not
-    minutes): the whole dataset's shape bounds the training part's. Settings the model rejects are
-    left for the full check after the split to report."""
-    from reelrec.models.registry import check_scale, make_config, model_class
-
-    try:
-        config = make_config(model, {**(params_extra or {}), **_parse_params(pairs)})
-    except ReelrecError:
-        return
-    check_scale(model_class(model), ds.n_users, ds.n_items, len(ds), config)
 
 
 def _metrics_text(metrics: dict[str, Any]) -> str:
@@ -387,15 +254,13 @@ def _fmt4(value: float | None) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from reelrec.data.split import make_split
     from reelrec.safeio import atomic_write_text, prepare_output_dir
     from reelrec.tune import TUNE_NAMES, load_space, tune
 
     out = prepare_output_dir(args.out, command="tune", owned=TUNE_NAMES, overwrite=args.overwrite)
     space = load_space(args.space) if args.space else None  # fail before loading data
     ds = load_dataset_from_args(args)
-    _resolve_split(args)
-    split = make_split(ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction or None)
+    split, args.split, _ = _split(args, ds)
     if split.valid is None:
         raise ConfigError("tuning needs a validation part: set --valid-fraction above 0")
     if not args.json:
@@ -474,50 +339,18 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from reelrec.data.split import make_split
-    from reelrec.evaluation.protocols import (
-        check_protocol,
-        evaluate_protocol,
-        evaluate_ranking,
-        evaluate_ratings,
-        protocol_for_split,
-    )
-    from reelrec.recommender import Recommender
+    from reelrec.runs.evaluate import evaluate_run
 
-    rec = Recommender.load(args.run_dir)
-    dataset = rec.meta.get("dataset") or {}
-    split_meta = rec.meta.get("split") or {}
-    if split_meta.get("spec", "none") == "none":
-        raise ConfigError(
-            f"{args.run_dir} was trained with --split none: it has no test split to evaluate on"
-        )
-    ds = load_source(dataset.get("source", {}), args.data_home)
-    if dataset.get("fingerprint") and ds.fingerprint() != dataset["fingerprint"]:
-        raise DataError(
-            f"the data at {ds.source.get('path', ds.name)} differs from the data this run was trained on"
-        )
-    split = make_split(
-        ds,
-        split_meta["spec"],
-        seed=split_meta.get("seed", 42),
-        valid_fraction=split_meta.get("valid_fraction") or None,
-    )
-    protocol = args.protocol or rec.meta.get("protocol") or protocol_for_split(split.name)
-    if protocol:
-        check_protocol(protocol, split.name)  # a protocol only fits the split the model was trained on
-    metrics: dict[str, Any] = {"run": str(args.run_dir), "model": rec.name, "split": split.name}
-    lines = [f"{rec.name} on {ds.name} ({split.name}, {len(split.test):,} test ratings)"]
-    if rec.model.predicts_ratings:
-        metrics.update(evaluate_ratings(rec, split.test))
+    result = evaluate_run(args.run_dir, protocol=args.protocol, data_home=args.data_home)
+    metrics, name = result.metrics, result.rec.name
+    lines = [f"{name} on {result.dataset} ({result.split}, {result.n_test:,} test ratings)"]
+    if "rmse" in metrics:
         lines.append(
             f"  RMSE {metrics['rmse']:.4f}  MAE {metrics['mae']:.4f}"
             f"  (fallback used for {metrics['n_fallback']} pairs)"
         )
-    if protocol:
-        metrics["ranking"] = evaluate_protocol(rec, split.test, protocol, seed=split_meta.get("seed", 42))
-        lines.append(f"  protocol {protocol}")
-    else:
-        metrics["ranking"] = evaluate_ranking(rec, split.test)
+    if result.protocol:
+        lines.append(f"  protocol {result.protocol}")
     lines += [f"  {k:<22} {v:.4f}" for k, v in metrics["ranking"].items() if isinstance(v, float)]
     _emit(args, metrics, "\n".join(lines))
     return 0

@@ -80,6 +80,23 @@ def _csr(
     return indptr, keys % n_cols, values.astype(np.float32)
 
 
+#: what a saved run holds as it is (``artifacts.RunState`` fields of the same name)
+_STATE_FIELDS = (
+    "model",
+    "users",
+    "items",
+    "seen_indptr",
+    "seen_indices",
+    "seen_ratings",
+    "user_counts",
+    "item_counts",
+    "scale",
+    "item_info",
+    "train_config",
+    "meta",
+)
+
+
 def _fallback(train: Dataset) -> Fallback:
     mu, b_u, b_i = fit_biases(
         train.user_index, train.item_index, train.rating, train.n_users, train.n_items, *FALLBACK_REG, 10
@@ -598,13 +615,28 @@ class Recommender:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str, *, metrics: dict[str, Any] | None = None, overwrite: bool = False) -> None:
         """Save to a run directory (see :mod:`reelrec.artifacts`)."""
-        from reelrec.artifacts import save_run
+        from reelrec.artifacts import RunState, save_state
 
-        save_run(self, path, metrics=metrics, overwrite=overwrite)
+        result = self.train_result
+        state = RunState(
+            **{k: getattr(self, k) for k in _STATE_FIELDS},
+            fallback_mean=self.fallback.mean,
+            fallback_user_bias=self.fallback.user_bias,
+            fallback_item_bias=self.fallback.item_bias,
+            history=result.to_json() if result is not None else None,
+        )
+        save_state(state, path, metrics=metrics, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> Recommender:
         """Load and verify a run directory saved by :meth:`save`."""
-        from reelrec.artifacts import load_run
+        from reelrec.artifacts import load_state
 
-        return load_run(path, device=device)
+        state = load_state(path, device=device)
+        rec = cls(
+            **{k: getattr(state, k) for k in _STATE_FIELDS},
+            fallback=Fallback(state.fallback_mean, state.fallback_user_bias, state.fallback_item_bias),
+        )
+        #: the run's whole ``config.json``
+        rec.run_config = state.config
+        return rec

@@ -59,6 +59,8 @@ class RatingModel(nn.Module):
     predicts_cold_users: ClassVar[bool] = False
     #: True when :meth:`average` merges several fitted models into one of the same kind
     averageable: ClassVar[bool] = False
+    #: True for a model of models (a blend): built with ``members=`` by ``registry.build_model``
+    composite: ClassVar[bool] = False
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
