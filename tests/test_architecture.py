@@ -158,3 +158,49 @@ def test_only_the_cli_parses_arguments() -> None:
         if name != "reelrec.cli" and "argparse" in path.read_text(encoding="utf-8")
     ]
     assert not offenders, "argparse outside the CLI: " + ", ".join(offenders)
+
+
+def _model_names() -> set[str]:
+    from reelrec.models.registry import COMPOSITE, MODELS
+
+    return set(MODELS) | set(COMPOSITE)
+
+
+def _strings(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return [s for elt in node.elts for s in _strings(elt)]
+    return []
+
+
+def name_conditions(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """``(line, name)`` of every comparison (``==``, ``!=``, ``in``, ``not in``) with a model name."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        if not any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in node.ops):
+            continue
+        for side in [node.left, *node.comparators]:
+            found += [(node.lineno, s) for s in _strings(side) if s in names]
+    return found
+
+
+def test_the_name_check_finds_name_conditions() -> None:
+    names = {"mf", "popularity"}
+    tree = ast.parse('a = x == "mf"\nb = y not in ("bias", "popularity")\nc = "mf" in z\nd = {"mf": 1}')
+    assert name_conditions(tree, names) == [(1, "mf"), (2, "popularity"), (3, "mf")]
+
+
+def test_no_model_name_in_a_condition_outside_the_models() -> None:
+    """Capabilities (``ranks_by_rating``, ``folds_in``, ``composite``, ...) say what a model
+    can do; a model's name is compared only in the registry and the models' own files."""
+    names = _model_names()
+    offenders = [
+        f"{name}:{line} ({model})"
+        for name, path in modules().items()
+        if not name.startswith("reelrec.models")
+        for line, model in name_conditions(ast.parse(path.read_text(encoding="utf-8")), names)
+    ]
+    assert not offenders, "model names in conditions: " + ", ".join(offenders)

@@ -16,6 +16,7 @@ import numpy as np
 
 from reelrec.artifacts import check_target
 from reelrec.errors import ConfigError
+from reelrec.models.registry import model_class
 from reelrec.runs.record import RunRecord, load_run_data, read_record, rebuild_split
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,11 @@ def _member_config(path: Path) -> RunRecord:
     config = read_record(path)
     if config.model is None or config.dataset is None or config.split is None:
         raise ConfigError(f"{path} does not record its dataset, split and model; it cannot be blended")
-    if config.model.name == "blend":
+    if model_class(config.model.name).composite:
         raise ConfigError(f"{path} is already a blend; blend its members instead")
     train = config.train or {}
-    if train.get("refit") and config.model.name not in ("bias", "global-mean", "popularity"):
+    # every model, closed-form ones too: Recommender.train refits them on train+validation
+    if train.get("refit"):
         raise ConfigError(
             f"{path} was refitted on train+validation, so its validation predictions are not held out; "
             "train the members with --no-refit"

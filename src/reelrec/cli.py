@@ -420,7 +420,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen, novelty=args.novelty)
         who = f"user {args.user}"
         label = (
-            "count" if rec.name == "popularity" else "predicted" if rec.model.predicts_ratings else "score"
+            # rating models show predicted ratings; popularity its training counts; ranking models scores
+            "predicted" if rec.model.ranks_by_rating else "count" if rec.model.predicts_ratings else "score"
         )
         user_json = args.user
     _emit(

@@ -292,7 +292,7 @@ class Recommender:
 
     def _display_scores(self, scores: np.ndarray) -> np.ndarray:
         """Ranking scores as shown to users: predicted ratings clipped to the scale."""
-        if self.model.predicts_ratings and self.model.name != "popularity":
+        if self.model.ranks_by_rating:
             return self.scale.clip(scores)
         return scores
 
@@ -384,7 +384,7 @@ class Recommender:
         otherwise the predicted rating rounded to the nearest level of the scale."""
         u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
         pred = self.scale.nearest_level(self.predict_indices(u, i))
-        if getattr(self.model.config, "output", None) == "softmax":
+        if self.model.predicts_levels:
             warm = (u >= 0) & (i >= 0)
             warm[warm] = (self.user_counts[u[warm]] > 0) & (self.item_counts[i[warm]] > 0)
             if warm.any():
@@ -411,7 +411,7 @@ class Recommender:
         if not abs(novelty) <= MAX_NOVELTY:  # NaN too: it would silently empty every list
             raise ConfigError(f"novelty must lie in -{MAX_NOVELTY:g}..{MAX_NOVELTY:g}, got {novelty!r}")
         z = torch.as_tensor(self.popularity_z(), device=scores.device)
-        if self.model.predicts_ratings and self.model.name != "popularity":
+        if self.model.ranks_by_rating:
             unit = torch.ones(scores.shape[0], 1, device=scores.device)
         else:
             finite = torch.where(torch.isfinite(scores), scores, torch.nan)
@@ -495,7 +495,7 @@ class Recommender:
         novelty = self.novelty if novelty is None else float(novelty)
         if not novelty:
             return scores
-        if self.model.predicts_ratings and self.model.name != "popularity":
+        if self.model.ranks_by_rating:
             # the shift is one fixed vector (unit = one rating): numpy, no torch round trip;
             # the float32 product of _novelty_shift, so both paths give the same bits
             return scores - (np.float32(novelty) * self.popularity_z()).astype(np.float64)
@@ -538,7 +538,7 @@ class Recommender:
         trained = self.item_counts > 0
         use = trained[items]
         if use.any():
-            if not self.model.predicts_ratings and type(self.model).fold_in is RatingModel.fold_in:
+            if not self.model.folds_in:
                 raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user from ratings")
             it = torch.as_tensor(items[use], device=self._device)
             vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)

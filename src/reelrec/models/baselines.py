@@ -138,6 +138,7 @@ class Popularity(RatingModel):
     name: ClassVar[str] = "popularity"
     config_class: ClassVar[type[ModelConfig]] = PopularityConfig
     trainable: ClassVar[bool] = False
+    scores_are_ratings: ClassVar[bool] = False  # its scores are the training counts
     config: PopularityConfig
 
     def __init__(self, n_users: int, n_items: int, config: PopularityConfig | None = None) -> None:

@@ -223,6 +223,10 @@ class NeuralRatingModel(RatingModel):
         """Class index of each rating: its nearest level (exact for ratings on the scale)."""
         return torch.argmin((ratings[:, None] - self.levels[None, :]).abs(), dim=1)
 
+    @property
+    def predicts_levels(self) -> bool:  # type: ignore[override]
+        return self.config.output == "softmax"
+
     @torch.no_grad()
     def predict_level(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """The most probable rating level (softmax output) or the prediction rounded to a level."""

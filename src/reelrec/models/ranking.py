@@ -137,6 +137,10 @@ class HistoryRankingModel(RatingModel):
     def predicts_ratings(self) -> bool:  # type: ignore[override]
         return False
 
+    @property
+    def folds_in(self) -> bool:  # type: ignore[override]
+        return True  # a new user is their history
+
     @classmethod
     def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
         values = dict(values)

@@ -129,7 +129,7 @@ class Served:
         return {
             "status": "ok",
             "model": rec.model.name,
-            "predicts_ratings": bool(rec.model.predicts_ratings and rec.model.name != "popularity"),
+            "predicts_ratings": rec.model.ranks_by_rating,
             "dataset": dataset.get("name") if isinstance(dataset, dict) else None,
             "schema_version": SCHEMA_VERSION,
             "run": str(self.run_dir),
