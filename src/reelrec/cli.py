@@ -18,7 +18,7 @@ from typing import Any
 from reelrec._defaults import LIST_NOVELTY
 from reelrec._version import __version__
 from reelrec.data.dataset import DEFAULT_DUPLICATES, DUPLICATE_POLICIES
-from reelrec.errors import ConfigError, DataError, ReelrecError
+from reelrec.errors import ConfigError, ReelrecError
 
 log = logging.getLogger("reelrec")
 
@@ -108,79 +108,58 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(args: argparse.Namespace, ds: Any) -> tuple[Any, str, str | None]:
-    """The split of --split/--seed/--valid-fraction/--protocol, its spec and its protocol."""
-    from reelrec.runs.train import make_run_split
-
-    protocol = getattr(args, "protocol", None)
-    return make_run_split(
-        ds, args.split, seed=args.seed, valid_fraction=args.valid_fraction, protocol=protocol
-    )
-
-
-def _train_and_save(
+def _run_options(
     args: argparse.Namespace,
-    ds: Any,
     model: str,
-    out: str | None,
     *,
-    meta_extra: dict[str, Any] | None = None,
-    overwrite: bool = False,
     quiet: bool = False,
     params_extra: dict[str, Any] | None = None,
     train_extra: dict[str, Any] | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """The options of ``args`` as a run of ``model`` on ``ds`` (:func:`reelrec.runs.train_run`)."""
-    from reelrec.runs.record import DatasetRecord, RunRecord, SplitRecord
-    from reelrec.runs.train import TRAIN_OPTIONS, refuse_early, train_config, train_run
+) -> Any:
+    """The run that the train options of ``args`` describe (:class:`reelrec.runs.RunOptions`)."""
+    from reelrec.runs.train import TRAIN_OPTIONS, RunOptions
 
-    try:
-        early: dict[str, Any] | None = {**(params_extra or {}), **_parse_params(getattr(args, "param", None))}
-    except ReelrecError:
-        early = None  # reported after the split, as every invalid setting is
-    if early is not None:
-        refuse_early(model, ds, early)
-    split, args.split, protocol = _split(args, ds)
     params = {**(params_extra or {}), **_parse_params(getattr(args, "param", None))}
     for key in ("embedding_size", "reg"):
         if getattr(args, key, None) is not None:
             params[key] = getattr(args, key)
     for key in ("user_features", "item_features"):
-        value = getattr(args, key, None)
-        if value is not None:
-            params[key] = [v.strip() for v in value.split(",") if v.strip()]
-    train_values = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None}
-    config = train_config(model, len(split.train), {**(train_extra or {}), **train_values})
-    record = RunRecord(
-        dataset=DatasetRecord.of(ds),
-        split=SplitRecord(
-            name=split.name, spec=args.split, seed=args.seed, valid_fraction=args.valid_fraction
-        ),
-        seed=args.seed,
-        protocol=protocol,
-        side_data=_side_data(args).to_json(),
-        **(meta_extra or {}),
-    )
-    if not quiet:
-        print(ds.describe())
-        parts = [f"train {len(split.train):,}"]
-        if split.valid is not None:
-            parts.append(f"valid {len(split.valid):,}")
-        if split.test is not None:
-            parts.append(f"test {len(split.test):,}")
-        print(f"split {split.name}: " + ", ".join(parts))
-    return train_run(
-        model,
-        split,
-        record,
+        if getattr(args, key, None) is not None:
+            params[key] = [v.strip() for v in getattr(args, key).split(",") if v.strip()]
+    train = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k, None) is not None}
+    return RunOptions(
+        model=model,
         params=params,
-        config=config,
+        train={**(train_extra or {}), **train},
+        split=args.split,
         seed=args.seed,
+        valid_fraction=args.valid_fraction,
+        protocol=getattr(args, "protocol", None),
+        side=_side_data(args),
         device=args.device,
         progress=not quiet and not getattr(args, "no_progress", False),
-        out=out,
-        overwrite=overwrite,
     )
+
+
+def _announce(ds: Any, split: Any) -> None:
+    print(ds.describe())
+    parts = [f"train {len(split.train):,}"]
+    if split.valid is not None:
+        parts.append(f"valid {len(split.valid):,}")
+    if split.test is not None:
+        parts.append(f"test {len(split.test):,}")
+    print(f"split {split.name}: " + ", ".join(parts))
+
+
+def _train_and_save(
+    args: argparse.Namespace, ds: Any, model: str, out: str | None, *, quiet: bool = False, **kwargs: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The run ``args`` describe, trained on ``ds`` (:func:`reelrec.runs.new_run`); ``kwargs``:
+    ``overwrite``, ``record_extra``."""
+    from reelrec.runs.train import new_run
+
+    options = _run_options(args, model, quiet=quiet)
+    return new_run(ds, options, out=out, announce=None if quiet else _announce, **kwargs)
 
 
 def _metrics_text(metrics: dict[str, Any]) -> str:
@@ -254,61 +233,34 @@ def _fmt4(value: float | None) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from reelrec.safeio import atomic_write_text, prepare_output_dir
-    from reelrec.tune import TUNE_NAMES, load_space, tune
+    from reelrec.runs.tune import tune_run
+    from reelrec.safeio import prepare_output_dir
+    from reelrec.tune import TUNE_NAMES, load_space
 
     out = prepare_output_dir(args.out, command="tune", owned=TUNE_NAMES, overwrite=args.overwrite)
     space = load_space(args.space) if args.space else None  # fail before loading data
     ds = load_dataset_from_args(args)
-    split, args.split, _ = _split(args, ds)
-    if split.valid is None:
-        raise ConfigError("tuning needs a validation part: set --valid-fraction above 0")
-    if not args.json:
+
+    def on_start(ds: Any, split: Any) -> None:
         print(
             f"tuning {args.model} on {ds.name} {split.name}: validation {len(split.valid):,} ratings, "
             f"at most {args.trials} trials / {args.timeout:g} s"
         )
-    result = tune(
-        args.model,
-        split.train,
-        split.valid,
+
+    result, summary = tune_run(
+        ds,
+        _run_options(args, args.model, quiet=args.json),
+        out,
         space=space,
         n_trials=args.trials,
         timeout=args.timeout,
-        seed=args.seed,
-        out=out,
-        device=args.device,
         max_epochs=args.max_epochs,
+        on_start=None if args.json else on_start,
+        announce=None if args.json else _announce,
     )
-    states = [t["state"] for t in result.trials]
-    # the test split is read once, now, for the chosen configuration only
-    _, metrics = _train_and_save(
-        args,
-        ds,
-        args.model,
-        str(out / "run"),
-        overwrite=True,
-        quiet=args.json,
-        params_extra=result.best_params,
-        train_extra=result.best_train,
-        meta_extra={"tuned": {"trials": len(states), "valid_rmse": result.best_value}},
-    )
-    summary = {
-        "model": args.model,
-        "trials": len(states),
-        "complete": states.count("complete"),
-        "pruned": states.count("pruned"),
-        "failed": states.count("fail"),
-        "search_seconds": round(result.seconds, 1),
-        "default_valid": result.default_value,
-        "best_valid": result.best_value,
-        "best_params": result.best_params,
-        "best_train": result.best_train,
-        "final": metrics,
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    metrics = summary["final"]
     text = (
-        f"{len(states)} trials in {result.seconds:.0f} s ({summary['complete']} complete, "
+        f"{summary['trials']} trials in {result.seconds:.0f} s ({summary['complete']} complete, "
         f"{summary['pruned']} pruned, {summary['failed']} failed)\n"
         f"validation RMSE: default {_fmt4(result.default_value)} -> best {result.best_value:.4f}\n"
         f"best: {json.dumps(result.best_params)} {json.dumps(result.best_train)}\n"
@@ -357,38 +309,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from reelrec.runs.predict import predict_file
 
-    from reelrec.recommender import Recommender
-    from reelrec.safeio import atomic_path, check_file_target
-
-    path = Path(args.pairs)
-    if path.is_dir():
-        raise DataError(f"--pairs {path} is a directory, not a CSV file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    # refuse a bad destination before any work: a folder, the pairs file, a file without --overwrite
-    check_file_target(args.out, overwrite=args.overwrite, inputs=[path])
-    rec = Recommender.load(args.run_dir)
-    source = (rec.meta.get("dataset") or {}).get("source") or {}
-    inputs = [path, *(p for p in (source.get("path"), (source.get("items") or {}).get("path")) if p)]
-    check_file_target(args.out, overwrite=args.overwrite, inputs=inputs)  # nor the run's own data
-    try:
-        pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text (save it as UTF-8 CSV)") from None
-    missing = {"user_id", "item_id"} - set(pairs.columns)
-    if missing:
-        raise DataError(f"{path}: needs columns user_id,item_id (missing {', '.join(sorted(missing))})")
-    pred = rec.predict(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(), unknown=args.unknown)
-    out = pd.DataFrame({"user_id": pairs["user_id"], "item_id": pairs["item_id"], "prediction": pred})
-    dest = Path(args.out)
-    with atomic_path(dest, inputs=inputs, overwrite=args.overwrite) as tmp:
-        out.to_csv(tmp, index=False, float_format="%.6f")
-    n_nan = int(out["prediction"].isna().sum())
-    print(f"wrote {len(out):,} predictions to {dest}" + (f" ({n_nan} unknown -> empty)" if n_nan else ""))
+    n, n_nan, dest = predict_file(
+        args.run_dir, args.pairs, args.out, unknown=args.unknown, overwrite=args.overwrite
+    )
+    print(f"wrote {n:,} predictions to {dest}" + (f" ({n_nan} unknown -> empty)" if n_nan else ""))
     return 0
 
 
@@ -507,7 +433,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.split, args.valid_fraction = "holdout90", 0.05
     _, base = _train_and_save(args, ds, "bias", None, quiet=True)
     rec, mf = _train_and_save(
-        args, ds, "mf", str(out), meta_extra={"created_by": DEMO_MARK}, overwrite=overwrite
+        args, ds, "mf", str(out), record_extra={"created_by": DEMO_MARK}, overwrite=overwrite
     )
     print(f"bias baseline: test RMSE {base['test']['rmse']:.4f}")
     print(f"matrix factorisation: {_metrics_text(mf)}")
