@@ -23,6 +23,7 @@ from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
 from reelrec.models.registry import build_model, model_class
+from reelrec.sparse import csr_from_pairs, expand_rows
 from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
 
 log = logging.getLogger(__name__)
@@ -63,21 +64,6 @@ class Fallback:
     mean: float
     user_bias: np.ndarray
     item_bias: np.ndarray
-
-
-def _csr(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR (indptr, indices, values) of the unique (row, col) pairs, columns sorted within each
-    row; a repeated pair keeps its last value."""
-    keys = rows.astype(np.int64) * n_cols + cols
-    order = np.argsort(keys, kind="stable")
-    keys, values = keys[order], values[order]
-    last = np.r_[keys[1:] != keys[:-1], True] if keys.size else np.zeros(0, dtype=bool)
-    keys, values = keys[last], values[last]
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
-    return indptr, keys % n_cols, values.astype(np.float32)
 
 
 #: what a saved run holds as it is (``artifacts.RunState`` fields of the same name)
@@ -226,7 +212,7 @@ class Recommender:
             rows = np.concatenate([rows, valid.user_index])
             cols = np.concatenate([cols, valid.item_index])
             vals = np.concatenate([vals, valid.rating])
-        indptr, indices, ratings = _csr(rows, cols, vals, train.n_users, train.n_items)
+        indptr, indices, ratings = csr_from_pairs(rows, cols, vals, train.n_users, train.n_items)
         info = None
         if train.item_info is not None:
             info = train.item_info.reindex(train.items.ids)
@@ -448,11 +434,7 @@ class Recommender:
         if not self.model.predicts_cold_items:
             scores[:, torch.as_tensor(self.item_counts == 0, device=self._device)] = -torch.inf
         if exclude_seen:
-            starts, ends = self.seen_indptr[user_index], self.seen_indptr[user_index + 1]
-            lengths = ends - starts
-            rows = np.repeat(np.arange(user_index.shape[0]), lengths)
-            offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            cols = self.seen_indices[np.repeat(starts, lengths) + offs]
+            rows, cols = expand_rows(self.seen_indptr, self.seen_indices, user_index)
             scores[
                 torch.as_tensor(rows, device=self._device), torch.as_tensor(cols, device=self._device)
             ] = -torch.inf
