@@ -60,7 +60,8 @@ from pydantic import Field
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
-from reelrec.models.mf import REG_REFERENCE_COUNT, MatrixFactorization, MFConfig
+from reelrec.models.mf import MatrixFactorization, MFConfig
+from reelrec.models.regularisation import REG_REFERENCE_COUNT
 from reelrec.sparse import indptr_of_rows
 
 #: power iterations of the randomised SVD start (ML-1M validation, 12 sweeps: 1 -> 0.8446,

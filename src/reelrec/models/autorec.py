@@ -33,7 +33,7 @@ from torch import nn
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
-from reelrec.models.mf import baseline_biases
+from reelrec.models.regularisation import baseline_biases
 
 #: largest dense training matrix (users × items entries) AutoRec builds (2 GB of float32)
 MAX_DENSE_ENTRIES = 500_000_000

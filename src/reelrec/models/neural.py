@@ -25,7 +25,7 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.layers import check_activation
-from reelrec.models.mf import baseline_biases, frequency_weights
+from reelrec.models.regularisation import baseline_biases, frequency_weights
 
 MAX_LEVELS = 20
 
