@@ -19,7 +19,8 @@ import torch
 
 from reelrec._defaults import LIST_NOVELTY
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
-from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
+from reelrec.errors import ReelrecError, UnknownIdError
+from reelrec.items import Catalogue, popularity_z, shift_batch, shift_row
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
 from reelrec.models.registry import build_model, model_class
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LIST_NOVELTY", "Recommender", "ScoredItem"]
 
-#: the largest |novelty| accepted (5 already puts popularity far above any rating difference)
-MAX_NOVELTY = 100.0
 #: shrinkage of the fallback bias baseline (users, items), in ratings
 FALLBACK_REG = (15.0, 10.0)
 
@@ -248,25 +247,10 @@ class Recommender:
         return self.seen_indices[a:b], ratings
 
     def catalogue(self) -> tuple[list[Any], list[str | None], list[int | None], list[list[str]]]:
-        """Per dense item index: raw id (a Python value), title, year and genres (built once)."""
+        """Per dense item index: raw id (a Python value), title, year and genres (built once;
+        see :class:`reelrec.items.Catalogue`)."""
         if self._catalogue is None:
-            raw = [x.item() if isinstance(x, np.generic) else x for x in self.items.ids.tolist()]
-            n = len(raw)
-            titles: list[str | None] = [None] * n
-            years: list[int | None] = [None] * n
-            genres: list[list[str]] = [[] for _ in range(n)]
-            info = self.item_info
-            if info is not None:
-                if "title" in info:
-                    titles = [None if pd.isna(t) else str(t) for t in info["title"].tolist()]
-                if "year" in info:
-                    years = [None if y is None or pd.isna(y) else int(y) for y in info["year"].tolist()]
-                if "genres" in info:
-                    genres = [
-                        [x for x in g.split("|") if x] if isinstance(g, str) else []
-                        for g in info["genres"].tolist()
-                    ]
-            self._catalogue = (raw, titles, years, genres)
+            self._catalogue = Catalogue.build(self.items.ids, self.item_info).astuple()
         return self._catalogue
 
     def _describe(self, idx: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
@@ -383,31 +367,12 @@ class Recommender:
     def popularity_z(self) -> np.ndarray:
         """Standardised ``log(1 + training count)`` of every item (mean 0, std 1 over trained items)."""
         if self._pop_z is None:
-            logc = np.log1p(self.item_counts.astype(np.float64))
-            trained = self.item_counts > 0
-            mean = logc[trained].mean() if trained.any() else 0.0
-            std = logc[trained].std() if trained.sum() > 1 else 1.0
-            self._pop_z = ((logc - mean) / max(std, 1e-12)).astype(np.float32)
+            self._pop_z = popularity_z(self.item_counts)
         return self._pop_z
 
     def _novelty_shift(self, scores: torch.Tensor, novelty: float) -> torch.Tensor:
-        """``scores - novelty * unit * z_pop``: the novelty knob. ``unit`` is one rating for rating
-        models and each user's score spread for ranking models, so ``novelty=1`` moves a movie one
-        popularity standard deviation above average down by one star (or one spread)."""
-        if not abs(novelty) <= MAX_NOVELTY:  # NaN too: it would silently empty every list
-            raise ConfigError(f"novelty must lie in -{MAX_NOVELTY:g}..{MAX_NOVELTY:g}, got {novelty!r}")
-        z = torch.as_tensor(self.popularity_z(), device=scores.device)
-        if self.model.ranks_by_rating:
-            unit = torch.ones(scores.shape[0], 1, device=scores.device)
-        else:
-            finite = torch.where(torch.isfinite(scores), scores, torch.nan)
-            unit = torch.nan_to_num(
-                torch.sqrt(
-                    torch.nanmean((finite - torch.nanmean(finite, 1, keepdim=True)) ** 2, 1, keepdim=True)
-                ),
-                nan=1.0,
-            )
-        return scores - novelty * unit * z
+        """``scores - novelty * unit * z_pop``: the novelty knob (:func:`reelrec.items.shift_batch`)."""
+        return shift_batch(scores, self.popularity_z(), novelty, self.model.ranks_by_rating)
 
     @torch.no_grad()
     def top_n_indices(
@@ -475,13 +440,7 @@ class Recommender:
     def shifted(self, scores: np.ndarray, novelty: float | None = None) -> np.ndarray:
         """One score row with the novelty knob applied (``-inf`` entries stay ``-inf``)."""
         novelty = self.novelty if novelty is None else float(novelty)
-        if not novelty:
-            return scores
-        if self.model.ranks_by_rating:
-            # the shift is one fixed vector (unit = one rating): numpy, no torch round trip;
-            # the float32 product of _novelty_shift, so both paths give the same bits
-            return scores - (np.float32(novelty) * self.popularity_z()).astype(np.float64)
-        return self._novelty_shift(torch.as_tensor(scores, dtype=torch.float64)[None, :], novelty)[0].numpy()
+        return shift_row(scores, self.popularity_z(), novelty, self.model.ranks_by_rating)
 
     def recommend(
         self, user_id: Any, n: int = 10, exclude_seen: bool = True, novelty: float | None = None

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from reelrec.errors import ConfigError
+from reelrec.items import shift_row
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ class AnnIndex:
             idx = idx[~np.isin(idx, seen)]
         idx = idx[:n]
         scores = self.rec.model.score_user(user)[idx]  # exact scores of the retrieved movies
-        order = np.argsort(-(scores - novelty * self.rec.popularity_z()[idx]), kind="stable")
+        shifted = shift_row(scores, self.rec.popularity_z()[idx], novelty, self.rec.model.ranks_by_rating)
+        order = np.argsort(-shifted, kind="stable")
         return idx[order], scores[order]
 
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
