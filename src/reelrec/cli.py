@@ -252,7 +252,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         label = "predicted" if ratings else "count"
         user_json: Any = None
     else:
-        items = rec.recommend(args.user, n=args.n, exclude_seen=not args.include_seen, novelty=args.novelty)
+        items = rec.recommend(args.user, n=args.n, exclude_rated=not args.include_seen, novelty=args.novelty)
         who = f"user {args.user}"
         label = (
             # rating models show predicted ratings; popularity its training counts; ranking models scores

@@ -376,12 +376,12 @@ class Recommender:
 
     @torch.no_grad()
     def top_n_indices(
-        self, user_index: np.ndarray, n: int, exclude_seen: bool = True, novelty: float | None = None
+        self, user_index: np.ndarray, n: int, exclude_rated: bool = True, novelty: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores for a batch of dense user indices.
 
         Items without training ratings are never recommended (unless the model predicts them
-        from features); with ``exclude_seen`` neither are
+        from features); with ``exclude_rated`` neither are
         the user's training items. Rows are padded with ``-1`` / ``-inf`` when fewer than ``n``
         candidates remain.
 
@@ -398,7 +398,7 @@ class Recommender:
             scores = self._novelty_shift(scores, novelty)
         if not self.model.predicts_cold_items:
             scores[:, torch.as_tensor(self.item_counts == 0, device=self._device)] = -torch.inf
-        if exclude_seen:
+        if exclude_rated:
             rows, cols = expand_rows(self.seen_indptr, self.seen_indices, user_index)
             scores[
                 torch.as_tensor(rows, device=self._device), torch.as_tensor(cols, device=self._device)
@@ -418,7 +418,7 @@ class Recommender:
 
     @torch.no_grad()
     def top_n_for_user(
-        self, user_index: int, n: int, exclude_seen: bool = True, novelty: float | None = None
+        self, user_index: int, n: int, exclude_rated: bool = True, novelty: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` (indices, scores) for one known user: one scoring pass over the catalogue,
         the user's seen items and untrained items masked, one partial sort (the service's path).
@@ -432,7 +432,7 @@ class Recommender:
             if self._untrained is None:
                 self._untrained = np.flatnonzero(self.item_counts == 0)
             scores[self._untrained] = -np.inf
-        if exclude_seen:
+        if exclude_rated:
             scores[self.seen_items(int(user_index))] = -np.inf
         top, val = self.top_n_from_scores(scores, n)
         return (top, raw[top]) if novelty else (top, val)
@@ -443,7 +443,7 @@ class Recommender:
         return shift_row(scores, self.popularity_z(), novelty, self.model.ranks_by_rating)
 
     def recommend(
-        self, user_id: Any, n: int = 10, exclude_seen: bool = True, novelty: float | None = None
+        self, user_id: Any, n: int = 10, exclude_rated: bool = True, novelty: float | None = None
     ) -> list[ScoredItem]:
         """The ``n`` best items for a known user, best first (unrated ones only by default).
 
@@ -456,7 +456,7 @@ class Recommender:
         u = int(self.users.index(user_id)[0])
         if self.user_counts[u] == 0:
             raise UnknownIdError(f"user {user_id!r} has no training ratings; no personal recommendations")
-        idx, val = self.top_n_indices(np.array([u]), n, exclude_seen, novelty)
+        idx, val = self.top_n_indices(np.array([u]), n, exclude_rated, novelty)
         keep = idx[0] >= 0
         return self._describe(idx[0][keep], self._display_scores(val[0][keep]))
 
