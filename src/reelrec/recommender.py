@@ -23,9 +23,10 @@ from reelrec.errors import ReelrecError, UnknownIdError
 from reelrec.items import Catalogue, popularity_z, shift_batch, shift_row
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
-from reelrec.models.registry import build_model, model_class
+from reelrec.models.registry import model_class
 from reelrec.sparse import csr_from_pairs, expand_rows
-from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
+from reelrec.training.refit import fit_model
+from reelrec.training.trainer import TrainConfig, TrainResult, predict_indices
 
 log = logging.getLogger(__name__)
 
@@ -151,41 +152,22 @@ class Recommender:
         progress: bool = False,
         meta: dict[str, Any] | None = None,
     ) -> Recommender:
-        """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it."""
+        """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it.
+
+        The fit, with its refit on train + validation and the averaging of refitted models, is
+        :func:`reelrec.training.refit.fit_model`."""
         if train_config is None:
             train_config = TrainConfig(**model_class(model_name).train_defaults(len(train)))
-
-        def fit(
-            part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
-        ) -> tuple[RatingModel, TrainResult]:
-            seed_everything(run_seed)
-            model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
-            result = Trainer(config, seed=run_seed, device=device, progress=progress).fit(model, part, check)
-            return model, result
-
-        model, result = fit(train, valid, train_config)
-        closed_form = not model.trainable
-        if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
-            # the validation part chose the number of epochs (or only measured a closed-form
-            # model); now learn from all the training data
-            train, valid = train.concat(valid), None
-            epochs = result.best_epoch or 1
-            refit_cfg = train_config.model_copy(update={"epochs": epochs, "patience": 0})
-            model, again = fit(train, None, refit_cfg)
-            result.refit_epochs = result.best_epoch
-            result.seconds += again.seconds
-            log.info("refit on train+valid for %d epochs", result.best_epoch)
-            if train_config.refit_models > 1 and model.averageable:
-                # independently initialised refits differ by their random start and batch order;
-                # the mean of their predictions has lower variance than any one of them
-                members = [model]
-                for k in range(1, train_config.refit_models):
-                    member, again = fit(train, None, refit_cfg, seed + k)
-                    members.append(member)
-                    result.seconds += again.seconds
-                model = type(model).average(members)
-                result.refit_models = len(members)
-                log.info("averaged %d refitted models", len(members))
+        model, train, valid, result = fit_model(
+            model_name,
+            train,
+            valid,
+            model_params=model_params,
+            train_config=train_config,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
         rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result
         return rec
