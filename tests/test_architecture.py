@@ -208,3 +208,19 @@ def test_no_model_name_in_a_condition_outside_the_models() -> None:
         for line, model in name_conditions(ast.parse(path.read_text(encoding="utf-8")), names)
     ]
     assert not offenders, "model names in conditions: " + ", ".join(offenders)
+
+
+def test_runs_are_trained_and_saved_in_one_place() -> None:
+    """``Recommender.train`` is called by ``runs.train.train_run`` alone and a ``.save`` (other
+    than numpy's) by ``runs.train.save_run`` alone."""
+    callers: dict[str, list[str]] = {"train": [], "save": []}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            target = node.func.value
+            if node.func.attr == "train" and isinstance(target, ast.Name) and target.id == "Recommender":
+                callers["train"].append(name)
+            if node.func.attr == "save" and not (isinstance(target, ast.Name) and target.id == "np"):
+                callers["save"].append(name)
+    assert callers == {"train": ["reelrec.runs.train"], "save": ["reelrec.runs.train"]}

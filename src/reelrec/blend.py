@@ -18,6 +18,7 @@ from reelrec.artifacts import check_target
 from reelrec.errors import ConfigError
 from reelrec.models.registry import model_class
 from reelrec.runs.record import RunRecord, load_run_data, read_record, rebuild_split
+from reelrec.runs.train import save_run
 
 log = logging.getLogger(__name__)
 
@@ -115,5 +116,5 @@ def blend_runs(
     if split.test is not None and len(split.test):
         metrics["test"] = evaluate_ratings(rec, split.test)
         metrics["members_test_rmse"] = [evaluate_ratings(m, split.test)["rmse"] for m in members]
-    rec.save(str(out), metrics=metrics, overwrite=overwrite)
+    save_run(rec, out, metrics, overwrite=overwrite)
     return rec, metrics
