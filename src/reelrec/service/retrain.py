@@ -125,7 +125,7 @@ def retrain(
             timestamp=extra["timestamp"].to_numpy(dtype=np.int64) if train.timestamp is not None else None,
         )
         train = train.concat(part)
-    seed = record.split_seed
+    seed = record.seed if record.seed is not None else record.split_seed  # the run's training seed
     new_record = RunRecord(
         dataset=record.dataset,
         split=record.split,
