@@ -89,3 +89,26 @@ def test_a_reload_with_another_fingerprint_is_refused(leave_last) -> None:
     record.dataset.fingerprint = "0123456789abcdef"
     with pytest.raises(DataError, match=f"the data at {ratings.resolve()} differs from the data this run"):
         load_run_data(record)
+
+
+def test_retrain_joins_the_runs_side_data_again(tmp_path, capsys) -> None:
+    """A hybrid run trained with a users table retrains with it (retrain used to build an
+    argparse.Namespace for the CLI's loader, without the users file's id column)."""
+    import pandas as pd
+
+    frame = small_frame(n=600)
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    users = pd.DataFrame({"uid": range(100, 140), "age": [18 + k % 40 for k in range(40)]})
+    users.to_csv(tmp_path / "users.csv", index=False)
+    run = tmp_path / "hybrid"
+    argv = ["train", "--ratings", str(tmp_path / "r.csv"), "--model", "hybrid", "--epochs", "1"]
+    side = ["--users", str(tmp_path / "users.csv"), "--user-id-col", "uid", "--user-features", "age=numeric"]
+    assert main([*argv, *side, "--no-progress", "--json", "--out", str(run)]) == 0
+    assert read_record(run).side_data == {"users": str(tmp_path / "users.csv"), "user_id_col": "uid"}
+    capsys.readouterr()
+    out = tmp_path / "again"
+    store = sqlite_url(tmp_path / "s.sqlite")
+    assert main(["retrain", str(run), "--store", store, "--out", str(out), "--json"]) == 0, (
+        capsys.readouterr()
+    )
+    assert read_record(out).side_data == read_record(run).side_data
