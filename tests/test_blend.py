@@ -66,3 +66,21 @@ def test_blend_refuses_refitted_members_and_single_runs(members, tmp_path, capsy
     assert "--no-refit" in capsys.readouterr().err
     assert main(["blend", str(runs[0]), "--out", str(tmp_path / "b")]) == 1
     assert "at least two runs" in capsys.readouterr().err
+
+
+def test_blend_refuses_a_refitted_closed_form_member(members, tmp_path, capsys) -> None:
+    """A bias run refitted on train+validation has seen the validation ratings the blend weights
+    are fitted on: it is refused like any refitted member (closed-form models are not exempt)."""
+    root, runs = members
+    refit = tmp_path / "bias-refit"
+    argv = ["train", "--ratings", str(root / "r.csv"), "--model", "bias", "--refit", "--no-progress"]
+    assert main([*argv, "--json", "--out", str(refit)]) == 0
+    assert json.loads((refit / "config.json").read_text())["train"]["refit"] is True
+    capsys.readouterr()
+    assert main(["blend", str(runs[0]), str(refit), "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"reelrec: error: {refit} was refitted on train+validation, so its validation predictions are not "
+        "held out; train the members with --no-refit\n"
+    )
+    assert not (tmp_path / "b").exists()

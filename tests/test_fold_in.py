@@ -61,7 +61,7 @@ def test_bias_fold_in_is_the_closed_form_user_bias(small) -> None:
     ratings = np.array([5.0, 5.0, 4.0])
     scores = rec.fold_in_indices(items, ratings)
     mu, b_i = float(model.global_mean), model.item_bias.numpy().astype(np.float64)
-    b_u = (ratings - mu - b_i[items]).sum() / (3 + model.config.reg_user)
+    b_u = (ratings - mu - b_i[items]).sum() / (3 + model.config.user_reg)
     trained = (rec.item_counts > 0) & ~np.isin(np.arange(len(rec.items)), items)
     np.testing.assert_allclose(scores[trained], (mu + b_u + b_i)[trained], rtol=1e-5)
     assert np.all(np.isneginf(scores[items]))

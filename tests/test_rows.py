@@ -238,7 +238,7 @@ def test_rating_runs_of_networks_skip_full_ranking_past_the_pair_limit(tmp_path,
 
     path = tmp_path / "ratings.csv"
     small_frame().to_csv(path, index=False)
-    monkeypatch.setattr(cli, "AUTO_RANKING_PAIRS", 10)
+    monkeypatch.setattr("reelrec.runs.train.AUTO_RANKING_PAIRS", 10)
     for model, ranked in (("mlp", False), ("mf", True)):
         out = tmp_path / model
         args = ["train", "--ratings", str(path), "--model", model, "--epochs", "2", "--no-refit"]

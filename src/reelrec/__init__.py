@@ -9,8 +9,7 @@ From MovieLens (or any ratings file) to trained, evaluated, saved recommendation
     rec.recommend(196, n=10)
 """
 
-__version__ = "0.1.0"
-
+from reelrec._version import __version__
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
 from reelrec.data.movielens import load_movielens
 from reelrec.data.split import Split, make_split

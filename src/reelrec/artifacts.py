@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from reelrec import __version__
 from reelrec._files import sha256_file
+from reelrec._version import __version__
 from reelrec.data.dataset import RatingScale, Vocabulary
 from reelrec.errors import ArtifactError, ReelrecError
+from reelrec.models.base import RatingModel
 from reelrec.models.registry import build_model
 from reelrec.safeio import RUN_MANIFEST, check_run_target, swap_in_dir, temp_dir
 from reelrec.training.trainer import TrainConfig
@@ -54,6 +56,34 @@ REQUIRED = (
     "metrics.json",
     "history.json",
 )
+
+
+@dataclass
+class RunState:
+    """Everything a run directory holds, typed: what :meth:`Recommender.save` hands to
+    :func:`save_state` and what :func:`load_state` gives :meth:`Recommender.load` to build itself
+    from (this module never imports the recommender)."""
+
+    model: RatingModel
+    users: Vocabulary
+    items: Vocabulary
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    user_counts: np.ndarray
+    item_counts: np.ndarray
+    fallback_mean: float
+    fallback_user_bias: np.ndarray
+    fallback_item_bias: np.ndarray
+    scale: RatingScale
+    seen_ratings: np.ndarray | None = None
+    item_info: pd.DataFrame | None = None
+    train_config: TrainConfig | None = None
+    #: the run's record (dataset, split, seed, protocol, side data, ...) beside model and training
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: the training history (``TrainResult.to_json()``), written to ``history.json``
+    history: dict[str, Any] | None = None
+    #: on load: the whole ``config.json``
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -80,8 +110,8 @@ def _read_json(path: Path) -> Any:
         raise ArtifactError(f"{path}: unreadable JSON ({exc})") from None
 
 
-def _items_json(rec: Any) -> dict[str, Any] | None:
-    info: pd.DataFrame | None = rec.item_info
+def _items_json(state: RunState) -> dict[str, Any] | None:
+    info: pd.DataFrame | None = state.item_info
     if info is None:
         return None
 
@@ -103,46 +133,49 @@ def check_target(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     return check_run_target(path, overwrite)
 
 
-def save_run(
-    rec: Any, path: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None, overwrite: bool = False
+def save_state(
+    state: RunState,
+    path: str | os.PathLike[str],
+    *,
+    metrics: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``rec`` to run directory ``path`` atomically; see the module docs for the layout."""
+    """Write ``state`` to run directory ``path`` atomically; see the module docs for the layout."""
     target = check_target(path, overwrite)
     tmp = temp_dir(target)
     try:
-        model = rec.model
+        model = state.model
         config = {
             "schema_version": SCHEMA_VERSION,
             "reelrec_version": __version__,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "model": {"name": model.name, "config": model.config.model_dump()},
-            "train": rec.train_config.model_dump() if rec.train_config is not None else None,
+            "train": state.train_config.model_dump() if state.train_config is not None else None,
             "shape": {"n_users": model.n_users, "n_items": model.n_items},
-            "scale": {"low": rec.scale.low, "high": rec.scale.high, "step": rec.scale.step},
-            "fallback_mean": rec.fallback.mean,
-            **rec.meta,
+            "scale": {"low": state.scale.low, "high": state.scale.high, "step": state.scale.step},
+            "fallback_mean": state.fallback_mean,
+            **state.meta,
         }
         _write_json(tmp / "config.json", config)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "weights.safetensors"))
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "weights.safetensors"))
         index = {
-            "seen_indptr": torch.as_tensor(rec.seen_indptr, dtype=torch.int64),
-            "seen_indices": torch.as_tensor(rec.seen_indices, dtype=torch.int64),
-            "user_counts": torch.as_tensor(rec.user_counts, dtype=torch.int64),
-            "item_counts": torch.as_tensor(rec.item_counts, dtype=torch.int64),
-            "fallback_user_bias": torch.as_tensor(rec.fallback.user_bias, dtype=torch.float32),
-            "fallback_item_bias": torch.as_tensor(rec.fallback.item_bias, dtype=torch.float32),
+            "seen_indptr": torch.as_tensor(state.seen_indptr, dtype=torch.int64),
+            "seen_indices": torch.as_tensor(state.seen_indices, dtype=torch.int64),
+            "user_counts": torch.as_tensor(state.user_counts, dtype=torch.int64),
+            "item_counts": torch.as_tensor(state.item_counts, dtype=torch.int64),
+            "fallback_user_bias": torch.as_tensor(state.fallback_user_bias, dtype=torch.float32),
+            "fallback_item_bias": torch.as_tensor(state.fallback_item_bias, dtype=torch.float32),
         }
-        if rec.seen_ratings is not None:
-            index["seen_ratings"] = torch.as_tensor(rec.seen_ratings, dtype=torch.float32)
+        if state.seen_ratings is not None:
+            index["seen_ratings"] = torch.as_tensor(state.seen_ratings, dtype=torch.float32)
         save_file(index, str(tmp / "index.safetensors"))
-        _write_json(tmp / "vocab.json", {"users": rec.users.to_json(), "items": rec.items.to_json()})
-        items = _items_json(rec)
+        _write_json(tmp / "vocab.json", {"users": state.users.to_json(), "items": state.items.to_json()})
+        items = _items_json(state)
         if items is not None:
             _write_json(tmp / "items.json", items)
         _write_json(tmp / "metrics.json", metrics or {})
-        result = rec.train_result
-        _write_json(tmp / "history.json", result.to_json() if result is not None else {"history": []})
+        _write_json(tmp / "history.json", state.history if state.history is not None else {"history": []})
         files = sorted(p.name for p in tmp.iterdir())
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -206,10 +239,17 @@ def _load_tensors(path: Path, device: str) -> dict[str, torch.Tensor]:
         raise ArtifactError(f"{path}: unreadable safetensors file ({exc})") from None
 
 
-def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
-    """Verify and load a run directory into a :class:`~reelrec.recommender.Recommender`."""
-    from reelrec.recommender import Fallback, Recommender
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A verified run's ``config.json``."""
+    verify_run(path)
+    config = _read_json(Path(path) / "config.json")
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}/config.json is malformed")
+    return config
 
+
+def load_state(path: str | os.PathLike[str], device: str = "cpu") -> RunState:
+    """Verify and read a run directory (:meth:`Recommender.load` builds itself from it)."""
     root = Path(path)
     verify_run(root)
     config = _read_json(root / "config.json")
@@ -272,8 +312,8 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{root}/items.json is malformed ({exc})") from None
     meta_keys = ("dataset", "split", "seed", "device", "protocol")
-    rec = Recommender(
-        model,
+    return RunState(
+        model=model,
         users=users,
         items=items,
         seen_indptr=arrays["seen_indptr"],
@@ -281,14 +321,15 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         seen_ratings=seen_ratings,
         user_counts=arrays["user_counts"],
         item_counts=arrays["item_counts"],
-        fallback=Fallback(fallback_mean, arrays["fallback_user_bias"], arrays["fallback_item_bias"]),
+        fallback_mean=fallback_mean,
+        fallback_user_bias=arrays["fallback_user_bias"],
+        fallback_item_bias=arrays["fallback_item_bias"],
         scale=scale,
         item_info=item_info,
         train_config=train_cfg,
         meta={k: config[k] for k in meta_keys if k in config},
+        config=config,
     )
-    rec.run_config = config
-    return rec
 
 
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:

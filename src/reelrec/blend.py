@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from reelrec.artifacts import _read_json, check_target, verify_run
+from reelrec.artifacts import check_target
 from reelrec.errors import ConfigError
+from reelrec.models.registry import model_class
+from reelrec.runs.record import RunRecord, load_run_data, read_record, rebuild_split
+from reelrec.runs.train import save_run
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +26,15 @@ log = logging.getLogger(__name__)
 BLEND_RIDGE = 1e-3
 
 
-def _member_config(path: Path) -> dict[str, Any]:
-    verify_run(path)
-    config = _read_json(path / "config.json")
-    if config["model"]["name"] == "blend":
+def _member_config(path: Path) -> RunRecord:
+    config = read_record(path)
+    if config.model is None or config.dataset is None or config.split is None:
+        raise ConfigError(f"{path} does not record its dataset, split and model; it cannot be blended")
+    if model_class(config.model.name).composite:
         raise ConfigError(f"{path} is already a blend; blend its members instead")
-    train = config.get("train") or {}
-    if train.get("refit") and config["model"]["name"] not in ("bias", "global-mean", "popularity"):
+    train = config.train or {}
+    # every model, closed-form ones too: Recommender.train refits them on train+validation
+    if train.get("refit"):
         raise ConfigError(
             f"{path} was refitted on train+validation, so its validation predictions are not held out; "
             "train the members with --no-refit"
@@ -51,8 +56,6 @@ def blend_runs(
     runs: list[str | Path], out: str | Path, *, data_home: str | None = None, overwrite: bool = False
 ) -> tuple[Any, dict[str, Any]]:
     """Fit blend weights of ``runs`` on their shared validation part; save the blend to ``out``."""
-    from reelrec.cli import load_source
-    from reelrec.data.split import make_split
     from reelrec.evaluation.protocols import evaluate_ratings
     from reelrec.models.registry import build_model
     from reelrec.recommender import Recommender
@@ -63,20 +66,16 @@ def blend_runs(
     check_target(out, overwrite)
     configs = [_member_config(p) for p in paths]
     first = configs[0]
+    same = ("spec", "seed", "valid_fraction")
     for p, c in zip(paths[1:], configs[1:], strict=True):
-        if c["dataset"].get("fingerprint") != first["dataset"].get("fingerprint"):
+        if c.dataset.fingerprint != first.dataset.fingerprint:
             raise ConfigError(f"{p} was trained on other data than {paths[0]}")
-        if {k: c["split"].get(k) for k in ("spec", "seed", "valid_fraction")} != {
-            k: first["split"].get(k) for k in ("spec", "seed", "valid_fraction")
-        }:
+        if c.split.model_dump(include=set(same)) != first.split.model_dump(include=set(same)):
             raise ConfigError(f"{p} was trained on another split than {paths[0]}")
-    split_meta = first["split"]
-    if not split_meta.get("valid_fraction"):
+    if not first.split.valid_fraction:
         raise ConfigError("the members have no validation part to fit the blend on")
-    ds = load_source(first["dataset"]["source"], data_home)
-    split = make_split(
-        ds, split_meta["spec"], seed=split_meta["seed"], valid_fraction=split_meta["valid_fraction"]
-    )
+    ds = load_run_data(first, data_home)
+    split = rebuild_split(first, ds)
     members = [Recommender.load(str(p)) for p in paths]
     if any(not m.model.predicts_ratings for m in members):
         raise ConfigError("only rating models can be blended")
@@ -97,9 +96,9 @@ def blend_runs(
         model.members[k].load_state_dict(m.model.state_dict())
     model.global_mean.fill_(float(members[0].model.global_mean))
     meta = {
-        "dataset": first["dataset"],
-        "split": split_meta,
-        "seed": first.get("seed", split_meta.get("seed")),
+        "dataset": first.dataset.model_dump(),
+        "split": first.split.model_dump(),
+        "seed": first.seed if first.seed is not None else first.split.seed,
         "blend_of": [str(p.resolve()) for p in paths],
     }
     rec = Recommender.from_training(model, split.train, split.valid, meta=meta)
@@ -117,5 +116,5 @@ def blend_runs(
     if split.test is not None and len(split.test):
         metrics["test"] = evaluate_ratings(rec, split.test)
         metrics["members_test_rmse"] = [evaluate_ratings(m, split.test)["rmse"] for m in members]
-    rec.save(str(out), metrics=metrics, overwrite=overwrite)
+    save_run(rec, out, metrics, overwrite=overwrite)
     return rec, metrics

@@ -199,8 +199,8 @@ def run_experiment(
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``spec`` for every seed; write the table and plots to ``out``."""
     from reelrec.data.split import make_split
-    from reelrec.evaluation.protocols import evaluate_ratings
-    from reelrec.recommender import Recommender
+    from reelrec.runs.record import DatasetRecord, RunRecord, SplitRecord
+    from reelrec.runs.train import train_run
 
     out_dir = prepare_output_dir(out, command="experiment", owned=EXPERIMENT_NAMES)
     ds = load_data(spec.data, data_home)
@@ -211,6 +211,13 @@ def run_experiment(
         raise DataError("an experiment needs a test split; data.split = 'none' has none")
     for run in spec.runs:  # every model config must be valid before the first run trains
         make_config(run.model, model_class(run.model).configure(dict(run.params), split.train))
+    dataset = DatasetRecord.of(ds)
+    split_record = SplitRecord(
+        name=split.name,
+        spec=spec.data.split,
+        seed=spec.data.split_seed,
+        valid_fraction=spec.data.valid_fraction,
+    )
     rows: list[dict[str, Any]] = []
     best: tuple[float, Any, str] | None = None
     for run in spec.runs:
@@ -221,18 +228,21 @@ def run_experiment(
             train_cfg = TrainConfig(**{**defaults, **run.train})
             log.info("experiment %s: run %s seed %d", spec.name, run.name, seed)
             start = time.perf_counter()
-            rec = Recommender.train(
+            rec, metrics = train_run(
                 run.model,
-                split.train,
-                split.valid,
-                model_params=run.params,
-                train_config=train_cfg,
+                split,
+                RunRecord(dataset=dataset, split=split_record, seed=seed),
+                params=run.params,
+                config=train_cfg,
                 seed=seed,
                 device=device,
                 progress=progress,
+                out=out_dir / "runs" / f"{run.name}-seed{seed}" if save_runs else None,
+                overwrite=True,
+                ranking=False,
             )
             seconds = time.perf_counter() - start
-            test = evaluate_ratings(rec, split.test) if rec.model.predicts_ratings else {}
+            test = metrics.get("test", {})
             result = rec.train_result
             hist = result.history
             per_seed.append(
@@ -253,8 +263,6 @@ def run_experiment(
                 plot_learning_curves(
                     result.to_json(), out_dir / f"curves_{run.name}.png", title=f"{spec.name}: {run.name}"
                 )
-            if save_runs:
-                rec.save(out_dir / "runs" / f"{run.name}-seed{seed}", metrics={"test": test}, overwrite=True)
             rmse_value = test.get("rmse")
             if rmse_value is not None and (best is None or rmse_value < best[0]):
                 best = (rmse_value, rec, run.name)

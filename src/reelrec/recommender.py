@@ -19,19 +19,19 @@ import torch
 
 from reelrec._defaults import LIST_NOVELTY
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
-from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
+from reelrec.errors import ReelrecError, UnknownIdError
+from reelrec.items import Catalogue, popularity_z, shift_batch, shift_row
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
-from reelrec.models.registry import build_model, make_config, model_class
-from reelrec.training import pretrained
-from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
+from reelrec.models.registry import make_config, model_class
+from reelrec.sparse import csr_from_pairs, expand_rows
+from reelrec.training.refit import fit_model
+from reelrec.training.trainer import TrainConfig, TrainResult, predict_indices
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LIST_NOVELTY", "Recommender", "ScoredItem"]
 
-#: the largest |novelty| accepted (5 already puts popularity far above any rating difference)
-MAX_NOVELTY = 100.0
 #: shrinkage of the fallback bias baseline (users, items), in ratings
 FALLBACK_REG = (15.0, 10.0)
 
@@ -66,19 +66,21 @@ class Fallback:
     item_bias: np.ndarray
 
 
-def _csr(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR (indptr, indices, values) of the unique (row, col) pairs, columns sorted within each
-    row; a repeated pair keeps its last value."""
-    keys = rows.astype(np.int64) * n_cols + cols
-    order = np.argsort(keys, kind="stable")
-    keys, values = keys[order], values[order]
-    last = np.r_[keys[1:] != keys[:-1], True] if keys.size else np.zeros(0, dtype=bool)
-    keys, values = keys[last], values[last]
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
-    return indptr, keys % n_cols, values.astype(np.float32)
+#: what a saved run holds as it is (``artifacts.RunState`` fields of the same name)
+_STATE_FIELDS = (
+    "model",
+    "users",
+    "items",
+    "seen_indptr",
+    "seen_indices",
+    "seen_ratings",
+    "user_counts",
+    "item_counts",
+    "scale",
+    "item_info",
+    "train_config",
+    "meta",
+)
 
 
 def _fallback(train: Dataset) -> Fallback:
@@ -150,48 +152,24 @@ class Recommender:
         progress: bool = False,
         meta: dict[str, Any] | None = None,
     ) -> Recommender:
-        """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it."""
-        cls_ = model_class(model_name)
-        plan = make_config(model_name, cls_.configure(dict(model_params or {}), train))
+        """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it.
+
+        The fit, with its refit on train + validation and the averaging of refitted models, is
+        :func:`reelrec.training.refit.fit_model`."""
         if train_config is None:
+            cls_ = model_class(model_name)
+            plan = make_config(model_name, cls_.configure(dict(model_params or {}), train))
             train_config = TrainConfig(**cls_.train_defaults(len(train), plan))
-        # what the model starts from (saved runs, or an MF trained first): resolved once, on the
-        # training part, and shared by the refits
-        pre = pretrained.resolve(model_name, plan, train, valid, seed=seed, device=device, progress=progress)
-
-        def fit(
-            part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
-        ) -> tuple[RatingModel, TrainResult]:
-            seed_everything(run_seed)
-            model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
-            trainer = Trainer(config, seed=run_seed, device=device, progress=progress)
-            return model, trainer.fit(model, part, check, init_from=pre.sources)
-
-        model, result = fit(train, valid, train_config)
-        result.seconds += pre.seconds
-        result.pretraining = pre.record or None
-        closed_form = not model.trainable
-        if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
-            # the validation part chose the number of epochs (or only measured a closed-form
-            # model); now learn from all the training data
-            train, valid = train.concat(valid), None
-            epochs = result.best_epoch or 1
-            refit_cfg = train_config.model_copy(update={"epochs": epochs, "patience": 0})
-            model, again = fit(train, None, refit_cfg)
-            result.refit_epochs = result.best_epoch
-            result.seconds += again.seconds
-            log.info("refit on train+valid for %d epochs", result.best_epoch)
-            if train_config.refit_models > 1 and model.averageable:
-                # independently initialised refits differ by their random start and batch order;
-                # the mean of their predictions has lower variance than any one of them
-                members = [model]
-                for k in range(1, train_config.refit_models):
-                    member, again = fit(train, None, refit_cfg, seed + k)
-                    members.append(member)
-                    result.seconds += again.seconds
-                model = type(model).average(members)
-                result.refit_models = len(members)
-                log.info("averaged %d refitted models", len(members))
+        model, train, valid, result = fit_model(
+            model_name,
+            train,
+            valid,
+            model_params=model_params,
+            train_config=train_config,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
         rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result
         return rec
@@ -217,7 +195,7 @@ class Recommender:
             rows = np.concatenate([rows, valid.user_index])
             cols = np.concatenate([cols, valid.item_index])
             vals = np.concatenate([vals, valid.rating])
-        indptr, indices, ratings = _csr(rows, cols, vals, train.n_users, train.n_items)
+        indptr, indices, ratings = csr_from_pairs(rows, cols, vals, train.n_users, train.n_items)
         info = None
         if train.item_info is not None:
             info = train.item_info.reindex(train.items.ids)
@@ -253,25 +231,10 @@ class Recommender:
         return self.seen_indices[a:b], ratings
 
     def catalogue(self) -> tuple[list[Any], list[str | None], list[int | None], list[list[str]]]:
-        """Per dense item index: raw id (a Python value), title, year and genres (built once)."""
+        """Per dense item index: raw id (a Python value), title, year and genres (built once;
+        see :class:`reelrec.items.Catalogue`)."""
         if self._catalogue is None:
-            raw = [x.item() if isinstance(x, np.generic) else x for x in self.items.ids.tolist()]
-            n = len(raw)
-            titles: list[str | None] = [None] * n
-            years: list[int | None] = [None] * n
-            genres: list[list[str]] = [[] for _ in range(n)]
-            info = self.item_info
-            if info is not None:
-                if "title" in info:
-                    titles = [None if pd.isna(t) else str(t) for t in info["title"].tolist()]
-                if "year" in info:
-                    years = [None if y is None or pd.isna(y) else int(y) for y in info["year"].tolist()]
-                if "genres" in info:
-                    genres = [
-                        [x for x in g.split("|") if x] if isinstance(g, str) else []
-                        for g in info["genres"].tolist()
-                    ]
-            self._catalogue = (raw, titles, years, genres)
+            self._catalogue = Catalogue.build(self.items.ids, self.item_info).astuple()
         return self._catalogue
 
     def _describe(self, idx: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
@@ -283,7 +246,7 @@ class Recommender:
 
     def _display_scores(self, scores: np.ndarray) -> np.ndarray:
         """Ranking scores as shown to users: predicted ratings clipped to the scale."""
-        if self.model.predicts_ratings and self.model.name != "popularity":
+        if self.model.ranks_by_rating:
             return self.scale.clip(scores)
         return scores
 
@@ -375,7 +338,7 @@ class Recommender:
         otherwise the predicted rating rounded to the nearest level of the scale."""
         u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
         pred = self.scale.nearest_level(self.predict_indices(u, i))
-        if getattr(self.model.config, "output", None) == "softmax":
+        if self.model.predicts_levels:
             warm = (u >= 0) & (i >= 0)
             warm[warm] = (self.user_counts[u[warm]] > 0) & (self.item_counts[i[warm]] > 0)
             if warm.any():
@@ -388,40 +351,21 @@ class Recommender:
     def popularity_z(self) -> np.ndarray:
         """Standardised ``log(1 + training count)`` of every item (mean 0, std 1 over trained items)."""
         if self._pop_z is None:
-            logc = np.log1p(self.item_counts.astype(np.float64))
-            trained = self.item_counts > 0
-            mean = logc[trained].mean() if trained.any() else 0.0
-            std = logc[trained].std() if trained.sum() > 1 else 1.0
-            self._pop_z = ((logc - mean) / max(std, 1e-12)).astype(np.float32)
+            self._pop_z = popularity_z(self.item_counts)
         return self._pop_z
 
     def _novelty_shift(self, scores: torch.Tensor, novelty: float) -> torch.Tensor:
-        """``scores - novelty * unit * z_pop``: the novelty knob. ``unit`` is one rating for rating
-        models and each user's score spread for ranking models, so ``novelty=1`` moves a movie one
-        popularity standard deviation above average down by one star (or one spread)."""
-        if not abs(novelty) <= MAX_NOVELTY:  # NaN too: it would silently empty every list
-            raise ConfigError(f"novelty must lie in -{MAX_NOVELTY:g}..{MAX_NOVELTY:g}, got {novelty!r}")
-        z = torch.as_tensor(self.popularity_z(), device=scores.device)
-        if self.model.predicts_ratings and self.model.name != "popularity":
-            unit = torch.ones(scores.shape[0], 1, device=scores.device)
-        else:
-            finite = torch.where(torch.isfinite(scores), scores, torch.nan)
-            unit = torch.nan_to_num(
-                torch.sqrt(
-                    torch.nanmean((finite - torch.nanmean(finite, 1, keepdim=True)) ** 2, 1, keepdim=True)
-                ),
-                nan=1.0,
-            )
-        return scores - novelty * unit * z
+        """``scores - novelty * unit * z_pop``: the novelty knob (:func:`reelrec.items.shift_batch`)."""
+        return shift_batch(scores, self.popularity_z(), novelty, self.model.ranks_by_rating)
 
     @torch.no_grad()
     def top_n_indices(
-        self, user_index: np.ndarray, n: int, exclude_seen: bool = True, novelty: float | None = None
+        self, user_index: np.ndarray, n: int, exclude_rated: bool = True, novelty: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores for a batch of dense user indices.
 
         Items without training ratings are never recommended (unless the model predicts them
-        from features); with ``exclude_seen`` neither are
+        from features); with ``exclude_rated`` neither are
         the user's training items. Rows are padded with ``-1`` / ``-inf`` when fewer than ``n``
         candidates remain.
 
@@ -438,12 +382,8 @@ class Recommender:
             scores = self._novelty_shift(scores, novelty)
         if not self.model.predicts_cold_items:
             scores[:, torch.as_tensor(self.item_counts == 0, device=self._device)] = -torch.inf
-        if exclude_seen:
-            starts, ends = self.seen_indptr[user_index], self.seen_indptr[user_index + 1]
-            lengths = ends - starts
-            rows = np.repeat(np.arange(user_index.shape[0]), lengths)
-            offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            cols = self.seen_indices[np.repeat(starts, lengths) + offs]
+        if exclude_rated:
+            rows, cols = expand_rows(self.seen_indptr, self.seen_indices, user_index)
             scores[
                 torch.as_tensor(rows, device=self._device), torch.as_tensor(cols, device=self._device)
             ] = -torch.inf
@@ -462,7 +402,7 @@ class Recommender:
 
     @torch.no_grad()
     def top_n_for_user(
-        self, user_index: int, n: int, exclude_seen: bool = True, novelty: float | None = None
+        self, user_index: int, n: int, exclude_rated: bool = True, novelty: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` (indices, scores) for one known user: one scoring pass over the catalogue,
         the user's seen items and untrained items masked, one partial sort (the service's path).
@@ -476,7 +416,7 @@ class Recommender:
             if self._untrained is None:
                 self._untrained = np.flatnonzero(self.item_counts == 0)
             scores[self._untrained] = -np.inf
-        if exclude_seen:
+        if exclude_rated:
             scores[self.seen_items(int(user_index))] = -np.inf
         top, val = self.top_n_from_scores(scores, n)
         return (top, raw[top]) if novelty else (top, val)
@@ -484,16 +424,10 @@ class Recommender:
     def shifted(self, scores: np.ndarray, novelty: float | None = None) -> np.ndarray:
         """One score row with the novelty knob applied (``-inf`` entries stay ``-inf``)."""
         novelty = self.novelty if novelty is None else float(novelty)
-        if not novelty:
-            return scores
-        if self.model.predicts_ratings and self.model.name != "popularity":
-            # the shift is one fixed vector (unit = one rating): numpy, no torch round trip;
-            # the float32 product of _novelty_shift, so both paths give the same bits
-            return scores - (np.float32(novelty) * self.popularity_z()).astype(np.float64)
-        return self._novelty_shift(torch.as_tensor(scores, dtype=torch.float64)[None, :], novelty)[0].numpy()
+        return shift_row(scores, self.popularity_z(), novelty, self.model.ranks_by_rating)
 
     def recommend(
-        self, user_id: Any, n: int = 10, exclude_seen: bool = True, novelty: float | None = None
+        self, user_id: Any, n: int = 10, exclude_rated: bool = True, novelty: float | None = None
     ) -> list[ScoredItem]:
         """The ``n`` best items for a known user, best first (unrated ones only by default).
 
@@ -506,7 +440,7 @@ class Recommender:
         u = int(self.users.index(user_id)[0])
         if self.user_counts[u] == 0:
             raise UnknownIdError(f"user {user_id!r} has no training ratings; no personal recommendations")
-        idx, val = self.top_n_indices(np.array([u]), n, exclude_seen, novelty)
+        idx, val = self.top_n_indices(np.array([u]), n, exclude_rated, novelty)
         keep = idx[0] >= 0
         return self._describe(idx[0][keep], self._display_scores(val[0][keep]))
 
@@ -529,7 +463,7 @@ class Recommender:
         trained = self.item_counts > 0
         use = trained[items]
         if use.any():
-            if not self.model.predicts_ratings and type(self.model).fold_in is RatingModel.fold_in:
+            if not self.model.folds_in:
                 raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user from ratings")
             it = torch.as_tensor(items[use], device=self._device)
             vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)
@@ -606,13 +540,28 @@ class Recommender:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str, *, metrics: dict[str, Any] | None = None, overwrite: bool = False) -> None:
         """Save to a run directory (see :mod:`reelrec.artifacts`)."""
-        from reelrec.artifacts import save_run
+        from reelrec.artifacts import RunState, save_state
 
-        save_run(self, path, metrics=metrics, overwrite=overwrite)
+        result = self.train_result
+        state = RunState(
+            **{k: getattr(self, k) for k in _STATE_FIELDS},
+            fallback_mean=self.fallback.mean,
+            fallback_user_bias=self.fallback.user_bias,
+            fallback_item_bias=self.fallback.item_bias,
+            history=result.to_json() if result is not None else None,
+        )
+        save_state(state, path, metrics=metrics, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> Recommender:
         """Load and verify a run directory saved by :meth:`save`."""
-        from reelrec.artifacts import load_run
+        from reelrec.artifacts import load_state
 
-        return load_run(path, device=device)
+        state = load_state(path, device=device)
+        rec = cls(
+            **{k: getattr(state, k) for k in _STATE_FIELDS},
+            fallback=Fallback(state.fallback_mean, state.fallback_user_bias, state.fallback_item_bias),
+        )
+        #: the run's whole ``config.json``
+        rec.run_config = state.config
+        return rec

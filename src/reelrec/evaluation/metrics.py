@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from reelrec.sparse import csr_keys
+
 __all__ = [
     "accuracy",
     "average_precision_at_k",
@@ -153,8 +155,7 @@ def hits_matrix(topk: ArrayLike, rel_indptr: ArrayLike, rel_indices: ArrayLike, 
     if top.size and (top.min() < -1 or top.max() >= n_items):
         raise ValueError("topk entries must lie in [0, n_items) or be -1 padding")
 
-    rel_users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
-    rel_keys = np.sort(rel_users * n_items + indices)
+    rel_keys = np.sort(csr_keys(indptr, indices, n_items))
     if rel_keys.size == 0:
         return np.zeros(top.shape, dtype=np.bool_)
     query = np.arange(n_users, dtype=np.int64)[:, None] * n_items + top

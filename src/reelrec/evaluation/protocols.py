@@ -42,6 +42,7 @@ from reelrec.evaluation.metrics import (
     rmse,
 )
 from reelrec.recommender import Recommender
+from reelrec.sparse import csr_from_keys, csr_keys, expand_rows, indptr_of_rows
 
 #: the top-N protocols of the benchmark guide -> the split each one needs
 PROTOCOL_SPLITS: dict[str, str] = {
@@ -117,11 +118,7 @@ def evaluate_ranking(
     u, i = u[ok], i[ok]
     # drop test pairs the user also has in training (repeat ratings): they are filtered from ranking
     keys = np.unique(u * rec.items.ids.shape[0] + i)
-    seen_keys = (
-        np.repeat(np.arange(len(rec.users)), np.diff(rec.seen_indptr)) * rec.items.ids.shape[0]
-        + rec.seen_indices
-    )
-    keys = keys[~np.isin(keys, seen_keys)]
+    keys = keys[~np.isin(keys, _seen_keys(rec))]
     n_items = rec.items.ids.shape[0]
     tu, ti = keys // n_items, keys % n_items
     users = np.unique(tu)
@@ -139,8 +136,7 @@ def evaluate_ranking(
     keep = (pos < users.size) & (users[np.minimum(pos, users.size - 1)] == tu)
     rel_user = pos[keep]
     rel_items = ti[keep]
-    indptr = np.zeros(users.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rel_user, minlength=users.size), out=indptr[1:])
+    indptr = indptr_of_rows(rel_user, users.size)
     out: dict[str, Any] = ranking_metrics(topk, indptr, rel_items, n_items, ks=ks)
     out["popularity_share@10"] = popularity_share(topk, rec.item_counts, min(10, kmax))
     out["n_users"] = int(users.size)
@@ -190,23 +186,7 @@ def evaluate_protocol(rec: Recommender, test: Dataset, protocol: str, *, seed: i
 
 def _seen_keys(rec: Recommender) -> np.ndarray:
     """Sorted ``user * n_items + item`` keys of the recommender's seen (training) interactions."""
-    n_items = rec.items.ids.shape[0]
-    rows = np.repeat(np.arange(len(rec.users), dtype=np.int64), np.diff(rec.seen_indptr))
-    return rows * n_items + rec.seen_indices
-
-
-def _expand(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(position in ``rows``, column) of every entry of CSR rows ``rows``."""
-    starts, lengths = indptr[rows], indptr[rows + 1] - indptr[rows]
-    pos = np.repeat(np.arange(rows.shape[0]), lengths)
-    offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return pos, indices[np.repeat(starts, lengths) + offs]
-
-
-def _key_csr(keys: np.ndarray, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
-    return indptr, keys % n_cols
+    return csr_keys(rec.seen_indptr, rec.seen_indices, rec.items.ids.shape[0])
 
 
 def sample_unrated(
@@ -268,7 +248,7 @@ def evaluate_loo(
         raise ValueError("no test interaction is left to rank (all unknown or seen in training)")
     tu, ti = keys // n_items, keys % n_items
     seen_indptr, seen_items = rec.seen_indptr, rec.seen_indices
-    test_indptr, test_items = _key_csr(test_keys, n_users, n_items)
+    test_indptr, test_items = csr_from_keys(test_keys, n_users, n_items)
     cold = torch.as_tensor(rec.item_counts == 0, device=rec._device)
     if batch_users is None:
         batch_users = max(1, min(4096, (1 << 22) // n_items))
@@ -285,13 +265,13 @@ def evaluate_loo(
             scores[:, cold] = -torch.inf
         scores = scores.cpu().numpy()
         target = scores[np.arange(b), ib]
-        rows, cols = _expand(seen_indptr, seen_items, ub)
+        rows, cols = expand_rows(seen_indptr, seen_items, ub)
         if negatives is None:
             scores[rows, cols] = np.nan  # training items are not candidates (NaN >= x is False)
             ranks[s : s + b] = (scores >= target[:, None]).sum(axis=1)  # counts the test item itself
         else:
             assert rng is not None
-            trow, tcol = _expand(test_indptr, test_items, ub)  # every item the user rated in test too
+            trow, tcol = expand_rows(test_indptr, test_items, ub)  # every item the user rated in test too
             neg, allowed = sample_unrated(
                 rng, b, n_items, np.concatenate([rows, trow]), np.concatenate([cols, tcol]), negatives
             )

@@ -60,7 +60,9 @@ from pydantic import Field
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
-from reelrec.models.mf import REG_REFERENCE_COUNT, MatrixFactorization, MFConfig
+from reelrec.models.mf import MatrixFactorization, MFConfig
+from reelrec.models.regularisation import REG_REFERENCE_COUNT
+from reelrec.sparse import indptr_of_rows
 
 #: power iterations of the randomised SVD start (ML-1M validation, 12 sweeps: 1 -> 0.8446,
 #: 3 -> 0.8445, 6 -> 0.8442; 3 reaches 0.8489 one sweep sooner than 1)
@@ -165,8 +167,7 @@ class _Side:
         device: torch.device,
     ) -> _Side:
         order = group_order(rows)
-        crow = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n_rows), out=crow[1:])
+        crow = indptr_of_rows(rows, n_rows)
 
         def put(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
             return torch.as_tensor(x, dtype=dtype).to(device)

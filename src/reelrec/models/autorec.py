@@ -14,7 +14,7 @@ How it fits reelrec:
 * Training walks item rows, not (user, item) triples: the model implements the Trainer's
   :meth:`~reelrec.models.base.RatingModel.training_rows` / ``rows_loss`` hook, so early stopping,
   refit, schedules, history and seeds are the shared Trainer's.
-* The item codes ``H`` (n_items × hidden) are a saved buffer, recomputed from the training
+* The item codes ``H`` (n_items × code_size) are a saved buffer, recomputed from the training
   matrix whenever the model enters eval mode after weights changed. Prediction needs only
   ``H``, ``W`` and ``c``: :meth:`score_users` is one matrix product, like MF.
 * :meth:`fold_in` gives a new user a decoder row in closed form (ridge on the codes of the
@@ -27,13 +27,13 @@ import math
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from torch import nn
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
-from reelrec.models.mf import baseline_biases
+from reelrec.models.regularisation import baseline_biases
 
 #: largest dense training matrix (users × items entries) AutoRec builds (2 GB of float32)
 MAX_DENSE_ENTRIES = 500_000_000
@@ -62,7 +62,13 @@ class AutoRecConfig(ModelConfig):
     root of the training size (best ~300 on ML-1M, ~100 on ML-100K). See docs/benchmarks.md.
     """
 
-    hidden: int = Field(500, ge=1, le=16384, description="units of the item code h_i")
+    code_size: int = Field(
+        500,
+        ge=1,
+        le=16384,
+        validation_alias=AliasChoices("code_size", "hidden"),
+        description="units of the item code h_i (formerly hidden, which elsewhere lists MLP layer sizes)",
+    )
     reg: float | None = Field(
         None,
         ge=0,
@@ -112,7 +118,7 @@ class AutoRec(RatingModel):
 
     def __init__(self, n_users: int, n_items: int, config: AutoRecConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or AutoRecConfig())
-        k = self.config.hidden
+        k = self.config.code_size
         self.encoder = nn.Linear(n_users, k)  # V, b
         self.decoder = nn.Linear(k, n_users)  # W (one row per user), c
         # the item codes: all prediction needs besides the decoder

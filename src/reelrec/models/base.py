@@ -60,6 +60,11 @@ class RatingModel(nn.Module):
     predicts_cold_users: ClassVar[bool] = False
     #: True when :meth:`average` merges several fitted models into one of the same kind
     averageable: ClassVar[bool] = False
+    #: True for a model of models (a blend): built with ``members=`` by ``registry.build_model``
+    composite: ClassVar[bool] = False
+    #: False when :meth:`score_users` ranks by something other than the predicted rating
+    #: (popularity: the training counts), though :meth:`forward` predicts ratings
+    scores_are_ratings: ClassVar[bool] = True
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
@@ -147,6 +152,25 @@ class RatingModel(nn.Module):
     def predicts_ratings(self) -> bool:
         """False for ranking models whose output is an interaction score, not a rating."""
         return True
+
+    @property
+    def ranks_by_rating(self) -> bool:
+        """True when the catalogue scores are predicted ratings: shown clipped to the scale, and
+        the novelty knob shifts them in rating units (not for ranking models, nor popularity)."""
+        return self.predicts_ratings and self.scores_are_ratings
+
+    @property
+    def predicts_levels(self) -> bool:
+        """True when :meth:`predict_level` gives each pair's most probable rating level itself
+        (a softmax output head) rather than its predicted rating rounded to a level."""
+        return False
+
+    @property
+    def folds_in(self) -> bool:
+        """True when :meth:`fold_in` can score the catalogue for a new user from ratings: the
+        default fit of the user's own rows needs a rating model; ranking models that fold in
+        (history-based ones) say so."""
+        return self.predicts_ratings
 
     def validation_loss(
         self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor

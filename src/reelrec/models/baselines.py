@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
@@ -74,8 +74,18 @@ class GlobalMean(RatingModel):
 class BiasConfig(ModelConfig):
     """Hyperparameters of :class:`BiasBaseline` (Koren's baseline predictor)."""
 
-    reg_user: float = Field(15.0, ge=0, description="shrinkage of user biases (in ratings)")
-    reg_item: float = Field(10.0, ge=0, description="shrinkage of item biases (in ratings)")
+    user_reg: float = Field(
+        15.0,
+        ge=0,
+        validation_alias=AliasChoices("user_reg", "reg_user"),
+        description="shrinkage of user biases (in ratings; formerly reg_user)",
+    )
+    item_reg: float = Field(
+        10.0,
+        ge=0,
+        validation_alias=AliasChoices("item_reg", "reg_item"),
+        description="shrinkage of item biases (in ratings; formerly reg_item)",
+    )
     iterations: int = Field(10, ge=1, le=1000)
 
 
@@ -100,8 +110,8 @@ class BiasBaseline(RatingModel):
             train.rating,
             self.n_users,
             self.n_items,
-            cfg.reg_user,
-            cfg.reg_item,
+            cfg.user_reg,
+            cfg.item_reg,
             cfg.iterations,
         )
         self.global_mean.fill_(mu)
@@ -119,7 +129,7 @@ class BiasBaseline(RatingModel):
     def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
         """A new user's bias in closed form (the same shrinkage as training), then every item."""
         residual = ratings.double() - float(self.global_mean) - self.item_bias[items].double()
-        b_u = float(residual.sum()) / (items.shape[0] + self.config.reg_user)
+        b_u = float(residual.sum()) / (items.shape[0] + self.config.user_reg)
         return (self.global_mean + b_u + self.item_bias).float()
 
 
@@ -138,6 +148,7 @@ class Popularity(RatingModel):
     name: ClassVar[str] = "popularity"
     config_class: ClassVar[type[ModelConfig]] = PopularityConfig
     trainable: ClassVar[bool] = False
+    scores_are_ratings: ClassVar[bool] = False  # its scores are the training counts
     config: PopularityConfig
 
     def __init__(self, n_users: int, n_items: int, config: PopularityConfig | None = None) -> None:

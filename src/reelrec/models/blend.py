@@ -43,15 +43,19 @@ class Blend(RatingModel):
     trainable: ClassVar[bool] = False
     config: BlendConfig
 
-    def __init__(self, n_users: int, n_items: int, config: BlendConfig) -> None:
-        super().__init__(n_users, n_items, config)
-        from reelrec.models.registry import build_model
+    composite: ClassVar[bool] = True
 
+    def __init__(
+        self, n_users: int, n_items: int, config: BlendConfig, members: list[RatingModel] | None = None
+    ) -> None:
+        """``members``: one built model per ``config.members`` entry (``registry.build_model``
+        builds them, so this module needs no registry)."""
+        super().__init__(n_users, n_items, config)
         if len(config.weights) != len(config.members):
             raise ConfigError("a blend needs one weight per member")
-        self.members = nn.ModuleList(
-            build_model(m["name"], n_users, n_items, m["config"]) for m in config.members
-        )
+        if members is None or len(members) != len(config.members):
+            raise ConfigError("a blend is built with its members: use registry.build_model('blend', ...)")
+        self.members = nn.ModuleList(members)
         if any(not m.predicts_ratings for m in self.members):
             raise ConfigError("only rating models can be blended (ranking scores have no common scale)")
         self.register_buffer("weights", torch.tensor(config.weights, dtype=torch.float32))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from torch import nn
 
 from reelrec.data.dataset import Dataset
@@ -40,7 +40,11 @@ class BPRConfig(ModelConfig):
         "bpr", description="bpr (pairwise), bce (pointwise) or softmax (sampled softmax over 1 + negatives)"
     )
     init_std: float = Field(0.01, gt=0)
-    item_bias: bool = True
+    use_bias: bool = Field(
+        True,
+        validation_alias=AliasChoices("use_bias", "item_bias"),
+        description="learn an item bias (formerly item_bias)",
+    )
 
 
 class BPR(RatingModel):
@@ -66,7 +70,7 @@ class BPR(RatingModel):
         for table in (self.user_factors, self.item_factors):
             nn.init.normal_(table.weight, 0.0, config.init_std)
         nn.init.zeros_(self.item_bias.weight)
-        self.item_bias.weight.requires_grad_(config.item_bias)
+        self.item_bias.weight.requires_grad_(config.use_bias)
         # training positives (sorted user * n_items + item keys), for sampling and validation
         self.register_buffer("positive_keys", torch.zeros(0, dtype=torch.long), persistent=False)
 
@@ -104,7 +108,7 @@ class BPR(RatingModel):
             loss = (torch.logsumexp(logits, dim=1) - x_pos).mean()
         l2 = (p * p).sum(-1).mean() + (q_pos * q_pos).sum(-1).mean() + (q_neg * q_neg).sum(-1).mean()
         loss = loss + cfg.reg * l2
-        if cfg.item_bias and cfg.bias_reg:
+        if cfg.use_bias and cfg.bias_reg:
             loss = loss + cfg.bias_reg * ((b_pos * b_pos).mean() + (b_neg * b_neg).mean())
         return loss
 

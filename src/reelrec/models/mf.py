@@ -39,11 +39,9 @@ from torch import nn
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel, RowGrad, coalesce_rows
-from reelrec.models.baselines import fit_biases
 from reelrec.models.init import init_embedding
+from reelrec.models.regularisation import REG_REFERENCE_COUNT, baseline_biases, frequency_weights
 
-#: training count at which the frequency weight of the L2 penalty is 1
-REG_REFERENCE_COUNT = 100.0
 #: training ratings past which MF refits two models, not four (ML-1M's 0.86M): each refit costs a
 #: whole training, and on ML-1M holdout90 four buy 0.0007 test RMSE over two (0.8335 / 0.8342; one:
 #: 0.8353) for 78 rather than 48 epochs of work (benchmarks/defaults.py); ML-100K keeps four
@@ -52,31 +50,6 @@ MID_DATA_TRAIN: dict[str, Any] = {"refit_models": 2}
 #: training ratings past which MF trains with :data:`LARGE_DATA_TRAIN` (ML-10M and larger; ML-1M has 0.86M)
 LARGE_DATA = 2_000_000
 LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 32_768, "refit": False, "refit_models": 1}
-#: shrinkage (in ratings) and sweeps of the closed-form bias fit that initialises the biases
-BIAS_INIT_REG = 10.0
-BIAS_INIT_ITERATIONS = 10
-
-
-def frequency_weights(counts: np.ndarray, alpha: float) -> torch.Tensor:
-    """Per-occurrence L2 weights ``(n / 100) ** (alpha - 1)``: over an epoch an entity with ``n``
-    training ratings then carries a total penalty proportional to ``n ** alpha``."""
-    return torch.as_tensor(
-        (np.maximum(counts, 1) / REG_REFERENCE_COUNT) ** (alpha - 1.0), dtype=torch.float32
-    )
-
-
-def baseline_biases(train: Dataset, n_users: int, n_items: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """The closed-form regularised ``mu + b_u + b_i`` fit used to initialise model biases."""
-    return fit_biases(
-        train.user_index,
-        train.item_index,
-        train.rating,
-        n_users,
-        n_items,
-        BIAS_INIT_REG,
-        BIAS_INIT_REG,
-        BIAS_INIT_ITERATIONS,
-    )
 
 
 def _truncated_product(p: torch.Tensor, q: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

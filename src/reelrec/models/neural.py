@@ -25,7 +25,7 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.layers import check_activation
-from reelrec.models.mf import baseline_biases, frequency_weights
+from reelrec.models.regularisation import baseline_biases, frequency_weights
 
 MAX_LEVELS = 20
 
@@ -255,6 +255,10 @@ class NeuralRatingModel(RatingModel):
     def level_index(self, ratings: torch.Tensor) -> torch.Tensor:
         """Class index of each rating: its nearest level (exact for ratings on the scale)."""
         return torch.argmin((ratings[:, None] - self.levels[None, :]).abs(), dim=1)
+
+    @property
+    def predicts_levels(self) -> bool:  # type: ignore[override]
+        return self.config.output == "softmax"
 
     @torch.no_grad()
     def predict_level(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

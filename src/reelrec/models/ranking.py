@@ -25,6 +25,7 @@ from pydantic import Field
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.sparse import csr_from_keys, csr_keys, expand_ranges, expand_rows
 
 #: cut-off of the validation criterion of the ranking models
 VALIDATION_K = 20
@@ -51,17 +52,6 @@ def sample_negatives(
                 again = torch.randint(0, n_items, items.shape, device=users.device, generator=generator)
             items = torch.where(hit, again, items)
     return items
-
-
-def expand_rows(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """For CSR ``(indptr, indices)``: (position in ``rows``, column) of every entry of those rows."""
-    starts, ends = indptr[rows], indptr[rows + 1]
-    lengths = ends - starts
-    pos = torch.repeat_interleave(torch.arange(rows.shape[0], device=rows.device), lengths)
-    offsets = torch.arange(int(lengths.sum()), device=rows.device) - torch.repeat_interleave(
-        torch.cumsum(lengths, 0) - lengths, lengths
-    )
-    return pos, indices[torch.repeat_interleave(starts, lengths) + offsets]
 
 
 @torch.no_grad()
@@ -94,13 +84,8 @@ def ranking_validation_loss(
         if train_keys.numel():
             lo = torch.searchsorted(train_keys, ub * n)  # each user's keys: train_keys[lo:hi]
             hi = torch.searchsorted(train_keys, (ub + 1) * n)
-            lengths = hi - lo
-            rows = torch.repeat_interleave(torch.arange(ub.shape[0], device=ub.device), lengths)
-            offs = torch.arange(int(lengths.sum()), device=ub.device) - torch.repeat_interleave(
-                torch.cumsum(lengths, 0) - lengths, lengths
-            )
-            cols = train_keys[torch.repeat_interleave(lo, lengths) + offs] % n
-            scores[rows, cols] = -torch.inf
+            rows, keys = expand_ranges(lo, hi, train_keys)
+            scores[rows, keys % n] = -torch.inf
         top = torch.topk(scores, k, dim=1).indices
         query = ub[:, None] * n + top
         pos = torch.searchsorted(vkeys, query).clamp(max=vkeys.numel() - 1)
@@ -137,6 +122,10 @@ class HistoryRankingModel(RatingModel):
     def predicts_ratings(self) -> bool:  # type: ignore[override]
         return False
 
+    @property
+    def folds_in(self) -> bool:  # type: ignore[override]
+        return True  # a new user is their history
+
     @classmethod
     def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
         values = dict(values)
@@ -151,10 +140,9 @@ class HistoryRankingModel(RatingModel):
                 f"{self.name} was configured for {self.history_items.shape[0]} interactions, "
                 f"the training data has {keys.shape[0]} (build it with the training data)"
             )
-        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(keys // self.n_items, minlength=self.n_users), out=indptr[1:])
+        indptr, items = csr_from_keys(keys, self.n_users, self.n_items)
         self.history_indptr.copy_(torch.from_numpy(indptr))
-        self.history_items.copy_(torch.from_numpy(keys % self.n_items))
+        self.history_items.copy_(torch.from_numpy(items))
         self.fit_weights(train)
 
     def fit_weights(self, train: Dataset) -> None:  # pragma: no cover - abstract
@@ -163,9 +151,7 @@ class HistoryRankingModel(RatingModel):
     # ------------------------------------------------------------------ scoring
     def training_keys(self) -> torch.Tensor:
         """Sorted ``user * n_items + item`` keys of the stored history."""
-        counts = self.history_indptr[1:] - self.history_indptr[:-1]
-        users = torch.repeat_interleave(torch.arange(self.n_users, device=counts.device), counts)
-        return users * self.n_items + self.history_items
+        return csr_keys(self.history_indptr, self.history_items, self.n_items)
 
     def history_rows(self, users: torch.Tensor) -> torch.Tensor:
         """Dense 0/1 history rows ``(len(users), n_items)``."""

@@ -81,6 +81,9 @@ def build_model(
     config = make_config(name, values)
     if train is not None:
         check_scale(cls, n_users, n_items, len(train), config)
+    if cls.composite:  # a model of models (a blend): its members are built here
+        members = [build_model(m["name"], n_users, n_items, m["config"]) for m in config.members]
+        return cls(n_users, n_items, config, members=members)
     return cls(n_users, n_items, config)
 
 

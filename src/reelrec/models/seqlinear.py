@@ -39,7 +39,7 @@ from pydantic import Field
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig
 from reelrec.models.ease import ItemMatrixConfig, ItemMatrixModel, ease_weights
-from reelrec.models.ranking import expand_rows
+from reelrec.sparse import expand_rows
 
 
 class SeqLinearConfig(ItemMatrixConfig):

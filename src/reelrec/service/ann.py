@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from reelrec.errors import ConfigError
+from reelrec.items import shift_row
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,12 @@ class AnnIndex:
         log.info("ANN indexes built over %d movies", self.keep.shape[0])
 
     def top_n_for_user(
-        self, user: int, n: int, exclude_seen: bool = True, novelty: float = 0.0
+        self, user: int, n: int, exclude_rated: bool = True, novelty: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-``n`` (dense indices, model scores) for a known user."""
         if self.user_index is None or self.user_vectors is None:
-            return self.rec.top_n_for_user(user, n, exclude_seen, novelty)
-        seen = self.rec.seen_items(user) if exclude_seen else np.zeros(0, dtype=np.int64)
+            return self.rec.top_n_for_user(user, n, exclude_rated, novelty)
+        seen = self.rec.seen_items(user) if exclude_rated else np.zeros(0, dtype=np.int64)
         k = min(n + seen.shape[0], self.keep.shape[0])
         query = np.append(self.user_vectors[user], np.float32(-novelty))[None, :]
         _, found = self.user_index.search(query, k)
@@ -76,7 +77,8 @@ class AnnIndex:
             idx = idx[~np.isin(idx, seen)]
         idx = idx[:n]
         scores = self.rec.model.score_user(user)[idx]  # exact scores of the retrieved movies
-        order = np.argsort(-(scores - novelty * self.rec.popularity_z()[idx]), kind="stable")
+        shifted = shift_row(scores, self.rec.popularity_z()[idx], novelty, self.rec.model.ranks_by_rating)
+        order = np.argsort(-shifted, kind="stable")
         return idx[order], scores[order]
 
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:

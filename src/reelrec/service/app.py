@@ -40,8 +40,8 @@ from pydantic import (
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reelrec import __version__
 from reelrec._defaults import LIST_NOVELTY
+from reelrec._version import __version__
 from reelrec.errors import ReelrecError, UnknownIdError
 from reelrec.service.state import Served
 from reelrec.service.store import RatingStore, StoreError, default_store_url

@@ -9,7 +9,6 @@ and the mapping is recorded in the new run's ``config.json``. The old run is nev
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -18,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reelrec.artifacts import _read_json, check_target, verify_run
+from reelrec.artifacts import check_target
 from reelrec.data.dataset import Dataset, Vocabulary
-from reelrec.data.split import make_split
+from reelrec.data.split import Split
 from reelrec.errors import ConfigError, DataError
+from reelrec.runs.record import RunRecord, load_run_data, read_record, rebuild_split
+from reelrec.runs.train import train_run
 from reelrec.service.store import RatingStore
 
 log = logging.getLogger(__name__)
@@ -82,39 +83,21 @@ def retrain(
     progress: bool = False,
     overwrite: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train ``run_dir``'s model again on its data plus the store's ratings; save to ``out``."""
-    from reelrec.cli import attach_side_data, load_source
-    from reelrec.evaluation.protocols import evaluate_ranking, evaluate_ratings
-    from reelrec.recommender import Recommender
+    """Train ``run_dir``'s model again on its data plus the store's ratings; save to ``out``.
+
+    The data is reloaded and split as the run recorded (a dataset that changed since is refused),
+    and the test metrics follow the run's protocol, so they compare with the old run's."""
     from reelrec.training.trainer import TrainConfig
 
     run_dir, out = Path(run_dir), Path(out)
-    verify_run(run_dir)
+    record = read_record(run_dir)
     if out.resolve() == run_dir.resolve():
         raise ConfigError("--out must be a new run directory: the old run stays as it is")
     check_target(out, overwrite)
-    config = _read_json(run_dir / "config.json")
-    try:
-        source = config["dataset"]["source"]
-        split_meta = config["split"]
-        model_name = config["model"]["name"]
-        model_params = dict(config["model"]["config"])
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"{run_dir} does not record its dataset, split and model; retrain it by hand"
-        ) from None
-    ds = load_source(source, data_home)
-    side = config.get("side_data") or {}
-    if side:
-        ds = attach_side_data(
-            ds, argparse.Namespace(**{k: side.get(k) for k in ("users", "item_info", "tags")})
-        )
-    if ds.fingerprint() != config["dataset"].get("fingerprint"):
-        log.warning("the dataset at %s changed since %s was trained", source, run_dir)
-    seed = int(config.get("seed", split_meta.get("seed", 42)))
-    split = make_split(
-        ds, split_meta["spec"], seed=seed, valid_fraction=split_meta.get("valid_fraction") or None
-    )
+    if record.dataset is None or record.split is None or record.model is None:
+        raise ConfigError(f"{run_dir} does not record its dataset, split and model; retrain it by hand")
+    ds = load_run_data(record, data_home, side_data=True)
+    split = rebuild_split(record, ds)
 
     store = RatingStore(store_url)
     try:
@@ -142,53 +125,29 @@ def retrain(
             timestamp=extra["timestamp"].to_numpy(dtype=np.int64) if train.timestamp is not None else None,
         )
         train = train.concat(part)
-    train_cfg = TrainConfig(**config["train"]) if config.get("train") else None
-    meta = {
-        "dataset": config["dataset"],
-        "split": split_meta,
-        "seed": seed,
-        "side_data": side,
-        "retrained_from": str(run_dir.resolve()),
-        "store": {
-            "url": _redact(store_url),
-            "ratings": len(extra),
-            "profiles": mapping,
-            "skipped": dropped,
-        },
-    }
-    rec = Recommender.train(
-        model_name,
-        train,
-        valid,
-        model_params=model_params,
-        train_config=train_cfg,
+    seed = record.seed if record.seed is not None else record.split_seed  # the run's training seed
+    new_record = RunRecord(
+        dataset=record.dataset,
+        split=record.split,
+        seed=seed,
+        protocol=record.protocol,  # the old run's protocol: test figures that compare with its own
+        side_data=record.side_data,
+        retrained_from=str(run_dir.resolve()),
+        store={"url": _redact(store_url), "ratings": len(extra), "profiles": mapping, "skipped": dropped},
+    )
+    return train_run(
+        record.model.name,
+        Split(name=split.name, train=train, valid=valid, test=test),
+        new_record,
+        params=dict(record.model.config),
+        config=TrainConfig(**record.train) if record.train else None,
         seed=seed,
         device=device,
         progress=progress,
-        meta=meta,
+        out=out,
+        overwrite=overwrite,
+        metrics_extra={"stored_ratings": len(extra), "stored_profiles": len(mapping)},
     )
-    result = rec.train_result
-    metrics: dict[str, Any] = {
-        "model": model_name,
-        "split": split.name,
-        "train_seconds": round(result.seconds, 3),
-        "stored_ratings": len(extra),
-        "stored_profiles": len(mapping),
-    }
-    if result.history:
-        metrics["epochs"] = len(result.history)
-        metrics["best_epoch"] = result.best_epoch
-    if result.best_valid is not None:
-        metrics[result.valid_metric] = result.best_valid
-    if test is not None and len(test):
-        if rec.model.predicts_ratings:
-            metrics["test"] = evaluate_ratings(rec, test)
-        try:
-            metrics["test_ranking"] = evaluate_ranking(rec, test)
-        except ValueError as exc:
-            log.warning("ranking metrics skipped: %s", exc)
-    rec.save(str(out), metrics=metrics, overwrite=overwrite)
-    return rec, metrics
 
 
 def _redact(url: str) -> str:

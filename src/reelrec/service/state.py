@@ -79,17 +79,17 @@ class Served:
         )
 
     def top_n_for_user(
-        self, user: int, n: int, exclude_seen: bool, novelty: float = 0.0
+        self, user: int, n: int, exclude_rated: bool, novelty: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """A known user's top-``n``: exact, or from the ANN index when there is one."""
         if self.ann is not None:
-            return self.ann.top_n_for_user(user, n, exclude_seen, novelty)
-        return self.rec.top_n_for_user(user, n, exclude_seen, novelty)
+            return self.ann.top_n_for_user(user, n, exclude_rated, novelty)
+        return self.rec.top_n_for_user(user, n, exclude_rated, novelty)
 
-    def known_user_list(self, user: int, n: int, exclude_seen: bool, novelty: float) -> dict[str, Any]:
+    def known_user_list(self, user: int, n: int, exclude_rated: bool, novelty: float) -> dict[str, Any]:
         """The body of ``GET /users/{id}/recommendations``: top-``n`` with reasons."""
         rec = self.rec
-        top, val = self.top_n_for_user(user, n, exclude_seen, novelty)
+        top, val = self.top_n_for_user(user, n, exclude_rated, novelty)
         shown = rec._display_scores(val)
         rated, ratings = rec.user_ratings(user)
         because = rec.explain(rated, ratings, top)
@@ -129,7 +129,7 @@ class Served:
         return {
             "status": "ok",
             "model": rec.model.name,
-            "predicts_ratings": bool(rec.model.predicts_ratings and rec.model.name != "popularity"),
+            "predicts_ratings": rec.model.ranks_by_rating,
             "dataset": dataset.get("name") if isinstance(dataset, dict) else None,
             "schema_version": SCHEMA_VERSION,
             "run": str(self.run_dir),

@@ -9,7 +9,7 @@ run and the store once and then becomes (``exec``) uvicorn's supervisor (see :fu
 What the workers share:
 
 * **the model weights**, read-only: the safetensors files are memory-mapped (see
-  :func:`reelrec.artifacts.load_run`), so the page cache holds one copy of the tables for all
+  :func:`reelrec.artifacts.load_state`), so the page cache holds one copy of the tables for all
   workers; each worker adds its own Python objects (lookups, catalogue) and interpreter;
 * **the ratings store**: SQLite in WAL mode with ``synchronous=FULL`` and a busy timeout, so
   writes from several processes queue for the lock and each is on disk before its answer

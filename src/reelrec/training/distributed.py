@@ -124,3 +124,23 @@ def init_from_env(device: str = "auto") -> DistContext | None:
 def local_world() -> int:
     """Processes of this job on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 alone)."""
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+
+
+def launch_local(argv: list[str], nproc: int) -> int:
+    """``reelrec train --nproc N``: the same command line (``argv``, without ``--nproc``) as N
+    local ranks under torchrun; returns its exit status."""
+    import subprocess
+    import sys
+
+    argv = list(argv)
+    for i, token in enumerate(argv):  # drop --nproc N / --nproc=N
+        if token == "--nproc":
+            del argv[i : i + 2]
+            break
+        if token.startswith("--nproc="):
+            del argv[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    cmd += ["-m", "reelrec", *argv]
+    logging.getLogger("reelrec").info("launching %s", " ".join(cmd))
+    return subprocess.run(cmd, check=False).returncode

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from reelrec.artifacts import load_state
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
@@ -46,9 +47,7 @@ class Pretraining:
 
 def load_source(path: str, train: Dataset, role: str) -> RatingModel:
     """The model of the saved run at ``path``, which must hold ``train``'s users and movies."""
-    from reelrec.artifacts import load_run  # the run files sit above training; loaded on demand
-
-    other = load_run(path)
+    other = load_state(path)
     if not (
         np.array_equal(other.users.ids, train.users.ids) and np.array_equal(other.items.ids, train.items.ids)
     ):

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import RatingModel
+from reelrec.training.epochs import EarlyStopping, TrainResult, _as_tensors, validation_score
 
 if TYPE_CHECKING:
-    from reelrec.training.trainer import Trainer, TrainResult
+    from reelrec.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ def fit_sweeps(
 ) -> TrainResult:
     """Run ``sweep`` once per epoch of ``trainer.config``; see the module docs. ``start`` is the
     ``perf_counter`` time the fit began (preparation included in ``seconds``)."""
-    from reelrec.training.trainer import EarlyStopping, TrainResult, _as_tensors, validation_score
 
     cfg = trainer.config
     valid_t = _as_tensors(valid, trainer.device) if valid is not None and len(valid) else None

@@ -1,0 +1,120 @@
+"""What every epoch loop shares (the Trainer's gradient loop and :mod:`.sweeps`): the result
+record, early stopping with best-parameter restore, and the validation score."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from reelrec.data.dataset import Dataset, RatingScale
+from reelrec.models.base import RatingModel
+
+if TYPE_CHECKING:
+    from reelrec.training.trainer import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    """What a fit produced: per-epoch history and where the best validation score was."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_valid: float | None = None
+    #: what ``best_valid`` measures: "valid_rmse" (rating models) or "valid_loss" (the model's own)
+    valid_metric: str = "valid_rmse"
+    seconds: float = 0.0
+    stopped_early: bool = False
+    refit_epochs: int | None = None
+    #: how many refitted models were averaged into the returned one
+    refit_models: int | None = None
+    #: what the model started from (reelrec.training.pretrained), by role
+    pretraining: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid,
+            "valid_metric": self.valid_metric,
+            "seconds": self.seconds,
+            "stopped_early": self.stopped_early,
+            "refit_epochs": self.refit_epochs,
+            "refit_models": self.refit_models,
+            "pretraining": self.pretraining,
+        }
+
+
+class EarlyStopping:
+    """The validation bookkeeping of every epoch loop (the Trainer's and :mod:`.sweeps`): the best
+    score and epoch into ``result``, a copy of the best parameters, and whether ``patience`` epochs
+    have passed without an improvement of at least ``min_delta``."""
+
+    def __init__(self, config: TrainConfig, result: TrainResult) -> None:
+        self.config, self.result = config, result
+        self.best, self.bad_epochs = math.inf, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: nn.Module, epoch: int, key: str, value: float) -> None:
+        self.result.valid_metric = key
+        if value < self.best - self.config.min_delta:
+            self.best, self.bad_epochs = value, 0
+            self.result.best_epoch, self.result.best_valid = epoch, value
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    def should_stop(self, epoch: int) -> bool:
+        stop = bool(self.config.patience) and self.bad_epochs >= self.config.patience
+        if stop:
+            self.result.stopped_early = epoch < self.config.epochs
+        return stop
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's parameters (if any epoch was validated)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def _as_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        torch.as_tensor(ds.user_index, dtype=torch.long, device=device),
+        torch.as_tensor(ds.item_index, dtype=torch.long, device=device),
+        torch.as_tensor(ds.rating, dtype=torch.float32, device=device),
+    )
+
+
+@torch.no_grad()
+def predict_indices(
+    model: RatingModel, users: torch.Tensor, items: torch.Tensor, batch_size: int = 1 << 16
+) -> torch.Tensor:
+    """Model predictions for index tensors, in large batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [
+        model(users[s : s + batch_size], items[s : s + batch_size]) for s in range(0, len(users), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, device=users.device)
+
+
+def validation_score(
+    model: RatingModel, data: tuple[torch.Tensor, ...], scale: RatingScale
+) -> tuple[str, float]:
+    """(name, value) of the early-stopping criterion: the model's own loss, else clipped RMSE."""
+    was_training = model.training
+    model.eval()
+    own = model.validation_loss(*data)
+    model.train(was_training)
+    if own is not None:
+        return "valid_loss", own
+    return "valid_rmse", validation_rmse(model, data, scale)
+
+
+def validation_rmse(model: RatingModel, data: tuple[torch.Tensor, ...], scale: RatingScale) -> float:
+    users, items, ratings = data
+    pred = predict_indices(model, users, items).clamp(scale.low, scale.high)
+    return float(torch.sqrt(torch.mean((pred - ratings) ** 2)))

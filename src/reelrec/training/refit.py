@@ -1,0 +1,78 @@
+"""Fitting a model the way a run is fitted: early stopping on the validation part, then (with
+``refit``) a refit on train + validation for the best number of epochs, and (with
+``refit_models > 1``, for models that set ``averageable``) several differently seeded refits
+merged by the model's ``average`` into one model of its own kind. A model that starts from
+pre-trained weights (:mod:`reelrec.training.pretrained`) gets them before every fit.
+
+:meth:`reelrec.recommender.Recommender.train` wraps the result with its index structures.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reelrec.data.dataset import Dataset
+from reelrec.models.base import RatingModel
+from reelrec.models.registry import build_model, make_config, model_class
+from reelrec.training import pretrained
+from reelrec.training.epochs import TrainResult
+from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def fit_model(
+    model_name: str,
+    train: Dataset,
+    valid: Dataset | None,
+    *,
+    model_params: dict | None,
+    train_config: TrainConfig,
+    seed: int = 42,
+    device: str = "auto",
+    progress: bool = False,
+) -> tuple[RatingModel, Dataset, Dataset | None, TrainResult]:
+    """Build ``model_name`` and fit it on ``train`` (early stopping on ``valid``), refitting and
+    averaging as ``train_config`` says. Returns the model, the data it was finally fitted on
+    (train + validation after a refit, with no validation part left), and the result."""
+
+    # what the model starts from (saved runs, or an MF trained first): resolved once, on the
+    # training part (early-stopped on the validation part), and shared by the refits
+    cls = model_class(model_name)
+    plan = make_config(model_name, cls.configure(dict(model_params or {}), train))
+    pre = pretrained.resolve(model_name, plan, train, valid, seed=seed, device=device, progress=progress)
+
+    def fit(
+        part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
+    ) -> tuple[RatingModel, TrainResult]:
+        seed_everything(run_seed)
+        model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
+        trainer = Trainer(config, seed=run_seed, device=device, progress=progress)
+        return model, trainer.fit(model, part, check, init_from=pre.sources)
+
+    model, result = fit(train, valid, train_config)
+    result.seconds += pre.seconds
+    result.pretraining = pre.record or None
+    closed_form = not model.trainable
+    if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
+        # the validation part chose the number of epochs (or only measured a closed-form
+        # model); now learn from all the training data
+        train, valid = train.concat(valid), None
+        epochs = result.best_epoch or 1
+        refit_cfg = train_config.model_copy(update={"epochs": epochs, "patience": 0})
+        model, again = fit(train, None, refit_cfg)
+        result.refit_epochs = result.best_epoch
+        result.seconds += again.seconds
+        log.info("refit on train+valid for %d epochs", result.best_epoch)
+        if train_config.refit_models > 1 and model.averageable:
+            # independently initialised refits differ by their random start and batch order;
+            # the mean of their predictions has lower variance than any one of them
+            members = [model]
+            for k in range(1, train_config.refit_models):
+                member, again = fit(train, None, refit_cfg, seed + k)
+                members.append(member)
+                result.seconds += again.seconds
+            model = type(model).average(members)
+            result.refit_models = len(members)
+            log.info("averaged %d refitted models", len(members))
+    return model, train, valid, result

@@ -1,0 +1,114 @@
+"""The runs layer: one way to train a run, one policy for a run's data that changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import small_frame
+from reelrec.cli import main
+from reelrec.runs import read_record
+from reelrec.service.store import sqlite_url
+
+
+@pytest.fixture(scope="module")
+def leave_last(tmp_path_factory) -> tuple[Path, Path]:
+    """An MF run on the leave-last split with the loo-full protocol, and its ratings file."""
+    root = tmp_path_factory.mktemp("runs")
+    small_frame(n=900).to_csv(root / "ratings.csv", index=False)
+    run = root / "mf"
+    argv = ["train", "--ratings", str(root / "ratings.csv"), "--protocol", "loo-full", "--epochs", "2"]
+    assert main([*argv, "--no-refit", "--no-progress", "--json", "--out", str(run)]) == 0
+    return run, root / "ratings.csv"
+
+
+def test_the_record_reads_what_train_wrote(leave_last) -> None:
+    run, ratings = leave_last
+    record = read_record(run)
+    assert record.protocol == "loo-full"
+    assert record.split.spec == "leave-last"
+    assert record.split.seed == 42
+    assert record.dataset.source["path"] == str(ratings.resolve())
+    assert record.model.name == "mf"
+    assert record.train["refit"] is False
+    config = json.loads((run / "config.json").read_text())
+    assert list(record.meta()) == ["dataset", "split", "seed", "protocol", "side_data"]
+    assert record.meta()["dataset"] == config["dataset"]
+
+
+def test_retrain_keeps_the_runs_protocol(leave_last, tmp_path, capsys) -> None:
+    run, _ = leave_last
+    out = tmp_path / "again"
+    code = main(
+        ["retrain", str(run), "--store", sqlite_url(tmp_path / "s.sqlite"), "--out", str(out), "--json"]
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert read_record(out).protocol == "loo-full"
+    old = json.loads((run / "metrics.json").read_text())
+    assert printed["test_ranking"]["protocol"] == old["test_ranking"]["protocol"] == "loo-full"
+
+
+def test_changed_data_is_refused_the_same_way_everywhere(leave_last, tmp_path, capsys) -> None:
+    _, ratings = leave_last
+    copy = tmp_path / "mf"
+    data = tmp_path / "data.csv"
+    data.write_text(ratings.read_text())
+    argv = ["train", "--ratings", str(data), "--protocol", "loo-full", "--epochs", "1", "--no-refit"]
+    assert main([*argv, "--no-progress", "--json", "--out", str(copy)]) == 0
+    capsys.readouterr()
+    frame = small_frame(n=900)
+    frame.loc[0, "rating"] = 1 if frame.loc[0, "rating"] != 1 else 2  # one rating changed
+    frame.to_csv(data, index=False)
+    commands = [
+        ["evaluate", str(copy)],
+        ["retrain", str(copy), "--store", sqlite_url(tmp_path / "s.sqlite"), "--out", str(tmp_path / "r")],
+        ["blend", str(copy), str(copy), "--out", str(tmp_path / "b")],
+    ]
+    errors = []
+    for command in commands:
+        assert main(command) == 1, command
+        errors.append(capsys.readouterr().err)
+    assert errors[0].count("\n") == 1
+    assert str(data.resolve()) in errors[0]
+    assert "changed since the run was trained" in errors[0]
+    assert errors == [errors[0]] * 3  # one policy, one message
+    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_reload_with_another_fingerprint_is_refused(leave_last) -> None:
+    from reelrec.errors import DataError
+    from reelrec.runs import load_run_data
+
+    run, ratings = leave_last
+    record = read_record(run)
+    assert load_run_data(record).fingerprint() == record.dataset.fingerprint
+    record.dataset.fingerprint = "0123456789abcdef"
+    with pytest.raises(DataError, match=f"the data at {ratings.resolve()} differs from the data this run"):
+        load_run_data(record)
+
+
+def test_retrain_joins_the_runs_side_data_again(tmp_path, capsys) -> None:
+    """A hybrid run trained with a users table retrains with it (retrain used to build an
+    argparse.Namespace for the CLI's loader, without the users file's id column)."""
+    import pandas as pd
+
+    frame = small_frame(n=600)
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    users = pd.DataFrame({"uid": range(100, 140), "age": [18 + k % 40 for k in range(40)]})
+    users.to_csv(tmp_path / "users.csv", index=False)
+    run = tmp_path / "hybrid"
+    argv = ["train", "--ratings", str(tmp_path / "r.csv"), "--model", "hybrid", "--epochs", "1"]
+    side = ["--users", str(tmp_path / "users.csv"), "--user-id-col", "uid", "--user-features", "age=numeric"]
+    assert main([*argv, *side, "--no-progress", "--json", "--out", str(run)]) == 0
+    assert read_record(run).side_data == {"users": str(tmp_path / "users.csv"), "user_id_col": "uid"}
+    capsys.readouterr()
+    out = tmp_path / "again"
+    store = sqlite_url(tmp_path / "s.sqlite")
+    assert main(["retrain", str(run), "--store", store, "--out", str(out), "--json"]) == 0, (
+        capsys.readouterr()
+    )
+    assert read_record(out).side_data == read_record(run).side_data
