@@ -5,7 +5,8 @@ Layout (schema version 1)::
     RUN_DIR/
       config.json          model name + config, training config, dataset source, split, scale
       weights.safetensors  the model's state_dict (tensors only: no code, no pickle)
-      index.safetensors    seen-items CSR, per-user/item training counts, fallback biases
+      index.safetensors    seen-items CSR, per-user/item training counts, fallback biases,
+                           class thresholds (runs trained with decode="thresholds")
       vocab.json           raw user and item ids, in dense-index order
       items.json           title, year and genres per item (when the data has them)
       metrics.json         test metrics measured at training time
@@ -135,6 +136,8 @@ def save_run(
         }
         if rec.seen_ratings is not None:
             index["seen_ratings"] = torch.as_tensor(rec.seen_ratings, dtype=torch.float32)
+        if getattr(rec, "class_thresholds", None) is not None:
+            index["class_thresholds"] = torch.as_tensor(rec.class_thresholds, dtype=torch.float64)
         save_file(index, str(tmp / "index.safetensors"))
         _write_json(tmp / "vocab.json", {"users": rec.users.to_json(), "items": rec.items.to_json()})
         items = _items_json(rec)
@@ -287,6 +290,12 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         train_config=train_cfg,
         meta={k: config[k] for k in meta_keys if k in config},
     )
+    if "class_thresholds" in index:
+        thresholds = index["class_thresholds"].numpy()
+        levels = scale.levels()
+        if levels is None or thresholds.shape != (levels.size - 1,) or np.any(np.diff(thresholds) < 0):
+            raise ArtifactError(f"{root}/index.safetensors: class_thresholds do not fit the rating scale")
+        rec.class_thresholds = thresholds
     rec.run_config = config
     return rec
 

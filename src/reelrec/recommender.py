@@ -22,6 +22,7 @@ from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
 from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
+from reelrec.models.decoding import apply_thresholds, fit_thresholds
 from reelrec.models.registry import build_model, model_class
 from reelrec.training.trainer import TrainConfig, Trainer, TrainResult, predict_indices, seed_everything
 
@@ -125,6 +126,8 @@ class Recommender:
         self.item_info = item_info
         self.train_config = train_config
         self.meta = dict(meta or {})
+        #: cut points between the rating levels (``TrainConfig.decode = "thresholds"``), or ``None``
+        self.class_thresholds: np.ndarray | None = None
         self.train_result: TrainResult | None = None
         self._device = next(iter(model.buffers())).device
         self._catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]] | None = None
@@ -152,6 +155,8 @@ class Recommender:
         """Build model ``model_name``, fit it on ``train`` (early-stopping on ``valid``) and wrap it."""
         if train_config is None:
             train_config = TrainConfig(**model_class(model_name).train_defaults(len(train)))
+        if train_config.decode == "thresholds" and (valid is None or not len(valid)):
+            raise ConfigError("decode='thresholds' fits its cut points on a validation part; there is none")
 
         def fit(
             part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
@@ -162,6 +167,9 @@ class Recommender:
             return model, result
 
         model, result = fit(train, valid, train_config)
+        thresholds = None
+        if train_config.decode == "thresholds":  # on the early-stopped model, before any refit sees valid
+            thresholds = cls.from_training(model, train, valid).fit_class_thresholds(valid)
         closed_form = not model.trainable
         if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
             # the validation part chose the number of epochs (or only measured a closed-form
@@ -186,6 +194,7 @@ class Recommender:
                 log.info("averaged %d refitted models", len(members))
         rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result
+        rec.class_thresholds = thresholds
         return rec
 
     @classmethod
@@ -363,9 +372,12 @@ class Recommender:
         return self.scale.clip(out) if self.model.predicts_ratings else out
 
     def predict_levels_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """The predicted rating *level* per pair: the most probable class of a softmax head,
-        otherwise the predicted rating rounded to the nearest level of the scale."""
+        """The predicted rating *level* per pair: with :attr:`class_thresholds`, the predicted
+        rating cut at them; otherwise the most probable class of a softmax head, or the predicted
+        rating rounded to the nearest level of the scale."""
         u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
+        if self.class_thresholds is not None:
+            return apply_thresholds(self.predict_indices(u, i), self.class_thresholds, self.scale.levels())
         pred = self.scale.nearest_level(self.predict_indices(u, i))
         if getattr(self.model.config, "output", None) == "softmax":
             warm = (u >= 0) & (i >= 0)
@@ -376,6 +388,21 @@ class Recommender:
                     it = torch.as_tensor(i[warm], device=self._device)
                     pred[warm] = self.model.predict_level(ut, it).cpu().numpy()
         return pred
+
+    def fit_class_thresholds(self, part: Dataset) -> np.ndarray:
+        """The cut points between rating levels that maximise exact-match accuracy of this
+        recommender's predicted ratings on ``part`` (see :mod:`reelrec.models.decoding`).
+
+        Raises:
+            ConfigError: For a ranking model, a continuous rating scale or an empty ``part``.
+        """
+        levels = self.scale.levels()
+        if not self.model.predicts_ratings or levels is None or part is None or not len(part):
+            raise ConfigError(
+                "decode='thresholds' needs a rating model, a discrete rating scale and a validation part"
+            )
+        pred = self.predict(part.users.ids[part.user_index], part.items.ids[part.item_index])
+        return fit_thresholds(pred, part.rating, levels)
 
     def popularity_z(self) -> np.ndarray:
         """Standardised ``log(1 + training count)`` of every item (mean 0, std 1 over trained items)."""
