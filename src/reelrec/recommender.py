@@ -373,13 +373,13 @@ class Recommender:
 
     def predict_levels_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The predicted rating *level* per pair: with :attr:`class_thresholds`, the predicted
-        rating cut at them; otherwise the most probable class of a softmax head, or the predicted
+        rating cut at them; otherwise the most probable class of a softmax/ordinal head, or the predicted
         rating rounded to the nearest level of the scale."""
         u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
         if self.class_thresholds is not None:
             return apply_thresholds(self.predict_indices(u, i), self.class_thresholds, self.scale.levels())
         pred = self.scale.nearest_level(self.predict_indices(u, i))
-        if getattr(self.model.config, "output", None) == "softmax":
+        if getattr(self.model.config, "output", None) in ("softmax", "ordinal"):
             warm = (u >= 0) & (i >= 0)
             warm[warm] = (self.user_counts[u[warm]] > 0) & (self.item_counts[i[warm]] > 0)
             if warm.any():
