@@ -5,7 +5,8 @@
 
 Parts:
   presets  seed000, seed001, seed002, seed003, seed004: each seed notebook's own protocol, with
-           the notebook's network beside reelrec's best configuration (`reelrec experiment --preset`);
+           the notebook's network beside reelrec's best configuration (`reelrec experiment --preset`;
+           seed003's candidates, chosen by validation accuracy: benchmarks/seed003_accuracy.py);
   ml1m     benchmarks/experiments/ml1m-neural.toml: MF, MLP, NeuMF and hybrid (user features) on
            ML-1M holdout90 (test RMSE, s/epoch, train seconds);
   cold     benchmarks/experiments/ml100k-cold.toml: items with no training ratings (cold-items split):

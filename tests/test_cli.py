@@ -333,3 +333,22 @@ def test_train_refit_models_option(files, tmp_path, capsys) -> None:
     assert "refit_models" in err
     assert "Traceback" not in err
     assert not (tmp_path / "zero").exists()
+
+
+def test_train_decode_thresholds_is_saved_with_the_run(files, tmp_path, capsys) -> None:
+    ratings, _ = files
+    run_dir = tmp_path / "run"
+    argv = ["train", "--ratings", str(ratings), "--epochs", "2", "--no-progress", "--valid-fraction", "0.2"]
+    code, _out, err = run(capsys, *argv, "--decode", "thresholds", "--out", str(run_dir))
+    assert code == 0, err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["decode"] == "thresholds"
+    from reelrec.recommender import Recommender
+
+    cuts = Recommender.load(run_dir).class_thresholds
+    assert cuts is not None
+    assert cuts.shape == (4,)
+    argv[-1] = "0"  # no validation part: nothing to fit the cut points on
+    code, _out, err = run(capsys, *argv, "--decode", "thresholds", "--out", str(tmp_path / "run2"))
+    assert code == 1
+    assert "validation part" in err

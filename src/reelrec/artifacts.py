@@ -5,7 +5,8 @@ Layout (schema version 1)::
     RUN_DIR/
       config.json          model name + config, training config, dataset source, split, scale
       weights.safetensors  the model's state_dict (tensors only: no code, no pickle)
-      index.safetensors    seen-items CSR, per-user/item training counts, fallback biases
+      index.safetensors    seen-items CSR, per-user/item training counts, fallback biases,
+                           class thresholds (runs trained with decode="thresholds")
       vocab.json           raw user and item ids, in dense-index order
       items.json           title, year and genres per item (when the data has them)
       metrics.json         test metrics measured at training time
@@ -76,6 +77,8 @@ class RunState:
     fallback_item_bias: np.ndarray
     scale: RatingScale
     seen_ratings: np.ndarray | None = None
+    #: cut points between the rating levels for exact-match classes (``decode = "thresholds"``)
+    class_thresholds: np.ndarray | None = None
     item_info: pd.DataFrame | None = None
     train_config: TrainConfig | None = None
     #: the run's record (dataset, split, seed, protocol, side data, ...) beside model and training
@@ -169,6 +172,8 @@ def save_state(
         }
         if state.seen_ratings is not None:
             index["seen_ratings"] = torch.as_tensor(state.seen_ratings, dtype=torch.float32)
+        if state.class_thresholds is not None:
+            index["class_thresholds"] = torch.as_tensor(state.class_thresholds, dtype=torch.float64)
         save_file(index, str(tmp / "index.safetensors"))
         _write_json(tmp / "vocab.json", {"users": state.users.to_json(), "items": state.items.to_json()})
         items = _items_json(state)
@@ -311,6 +316,16 @@ def load_state(path: str | os.PathLike[str], device: str = "cpu") -> RunState:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{root}/items.json is malformed ({exc})") from None
+    class_thresholds = None
+    if "class_thresholds" in index:
+        class_thresholds = index["class_thresholds"].numpy()
+        levels = scale.levels()
+        if (
+            levels is None
+            or class_thresholds.shape != (levels.size - 1,)
+            or np.any(np.diff(class_thresholds) < 0)
+        ):
+            raise ArtifactError(f"{root}/index.safetensors: class_thresholds do not fit the rating scale")
     meta_keys = ("dataset", "split", "seed", "device", "protocol")
     return RunState(
         model=model,
@@ -325,6 +340,7 @@ def load_state(path: str | os.PathLike[str], device: str = "cpu") -> RunState:
         fallback_user_bias=arrays["fallback_user_bias"],
         fallback_item_bias=arrays["fallback_item_bias"],
         scale=scale,
+        class_thresholds=class_thresholds,
         item_info=item_info,
         train_config=train_cfg,
         meta={k: config[k] for k in meta_keys if k in config},

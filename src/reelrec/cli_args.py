@@ -141,6 +141,11 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
         metavar="N",
         help="with --refit, retrain N differently seeded models and average them (mf: 2, merged into one MF)",
     )
+    p.add_argument(
+        "--decode",
+        choices=["model", "thresholds"],
+        help="rating level of a prediction: the model's own (default), or cut points fitted on validation",
+    )
     p.add_argument("--embedding-size", type=int, help="factors per user/movie (mf)")
     p.add_argument("--reg", type=float, help="L2 weight on the factors (mf)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="any other model hyperparameter")

@@ -19,10 +19,11 @@ import torch
 
 from reelrec._defaults import LIST_NOVELTY
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
-from reelrec.errors import ReelrecError, UnknownIdError
+from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
 from reelrec.items import Catalogue, popularity_z, shift_batch, shift_row
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
+from reelrec.models.decoding import apply_thresholds, fit_thresholds
 from reelrec.models.registry import make_config, model_class
 from reelrec.sparse import csr_from_pairs, expand_rows
 from reelrec.training.refit import fit_model
@@ -128,6 +129,8 @@ class Recommender:
         self.item_info = item_info
         self.train_config = train_config
         self.meta = dict(meta or {})
+        #: cut points between the rating levels (``TrainConfig.decode = "thresholds"``), or ``None``
+        self.class_thresholds: np.ndarray | None = None
         self.train_result: TrainResult | None = None
         self._device = next(iter(model.buffers())).device
         self._catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]] | None = None
@@ -160,6 +163,14 @@ class Recommender:
             cls_ = model_class(model_name)
             plan = make_config(model_name, cls_.configure(dict(model_params or {}), train))
             train_config = TrainConfig(**cls_.train_defaults(len(train), plan))
+        if train_config.decode == "thresholds" and (valid is None or not len(valid)):
+            raise ConfigError("decode='thresholds' fits its cut points on a validation part; there is none")
+        thresholds: list[np.ndarray] = []
+
+        def validated(model: RatingModel, part: Dataset, check: Dataset) -> None:
+            # on the early-stopped model, before any refit sees the validation part
+            thresholds.append(cls.from_training(model, part, check).fit_class_thresholds(check))
+
         model, train, valid, result = fit_model(
             model_name,
             train,
@@ -169,9 +180,11 @@ class Recommender:
             seed=seed,
             device=device,
             progress=progress,
+            on_validated=validated if train_config.decode == "thresholds" else None,
         )
         rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result
+        rec.class_thresholds = thresholds[0] if thresholds else None
         return rec
 
     @classmethod
@@ -334,9 +347,12 @@ class Recommender:
         return self.scale.clip(out) if self.model.predicts_ratings else out
 
     def predict_levels_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """The predicted rating *level* per pair: the most probable class of a softmax head,
-        otherwise the predicted rating rounded to the nearest level of the scale."""
+        """The predicted rating *level* per pair: with :attr:`class_thresholds`, the predicted
+        rating cut at them; otherwise the most probable class of a softmax/ordinal head, or the predicted
+        rating rounded to the nearest level of the scale."""
         u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
+        if self.class_thresholds is not None:
+            return apply_thresholds(self.predict_indices(u, i), self.class_thresholds, self.scale.levels())
         pred = self.scale.nearest_level(self.predict_indices(u, i))
         if self.model.predicts_levels:
             warm = (u >= 0) & (i >= 0)
@@ -347,6 +363,21 @@ class Recommender:
                     it = torch.as_tensor(i[warm], device=self._device)
                     pred[warm] = self.model.predict_level(ut, it).cpu().numpy()
         return pred
+
+    def fit_class_thresholds(self, part: Dataset) -> np.ndarray:
+        """The cut points between rating levels that maximise exact-match accuracy of this
+        recommender's predicted ratings on ``part`` (see :mod:`reelrec.models.decoding`).
+
+        Raises:
+            ConfigError: For a ranking model, a continuous rating scale or an empty ``part``.
+        """
+        levels = self.scale.levels()
+        if not self.model.predicts_ratings or levels is None or part is None or not len(part):
+            raise ConfigError(
+                "decode='thresholds' needs a rating model, a discrete rating scale and a validation part"
+            )
+        pred = self.predict(part.users.ids[part.user_index], part.items.ids[part.item_index])
+        return fit_thresholds(pred, part.rating, levels)
 
     def popularity_z(self) -> np.ndarray:
         """Standardised ``log(1 + training count)`` of every item (mean 0, std 1 over trained items)."""
@@ -545,6 +576,7 @@ class Recommender:
         result = self.train_result
         state = RunState(
             **{k: getattr(self, k) for k in _STATE_FIELDS},
+            class_thresholds=self.class_thresholds,
             fallback_mean=self.fallback.mean,
             fallback_user_bias=self.fallback.user_bias,
             fallback_item_bias=self.fallback.item_bias,
@@ -562,6 +594,7 @@ class Recommender:
             **{k: getattr(state, k) for k in _STATE_FIELDS},
             fallback=Fallback(state.fallback_mean, state.fallback_user_bias, state.fallback_item_bias),
         )
+        rec.class_thresholds = state.class_thresholds
         #: the run's whole ``config.json``
         rec.run_config = state.config
         return rec

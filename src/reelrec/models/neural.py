@@ -5,9 +5,12 @@ turns a batch of (user, item) indices into a feature vector plus an L2 penalty o
 embeddings it looked up. This base class adds what every network shares:
 
 * optional user/item biases and the global mean around the network's output (``use_bias``);
-* the output head: ``linear`` (a rating), ``sigmoid`` (stretched to the rating range) or
+* the output head: ``linear`` (a rating), ``sigmoid`` (stretched to the rating range),
   ``softmax`` over the rating levels (trained with cross-entropy; the prediction is the
-  expected rating, the class is the most probable level);
+  expected rating, the class is the most probable level) or ``ordinal`` (cumulative logit,
+  "proportional odds": the network's scalar score ``s``, biases included, and ``K - 1`` learned
+  increasing cut points ``c`` give ``P(rating <= level k) = sigmoid(c_k - s)``; trained with the
+  negative log-likelihood of the observed level; prediction and class as for softmax);
 * optional standardisation of the target (mean and std fitted on the training part only).
 """
 
@@ -28,6 +31,8 @@ from reelrec.models.layers import check_activation
 from reelrec.models.regularisation import baseline_biases, frequency_weights
 
 MAX_LEVELS = 20
+#: outputs that model a distribution over the rating levels (the class is its most probable level)
+CLASS_OUTPUTS = ("softmax", "ordinal")
 
 
 class NeuralConfig(ModelConfig):
@@ -55,9 +60,9 @@ class NeuralConfig(ModelConfig):
     )
     use_bias: bool = Field(True, description="add global mean + user/item biases to the network output")
     bias_reg: float = Field(0.0, ge=0)
-    output: Literal["linear", "sigmoid", "softmax"] = "linear"
+    output: Literal["linear", "sigmoid", "softmax", "ordinal"] = "linear"
     levels: list[float] | None = Field(
-        None, description="softmax classes (inferred from the training ratings)"
+        None, description="softmax/ordinal classes (inferred from the training ratings)"
     )
     standardize: bool = Field(False, description="train on ratings standardised with the training mean/std")
     pretrain: Literal["auto", "mf", "none"] = Field(
@@ -100,6 +105,8 @@ class NeuralConfig(ModelConfig):
                 raise ValueError(f"levels must hold 2..{MAX_LEVELS} values")
             if any(b <= a for a, b in zip(self.levels, self.levels[1:], strict=False)):
                 raise ValueError("levels must be strictly increasing")
+        if self.output == "ordinal" and self.standardize:
+            raise ValueError("standardize applies to rating outputs; an ordinal output has its cut points")
         return self
 
 
@@ -125,9 +132,9 @@ class NeuralRatingModel(RatingModel):
 
     def __init__(self, n_users: int, n_items: int, config: NeuralConfig, out_width: int) -> None:
         super().__init__(n_users, n_items, config)
-        if config.output == "softmax" and config.levels is None:
+        if config.output in CLASS_OUTPUTS and config.levels is None:
             raise ConfigError(
-                "a softmax output needs its rating levels (inferred when trained through reelrec)"
+                f"a {config.output} output needs its rating levels (inferred when trained through reelrec)"
             )
         n_out = len(config.levels) if config.output == "softmax" else 1
         self.head = nn.Linear(out_width, n_out)
@@ -144,6 +151,8 @@ class NeuralRatingModel(RatingModel):
         self.register_buffer(
             "levels", torch.tensor(config.levels if config.levels is not None else [0.0], dtype=torch.float32)
         )
+        if config.output == "ordinal":  # the first cut point, then log-softplus gaps (cuts increase)
+            self.ordinal_cuts = nn.Parameter(torch.zeros(len(config.levels) - 1))
         # per-entity weights of the embedding penalty (see reg_alpha), filled in prepare()
         self.register_buffer("user_reg_weight", torch.ones(n_users), persistent=False)
         self.register_buffer("item_reg_weight", torch.ones(n_items), persistent=False)
@@ -153,10 +162,11 @@ class NeuralRatingModel(RatingModel):
     def configure(cls, values: dict[str, Any], train: Dataset) -> dict[str, Any]:
         """Fill in the softmax levels from the training ratings when they are not given."""
         values = dict(values)
-        if values.get("output") == "softmax" and not values.get("levels"):
+        if values.get("output") in CLASS_OUTPUTS and not values.get("levels"):
             levels = np.unique(train.rating)
             if levels.size > MAX_LEVELS:
-                msg = f"a softmax output takes at most {MAX_LEVELS} rating levels; the data has {levels.size}"
+                kind = values["output"]
+                msg = f"a {kind} output takes at most {MAX_LEVELS} levels; the data has {levels.size}"
                 raise ConfigError(msg)
             values["levels"] = [float(v) for v in levels]
         return values
@@ -183,6 +193,15 @@ class NeuralRatingModel(RatingModel):
                 scale = float(self.target_std) if cfg.standardize else 1.0
                 self.user_bias.weight.copy_(torch.as_tensor(b_u / scale, dtype=torch.float32)[:, None])
                 self.item_bias.weight.copy_(torch.as_tensor(b_i / scale, dtype=torch.float32)[:, None])
+        if cfg.output == "ordinal" and len(train):  # start at the training levels' frequencies
+            lv = np.asarray(cfg.levels)
+            share = np.bincount(np.searchsorted((lv[1:] + lv[:-1]) / 2, r), minlength=lv.size)
+            cdf = np.clip(np.cumsum(share)[:-1] / len(train), 1e-3, 1 - 1e-3)
+            cuts = np.maximum.accumulate(np.log(cdf / (1 - cdf)))
+            gaps = np.maximum(np.diff(cuts), 1e-2)
+            raw = np.concatenate([cuts[:1], np.log(np.expm1(gaps))])
+            with torch.no_grad():
+                self.ordinal_cuts.copy_(torch.as_tensor(raw, dtype=torch.float32))
         if self.config.output == "sigmoid":  # start the sigmoid at the mean rating
             low, high = float(train.scale.low), float(train.scale.high)
             margin = 0.05 * (high - low)
@@ -226,10 +245,23 @@ class NeuralRatingModel(RatingModel):
                 penalty = penalty + self.config.bias_reg * (bu * bu + bi * bi).mean()
         return raw, penalty
 
+    def cut_points(self) -> torch.Tensor:
+        """The ordinal output's ``K - 1`` increasing cut points (on the score's logit scale)."""
+        p = self.ordinal_cuts
+        return torch.cumsum(torch.cat([p[:1], nn.functional.softplus(p[1:])]), 0)
+
+    def level_probabilities(self, raw: torch.Tensor) -> torch.Tensor:
+        """``(batch, K)`` probabilities of the levels from raw outputs (softmax or ordinal)."""
+        if self.config.output == "softmax":
+            return torch.softmax(raw, dim=-1)
+        cdf = torch.sigmoid(self.cut_points()[None, :] - raw[:, None])
+        ones = torch.ones_like(cdf[:, :1])
+        return torch.diff(cdf, dim=1, prepend=torch.zeros_like(ones), append=ones)
+
     def _to_rating(self, raw: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        if cfg.output == "softmax":
-            return torch.softmax(raw, dim=-1) @ self.levels
+        if cfg.output in CLASS_OUTPUTS:
+            return self.level_probabilities(raw) @ self.levels
         if cfg.output == "sigmoid":
             low, high = float(self.rating_low), float(self.rating_high)
             margin = 0.05 * (high - low)
@@ -247,6 +279,9 @@ class NeuralRatingModel(RatingModel):
         if self.config.output == "softmax":
             labels = self.level_index(ratings)
             return nn.functional.cross_entropy(raw, labels) + penalty
+        if self.config.output == "ordinal":
+            probs = self.level_probabilities(raw).gather(1, self.level_index(ratings)[:, None])
+            return -torch.log(probs.clamp_min(1e-12)).mean() + penalty
         pred = self._to_rating(raw)
         if self.config.standardize:  # the loss of the notebooks: MSE on standardised ratings
             return torch.mean(((pred - ratings) / self.target_std) ** 2) + penalty
@@ -258,14 +293,14 @@ class NeuralRatingModel(RatingModel):
 
     @property
     def predicts_levels(self) -> bool:  # type: ignore[override]
-        return self.config.output == "softmax"
+        return self.config.output in CLASS_OUTPUTS
 
     @torch.no_grad()
     def predict_level(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """The most probable rating level (softmax output) or the prediction rounded to a level."""
+        """The most probable rating level (softmax/ordinal output), else the predicted rating."""
         raw, _ = self._outputs(users, items)
-        if self.config.output == "softmax":
-            return self.levels[raw.argmax(-1)]
+        if self.config.output in CLASS_OUTPUTS:
+            return self.levels[self.level_probabilities(raw).argmax(-1)]
         return self._to_rating(raw)
 
     def fold_in_penalty(self, n: int) -> tuple[float, float]:

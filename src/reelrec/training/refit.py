@@ -10,6 +10,7 @@ pre-trained weights (:mod:`reelrec.training.pretrained`) gets them before every 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import RatingModel
@@ -31,10 +32,13 @@ def fit_model(
     seed: int = 42,
     device: str = "auto",
     progress: bool = False,
+    on_validated: Callable[[RatingModel, Dataset, Dataset], None] | None = None,
 ) -> tuple[RatingModel, Dataset, Dataset | None, TrainResult]:
     """Build ``model_name`` and fit it on ``train`` (early stopping on ``valid``), refitting and
-    averaging as ``train_config`` says. Returns the model, the data it was finally fitted on
-    (train + validation after a refit, with no validation part left), and the result."""
+    averaging as ``train_config`` says. ``on_validated(model, train, valid)`` is called with the
+    early-stopped model before any refit sees ``valid`` (e.g. to fit class thresholds on it).
+    Returns the model, the data it was finally fitted on (train + validation after a refit, with
+    no validation part left), and the result."""
 
     # what the model starts from (saved runs, or an MF trained first): resolved once, on the
     # training part (early-stopped on the validation part), and shared by the refits
@@ -53,6 +57,8 @@ def fit_model(
     model, result = fit(train, valid, train_config)
     result.seconds += pre.seconds
     result.pretraining = pre.record or None
+    if on_validated is not None and valid is not None and len(valid):
+        on_validated(model, train, valid)
     closed_form = not model.trainable
     if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
         # the validation part chose the number of epochs (or only measured a closed-form

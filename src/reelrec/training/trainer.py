@@ -96,6 +96,14 @@ class TrainConfig(BaseModel):
         "predictions; models that can merge the average into one model of their own kind (MF: "
         "concatenated factors) use it, the others keep the first",
     )
+    decode: Literal["model", "thresholds"] = Field(
+        "model",
+        description="how the run turns a prediction into a rating level (the class that accuracy scores): "
+        "'model': the most probable level of a softmax head, otherwise the rating rounded to the nearest "
+        "level; 'thresholds': the predicted rating cut at the points that maximise exact-match accuracy on "
+        "the validation part (reelrec.models.decoding; fitted on the early-stopped model before any refit, "
+        "saved with the run; needs a validation part and a discrete rating scale)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
