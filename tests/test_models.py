@@ -268,6 +268,43 @@ def test_mf_trains_by_default_with_four_averaged_refits() -> None:
     assert TrainConfig().refit_models == 1
 
 
+def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> None:
+    """With ``average_validated`` the refit MF is averaged with the model early-stopped on the
+    training part: exactly ``MatrixFactorization.average`` of the two fits done by hand."""
+    from reelrec.models.mf import MatrixFactorization
+    from reelrec.training import Trainer
+    from reelrec.training.trainer import seed_everything
+
+    split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
+    cfg = TrainConfig(epochs=6, batch_size=64, learning_rate=0.01, refit=True, patience=0)
+    plain = Recommender.train("mf", split.train, split.valid, train_config=cfg, seed=3)
+    both = Recommender.train(
+        "mf",
+        split.train,
+        split.valid,
+        train_config=cfg.model_copy(update={"average_validated": True}),
+        seed=3,
+    )
+    assert plain.model.config.members == 1
+    assert both.model.config.members == 2
+
+    def fit(part, check, epochs):
+        seed_everything(3)
+        model = build_model("mf", part.n_users, part.n_items, {}, train=part)
+        Trainer(cfg.model_copy(update={"epochs": epochs}), seed=3, device="cpu").fit(model, part, check)
+        return model
+
+    validated = fit(split.train, split.valid, 6)
+    best = both.train_result.best_epoch
+    refit = fit(split.train.concat(split.valid), None, best)
+    merged = MatrixFactorization.average([refit, validated])
+    u = torch.as_tensor(split.test.user_index, dtype=torch.long)
+    i = torch.as_tensor(split.test.item_index, dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(both.model(u, i), merged(u, i))
+        torch.testing.assert_close(plain.model(u, i), refit(u, i))
+
+
 def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
     from reelrec.errors import ConfigError
     from reelrec.models.registry import make_config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -157,9 +159,12 @@ def test_mf_defaults_switch_to_the_large_data_recipe() -> None:
 
     assert MatrixFactorization.train_defaults(100_000) == MatrixFactorization.default_train  # ML-100K
     assert MatrixFactorization.default_train["refit_models"] == 4
-    small = MatrixFactorization.train_defaults(900_000)  # ML-1M: two refits, not four
+    small = MatrixFactorization.train_defaults(900_000)  # ML-1M: one refit + the validated model
     assert MID_DATA < 900_000
-    assert small == {**MatrixFactorization.default_train, "refit_models": 2}
+    assert small == {**MatrixFactorization.default_train, "refit_models": 1, "average_validated": True}
+    from reelrec.models.als import ALS
+
+    assert ALS.train_defaults(900_000)["refit_models"] == 4  # sweeps are cheap: ALS keeps four
     large = MatrixFactorization.train_defaults(LARGE_DATA + 1)
     assert large["refit"] is False
     assert large["refit_models"] == 1
@@ -171,10 +176,31 @@ def test_auto_threads_takes_the_idle_cores(monkeypatch) -> None:
     from reelrec import threads
 
     monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "busy_now", lambda: 3.0)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (6.0, 0.0, 0.0))  # lags: not used
+    assert threads.auto_threads() == 5
+    monkeypatch.setattr(threads, "busy_now", lambda: 30.0)
+    assert threads.auto_threads() == 1
+    monkeypatch.setattr(threads, "busy_now", lambda: None)  # no run queue: the load average
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
     assert threads.auto_threads() == 5
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (30.0, 0.0, 0.0))
-    assert threads.auto_threads() == 1
+
+
+def test_busy_now_counts_a_spinning_process_and_not_itself() -> None:
+    import subprocess
+    import sys
+
+    from reelrec import threads
+
+    idle = threads.busy_now()
+    assert idle is not None
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert threads.busy_now() >= 1.0  # the spinning process is running now
+    finally:
+        spin.kill()
+        spin.wait()
     before = torch.get_num_threads()
     try:
         assert threads.set_threads(3) == 3

@@ -60,7 +60,7 @@ from pydantic import Field
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
-from reelrec.models.mf import MatrixFactorization, MFConfig
+from reelrec.models.mf import LARGE_DATA, LARGE_DATA_TRAIN, MatrixFactorization, MFConfig
 from reelrec.models.regularisation import REG_REFERENCE_COUNT
 from reelrec.sparse import indptr_of_rows
 
@@ -283,6 +283,18 @@ class ALS(MatrixFactorization):
         "refit_models": 4,
     }
     config: ALSConfig
+
+    @classmethod
+    def train_defaults(
+        cls, n_ratings: int | None = None, config: ModelConfig | None = None
+    ) -> dict[str, Any]:
+        """:attr:`default_train`, and MF's large-data recipe past :data:`~reelrec.models.mf.LARGE_DATA`
+        training ratings (no refits); a sweep costs little next to an epoch of MF, so ALS keeps its
+        four merged refits below that, where MF's recipe drops to one."""
+        values = dict(cls.default_train)
+        if n_ratings is not None and n_ratings > LARGE_DATA:
+            values.update(LARGE_DATA_TRAIN)
+        return values
 
     def __init__(self, n_users: int, n_items: int, config: ALSConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or ALSConfig())

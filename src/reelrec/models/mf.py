@@ -17,8 +17,9 @@ Two details matter for accuracy (measured on the ML-100K and ML-1M validation pa
   regularised ``mu + b_u + b_i`` least-squares problem in closed form, so gradient descent
   only has to learn the interaction term and the biases' refinements.
 
-With the default ``refit_models = 4`` (:class:`reelrec.training.TrainConfig`; two past
-:data:`MID_DATA` training ratings, none past :data:`LARGE_DATA`),
+With the default ``refit_models = 4`` (:class:`reelrec.training.TrainConfig`; past
+:data:`MID_DATA` training ratings one, averaged with the early-stopped model; none past
+:data:`LARGE_DATA`),
 :meth:`Recommender.train <reelrec.recommender.Recommender.train>` refits four independently
 seeded MFs on train + validation and :meth:`MatrixFactorization.average` merges the mean of
 their predictions into one MF of the same size (the best ``embedding_size``-rank approximation
@@ -42,14 +43,20 @@ from reelrec.models.base import ModelConfig, RatingModel, RowGrad, coalesce_rows
 from reelrec.models.init import init_embedding
 from reelrec.models.regularisation import REG_REFERENCE_COUNT, baseline_biases, frequency_weights
 
-#: training ratings past which MF refits two models, not four (ML-1M's 0.86M): each refit costs a
-#: whole training, and on ML-1M holdout90 four buy 0.0007 test RMSE over two (0.8335 / 0.8342; one:
-#: 0.8353) for 78 rather than 48 epochs of work (benchmarks/defaults.py); ML-100K keeps four
+#: training ratings past which MF refits one model, not four, and averages it with the model
+#: early-stopped on the training part (ML-1M's 0.86M): each refit costs a whole training. ML-1M
+#: holdout90 test RMSE (2026-12-02): four refits 0.8335 (78 epochs of work), two 0.8342 (48), one
+#: 0.8353 (33), one + the validated model 0.8348 (33); ML-100K keeps four
 MID_DATA = 500_000
-MID_DATA_TRAIN: dict[str, Any] = {"refit_models": 2}
+MID_DATA_TRAIN: dict[str, Any] = {"refit_models": 1, "average_validated": True}
 #: training ratings past which MF trains with :data:`LARGE_DATA_TRAIN` (ML-10M and larger; ML-1M has 0.86M)
 LARGE_DATA = 2_000_000
-LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 32_768, "refit": False, "refit_models": 1}
+LARGE_DATA_TRAIN: dict[str, Any] = {
+    "batch_size": 32_768,
+    "refit": False,
+    "refit_models": 1,
+    "average_validated": False,
+}
 
 
 def _truncated_product(p: torch.Tensor, q: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +148,8 @@ class MatrixFactorization(RatingModel):
     def train_defaults(
         cls, n_ratings: int | None = None, config: ModelConfig | None = None
     ) -> dict[str, Any]:
-        """:attr:`default_train`; past :data:`MID_DATA` training ratings two refits instead of four;
+        """:attr:`default_train`; past :data:`MID_DATA` training ratings one refit (averaged with the
+        early-stopped model) instead of four;
         past :data:`LARGE_DATA` the large-data recipe:
         no refits (the 5% validation part adds little to millions of ratings, and each refit costs
         a whole training) and 32,768-rating batches (the row-sparse steps cost per batch more than

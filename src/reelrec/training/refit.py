@@ -60,6 +60,7 @@ def fit_model(
     if on_validated is not None and valid is not None and len(valid):
         on_validated(model, train, valid)
     closed_form = not model.trainable
+    validated = model
     if train_config.refit and valid is not None and len(valid) and (result.best_epoch or closed_form):
         # the validation part chose the number of epochs (or only measured a closed-form
         # model); now learn from all the training data
@@ -70,15 +71,17 @@ def fit_model(
         result.refit_epochs = result.best_epoch
         result.seconds += again.seconds
         log.info("refit on train+valid for %d epochs", result.best_epoch)
-        if train_config.refit_models > 1 and model.averageable:
+        extra = [validated] if train_config.average_validated and not closed_form else []
+        if (train_config.refit_models > 1 or extra) and model.averageable:
             # independently initialised refits differ by their random start and batch order;
-            # the mean of their predictions has lower variance than any one of them
+            # the mean of their predictions has lower variance than any one of them (the model
+            # early-stopped on the training part alone is one more such member, already trained)
             members = [model]
             for k in range(1, train_config.refit_models):
                 member, again = fit(train, None, refit_cfg, seed + k)
                 members.append(member)
                 result.seconds += again.seconds
-            model = type(model).average(members)
+            model = type(model).average(members + extra)
             result.refit_models = len(members)
-            log.info("averaged %d refitted models", len(members))
+            log.info("averaged %d refitted models%s", len(members), " and the validated one" if extra else "")
     return model, train, valid, result

@@ -96,6 +96,11 @@ class TrainConfig(BaseModel):
         "predictions; models that can merge the average into one model of their own kind (MF: "
         "concatenated factors) use it, the others keep the first",
     )
+    average_validated: bool = Field(
+        False,
+        description="with refit, also average in the model early-stopped on the training part (models "
+        "that can merge an average, MF): one more member without another training",
+    )
     decode: Literal["model", "thresholds"] = Field(
         "model",
         description="how the run turns a prediction into a rating level (the class that accuracy scores): "
@@ -353,28 +358,39 @@ class Trainer:
                 desc=f"train {model.name}",
                 leave=False,
             )
+        # the rating triples in this epoch's order (buffers reused every epoch): a batch is a
+        # slice, not three gathers (data-parallel ranks gather their shard of each batch instead)
+        shuffled = None
+        if rows is None and ctx is None:
+            shuffled = tuple(torch.empty_like(t) for t in (users, items, ratings))
         model.train()
         try:
             for epoch in range(1, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 perm = torch.randperm(n, generator=gen).to(self.device)
                 total = torch.zeros((), device=self.device)
+                if shuffled is not None:  # one gather per epoch; each batch is then a slice
+                    for src, dst in zip((users, items, ratings), shuffled, strict=True):
+                        torch.index_select(src, 0, perm, out=dst)
                 for b, s in enumerate(range(0, n, bs)):
                     idx = perm[s : s + bs]
                     share = 1.0
+                    if shuffled is not None:
+                        b_users, b_items, b_ratings = (t[s : s + bs] for t in shuffled)
                     if ctx is not None:
                         if idx.shape[0] < ctx.world:
                             continue  # a tail too short to give every rank a rating
                         full, idx = idx.shape[0], ctx.shard(idx)
                         share = idx.shape[0] / full  # this rank's part of the global mean
+                        if rows is None:
+                            b_users, b_items, b_ratings = users[idx], items[idx], ratings[idx]
                     if row_mode == "model":
-                        loss, row_grads = model.row_gradients(users[idx], items[idx], ratings[idx])
+                        loss, row_grads = model.row_gradients(b_users, b_items, b_ratings)
                         if ctx is not None:
                             row_grads = ctx.gather_rows([(p, r, g.mul_(share)) for p, r, g in row_grads])
                         opts[0].set_rows(row_grads)
                         manual = True
                     elif rows is None:
-                        b_users, b_items, b_ratings = users[idx], items[idx], ratings[idx]
                         # closed-form gradients written in place when the model has them
                         loss = model.batch_gradients(b_users, b_items, b_ratings)
                         manual = loss is not None
