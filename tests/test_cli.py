@@ -328,6 +328,13 @@ def test_train_refit_models_option(files, tmp_path, capsys) -> None:
     config = json.loads((tmp_path / "three" / "config.json").read_text())
     assert config["model"]["config"]["members"] == 3
     assert config["train"]["refit_models"] == 3
+    code, _, err = run(
+        capsys, *common, "--refit-models", "2", "--average-validated", "--out", str(tmp_path / "plus")
+    )
+    assert code == 0, err
+    config = json.loads((tmp_path / "plus" / "config.json").read_text())
+    assert config["model"]["config"]["members"] == 3  # two refits and the early-stopped model
+    assert config["train"]["average_validated"] is True
     code, _, err = run(capsys, *common, "--refit-models", "0", "--out", str(tmp_path / "zero"))
     assert code == 1
     assert "refit_models" in err

@@ -272,3 +272,29 @@ def test_rating_runs_of_networks_skip_full_ranking_past_the_pair_limit(tmp_path,
         metrics = _json.loads((out / "metrics.json").read_text())
         assert ("test_ranking" in metrics) is ranked  # MF ranks by one matrix product: kept
         assert "rmse" in metrics["test"]
+
+
+def test_fused_adam_matches_torch() -> None:
+    """FusedAdam's updates are bit-for-bit torch.optim.Adam(fused=True)'s, a parameter without a
+    gradient in a step keeping its state (as torch's does), and weight decay included."""
+    from reelrec.training.fused import FusedAdam
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(7, 5), (7, 1), (3,)]
+    ours = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    mine = FusedAdam(ours, lr=0.01, weight_decay=0.1)
+    torch_adam = torch.optim.Adam(theirs, lr=0.01, weight_decay=0.1, fused=True)
+    for step in range(6):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            skip = k == 2 and step % 2 == 1  # no gradient this step
+            a.grad = None if skip else grads[k].clone()
+            b.grad = None if skip else grads[k].clone()
+        mine.step()
+        torch_adam.step()
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b)
+    mine.zero_grad()
+    assert all(p.grad is None for p in ours)
+    assert mine.param_groups[0]["lr"] == 0.01

@@ -142,6 +142,13 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
         help="with --refit, retrain N differently seeded models and average them (mf: 2, merged into one MF)",
     )
     p.add_argument(
+        "--average-validated",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --refit, also average in the model early-stopped on the training part (mf: on past "
+        "0.5M training ratings)",
+    )
+    p.add_argument(
         "--decode",
         choices=["model", "thresholds"],
         help="rating level of a prediction: the model's own (default), or cut points fitted on validation",

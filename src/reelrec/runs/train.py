@@ -42,6 +42,7 @@ TRAIN_OPTIONS = (
     "refit",
     "refit_models",
     "row_sparse",
+    "average_validated",
     "decode",
 )
 

@@ -34,6 +34,7 @@ from reelrec.training.epochs import (
     validation_rmse,
     validation_score,
 )
+from reelrec.training.fused import FusedAdam
 from reelrec.training.rows import RowAdam, RowSGD
 
 __all__ = [
@@ -270,6 +271,9 @@ class Trainer:
         # one fused kernel per step instead of a dozen element-wise passes over every parameter:
         # 2.5x less optimiser time (MF on ML-1M: 0.42 -> 0.17 s per epoch on one CPU thread)
         fused = {"fused": True} if _fusable(params) else {}
+        if cfg.optimizer == "adam" and fused and cfg.lr_schedule == "constant":
+            # the same kernel without torch.optim's import and per-step cost (training/fused.py)
+            return [FusedAdam(params, lr=lr, weight_decay=wd)], []  # type: ignore[list-item]
         factories = {
             "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused),
             "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused),
