@@ -52,3 +52,13 @@ def test_csr_from_keys_and_pairs_round_trip() -> None:
     assert i.tolist() == [0, 3, 1]
     assert v.tolist() == [4.0, 2.0, 3.0]  # the repeated pair (2, 1) keeps its last value
     assert v.dtype == np.float32
+
+
+def test_in_sorted_is_isin_for_a_sorted_array() -> None:
+    from reelrec.sparse import in_sorted
+
+    rng = np.random.default_rng(0)
+    sorted_keys = np.unique(rng.integers(0, 10_000, 3_000))
+    keys = rng.integers(-5, 10_010, 5_000)
+    np.testing.assert_array_equal(in_sorted(keys, sorted_keys), np.isin(keys, sorted_keys))
+    assert not in_sorted(keys, np.zeros(0, dtype=np.int64)).any()

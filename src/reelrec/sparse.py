@@ -35,6 +35,16 @@ def csr_keys(indptr: Array, indices: Array, n_cols: int) -> Array:
     return entry_rows(indptr) * n_cols + indices
 
 
+def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``np.isin(keys, sorted_keys)`` for an ascending ``sorted_keys``, by binary search: no sort
+    or hash of the two arrays together (ML-1M's 100k test keys against 900k seen keys: 0.5 s with
+    ``np.isin``, milliseconds here)."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.searchsorted(sorted_keys, keys)
+    return sorted_keys[np.minimum(pos, sorted_keys.size - 1)] == keys
+
+
 def expand_rows(indptr: Array, indices: Array, rows: Array) -> tuple[Array, Array]:
     """(position in ``rows``, column) of every entry of the CSR rows ``rows`` (numpy or torch)."""
     return expand_ranges(indptr[rows], indptr[rows + 1], indices)

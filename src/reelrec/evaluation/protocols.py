@@ -42,7 +42,7 @@ from reelrec.evaluation.metrics import (
     rmse,
 )
 from reelrec.recommender import Recommender
-from reelrec.sparse import csr_from_keys, csr_keys, expand_rows, indptr_of_rows
+from reelrec.sparse import csr_from_keys, csr_keys, expand_rows, in_sorted, indptr_of_rows
 
 #: the top-N protocols of the benchmark guide -> the split each one needs
 PROTOCOL_SPLITS: dict[str, str] = {
@@ -118,7 +118,7 @@ def evaluate_ranking(
     u, i = u[ok], i[ok]
     # drop test pairs the user also has in training (repeat ratings): they are filtered from ranking
     keys = np.unique(u * rec.items.ids.shape[0] + i)
-    keys = keys[~np.isin(keys, _seen_keys(rec))]
+    keys = keys[~in_sorted(keys, _seen_keys(rec))]
     n_items = rec.items.ids.shape[0]
     tu, ti = keys // n_items, keys % n_items
     users = np.unique(tu)
@@ -243,7 +243,7 @@ def evaluate_loo(
     ok = (u >= 0) & (i >= 0)
     test_keys = np.unique(u[ok] * n_items + i[ok])
     seen = _seen_keys(rec)
-    keys = test_keys[~np.isin(test_keys, seen)]
+    keys = test_keys[~in_sorted(test_keys, seen)]
     if keys.size == 0:
         raise ValueError("no test interaction is left to rank (all unknown or seen in training)")
     tu, ti = keys // n_items, keys % n_items
