@@ -337,8 +337,16 @@ def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
         started({**params, "pretrained_mf": str(tmp_path / "bias")})
 
 
-def test_mf_closed_form_gradients_equal_autograd(small) -> None:
-    """MF's batch_gradients (the Trainer's fast path) gives autograd's loss and gradients."""
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) -> None:
+    """MF's batch_gradients (the Trainer's fast path: the compiled kernel, or torch ops with
+    ``REELREC_KERNELS=torch``) gives autograd's loss and gradients."""
+    from reelrec.models import mf_kernel
+
+    monkeypatch.setenv("REELREC_KERNELS", kernels)
+    monkeypatch.setattr(mf_kernel, "_TRIED", False)
+    monkeypatch.setattr(mf_kernel, "_KERNEL", None)
+    assert mf_kernel.available() is (kernels == "auto")  # numba is a dependency
     model = build_model(
         "mf",
         small.n_users,
@@ -369,3 +377,11 @@ def test_mf_closed_form_gradients_equal_autograd(small) -> None:
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
     model.user_factors.sparse = True  # sparse embeddings stay on autograd
     assert model.batch_gradients(users, items, ratings) is None
+    model.user_factors.sparse = False
+    no_bias = build_model("mf", small.n_users, small.n_items, {"embedding_size": 6, "use_bias": False})
+    no_bias.prepare(small)
+    loss = no_bias.training_loss(users, items, ratings)
+    expected = torch.autograd.grad(loss, [no_bias.user_factors.weight, no_bias.item_factors.weight])
+    torch.testing.assert_close(no_bias.batch_gradients(users, items, ratings), loss.detach())
+    torch.testing.assert_close(no_bias.user_factors.weight.grad, expected[0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(no_bias.item_factors.weight.grad, expected[1], rtol=1e-4, atol=1e-7)

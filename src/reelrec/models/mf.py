@@ -39,6 +39,7 @@ from pydantic import Field
 from torch import nn
 
 from reelrec.data.dataset import Dataset
+from reelrec.models import mf_kernel
 from reelrec.models.base import ModelConfig, RatingModel, RowGrad, coalesce_rows
 from reelrec.models.init import init_embedding
 from reelrec.models.regularisation import REG_REFERENCE_COUNT, baseline_biases, frequency_weights
@@ -310,7 +311,10 @@ class MatrixFactorization(RatingModel):
         self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
     ) -> torch.Tensor | None:
         """:meth:`training_loss` with its exact gradients written into the dense ``.grad`` of the
-        tables, without autograd (the dense optimisers' path)."""
+        tables, without autograd (the dense optimisers' path); on the CPU by the compiled kernel
+        of :mod:`reelrec.models.mf_kernel` when numba is installed."""
+        if self._kernel_applies(users):
+            return self._kernel_gradients(users, items, ratings)
         terms = self._batch_terms(users, items, ratings)
         if terms is None:
             return None
@@ -322,6 +326,41 @@ class MatrixFactorization(RatingModel):
                 weight.grad.zero_()
             weight.grad.index_add_(0, index, grad)
         return loss
+
+    def _kernel_applies(self, users: torch.Tensor) -> bool:
+        tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
+        return (
+            users.device.type == "cpu"
+            and all(not t.sparse and t.weight.dtype == torch.float32 for t in tables)
+            and type(self).training_loss is MatrixFactorization.training_loss
+            and mf_kernel.available()
+        )
+
+    def _kernel_gradients(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> torch.Tensor:
+        cfg = self.config
+        tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
+        for t in tables:
+            if t.weight.grad is None:
+                t.weight.grad = torch.zeros_like(t.weight)
+            else:
+                t.weight.grad.zero_()
+        loss = mf_kernel.batch_gradients(
+            tuple(t.weight.detach().numpy() for t in tables),  # type: ignore[arg-type]
+            tuple(t.weight.grad.numpy() for t in tables),  # type: ignore[arg-type,union-attr]
+            users.numpy(),
+            items.numpy(),
+            ratings.numpy(),
+            self.user_reg_weight.numpy(),
+            self.item_reg_weight.numpy(),
+            float(self.global_mean),
+            cfg.reg,
+            cfg.item_reg_ratio,
+            cfg.bias_reg,
+            cfg.use_bias,
+        )
+        return torch.tensor(loss, dtype=torch.float32)
 
     @torch.no_grad()
     def row_gradients(
