@@ -191,6 +191,33 @@ def step_others(home: Path, runs: Path) -> dict:
     return row
 
 
+#: the models ``--steps defaults`` trains (``--models``)
+DEFAULT_MODELS = ["bpr", "gmf", "neumf", "hybrid", "mlp"]
+
+
+def step_defaults(home: Path, runs: Path) -> dict:
+    """Each of ``--models`` with its defaults only (the whole recipe: pre-training, early stopping,
+    refits as the model's defaults at this size say): training and wall seconds, peak RSS, and the
+    test figures it reports. The bar of the scale issue: within an hour, or a refusal in ≤ 10 s."""
+    row: dict = {}
+    for model in DEFAULT_MODELS:
+        res, m = _train(home, runs / f"defaults-{model}", model)
+        row[f"{model}_defaults_train_s"] = m.get("train_seconds")
+        row[f"{model}_defaults_epochs"] = m.get("epochs")
+        row[f"{model}_defaults_wall_s"] = res["wall_s"]
+        row[f"{model}_defaults_cpu_s"] = res["cpu_s"]
+        row[f"{model}_defaults_rss_mib"] = res["rss_mib"]
+        row[f"{model}_defaults_load_avg"] = res["load"]
+        if "test" in m:
+            row[f"{model}_defaults_rmse"] = m["test"].get("rmse")
+        for key, value in (m.get("test_ranking") or {}).items():
+            if key.startswith(("ndcg@10", "recall@20", "hr@10")):
+                row[f"{model}_defaults_{key}"] = value
+        shown = {k: v for k, v in row.items() if k.startswith(f"{model}_")}
+        print(f"  {model}: {json.dumps(shown)}", flush=True)
+    return row
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -329,7 +356,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000])
     parser.add_argument("--steps", nargs="+", default=["load", "train", "rank", "serve"])
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "scale.png"))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="models of --steps defaults")
     args = parser.parse_args()
+    DEFAULT_MODELS[:] = args.models
     work = Path(args.work)
     results_path = work / "scale.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
@@ -340,6 +369,7 @@ def main() -> int:
         "serve": step_serve,
         "refuse": step_refuse,
         "others": step_others,
+        "defaults": step_defaults,
     }
     for n in args.sizes:
         home = work / str(n)
