@@ -179,10 +179,13 @@ def step_others(home: Path, runs: Path) -> dict:
     (``--epochs 1 --no-refit``, from random weights: ``pretrain=none``, as measured before the MLP's
     default started from an MF trained first), giving their seconds per epoch."""
     row: dict = {}
-    mlp_epoch = ["--epochs", "1", "--no-refit", "--param", "pretrain=none"]
-    for model, extra in (("als", []), ("mlp", mlp_epoch)):
+    one_epoch = {
+        "mlp": ["--epochs", "1", "--no-refit", "--param", "pretrain=none"],
+        "bpr": ["--epochs", "1", "--no-refit"],
+    }
+    for model, extra in ((m, one_epoch.get(m, [])) for m in OTHER_MODELS):
         res, m = _train(home, runs / model, model, extra)
-        row[f"{model}_rmse"] = m["test"]["rmse"]
+        row[f"{model}_rmse"] = m.get("test", {}).get("rmse")
         row[f"{model}_train_s"] = m["train_seconds"]
         row[f"{model}_epochs"] = m.get("epochs")
         row[f"{model}_wall_s"] = res["wall_s"]
@@ -191,6 +194,8 @@ def step_others(home: Path, runs: Path) -> dict:
     return row
 
 
+#: the models ``--steps others`` trains (``--others``): ALS with its defaults, the rest one epoch
+OTHER_MODELS = ["als", "mlp"]
 #: the models ``--steps defaults`` trains (``--models``)
 DEFAULT_MODELS = ["bpr", "gmf", "neumf", "hybrid", "mlp"]
 
@@ -357,8 +362,10 @@ def main() -> int:
     parser.add_argument("--steps", nargs="+", default=["load", "train", "rank", "serve"])
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "scale.png"))
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="models of --steps defaults")
+    parser.add_argument("--others", nargs="+", default=OTHER_MODELS, help="models of --steps others")
     args = parser.parse_args()
     DEFAULT_MODELS[:] = args.models
+    OTHER_MODELS[:] = args.others
     work = Path(args.work)
     results_path = work / "scale.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
