@@ -163,8 +163,14 @@ def test_mf_defaults_switch_to_the_large_data_recipe() -> None:
     assert MID_DATA < 900_000
     assert small == {**MatrixFactorization.default_train, "refit_models": 1, "average_validated": True}
     from reelrec.models.als import ALS
+    from reelrec.models.bpr import BPR
 
     assert ALS.train_defaults(900_000)["refit_models"] == 4  # sweeps are cheap: ALS keeps four
+    assert BPR.train_defaults(900_000) == BPR.default_train
+    bpr_large = BPR.train_defaults(LARGE_DATA + 1)
+    assert bpr_large["refit"] is False
+    assert bpr_large["epochs"] <= 20
+    assert bpr_large["batch_size"] > BPR.default_train["batch_size"]
     large = MatrixFactorization.train_defaults(LARGE_DATA + 1)
     assert large["refit"] is False
     assert large["refit_models"] == 1
