@@ -385,3 +385,14 @@ def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) ->
     torch.testing.assert_close(no_bias.batch_gradients(users, items, ratings), loss.detach())
     torch.testing.assert_close(no_bias.user_factors.weight.grad, expected[0], rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(no_bias.item_factors.weight.grad, expected[1], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["mf", "bpr", "als"])
+def test_retrieval_vectors_rank_as_the_model_scores(small, name) -> None:
+    """The inner product of the retrieval vectors is the model's score up to a per-user constant,
+    so ANN serving and the full ranking from factors order movies as the model does."""
+    rec = Recommender.train(name, small, train_config=FAST, seed=0)
+    users, items = rec.model.retrieval_vectors()
+    scores = rec.model.score_users(torch.arange(small.n_users)).numpy()
+    gap = scores - users @ items.T  # constant along each row
+    np.testing.assert_allclose(gap, gap[:, :1].repeat(gap.shape[1], axis=1), atol=1e-4)

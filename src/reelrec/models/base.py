@@ -21,6 +21,19 @@ from torch.func import functional_call
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 
+
+def biased_retrieval_vectors(
+    user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[p_u ; 1]`` and ``[q_i ; b_i]``: their inner product is ``p_u . q_i + b_i``, a biased
+    factor model's score up to the per-user constant (``mu + b_u``)."""
+    p = user_factors.detach().cpu().numpy()
+    q = item_factors.detach().cpu().numpy()
+    b_i = item_bias.detach().cpu().numpy().reshape(-1, 1)
+    users = np.concatenate([p, np.ones((p.shape[0], 1), dtype=p.dtype)], axis=1)
+    return users, np.concatenate([q, b_i.astype(q.dtype)], axis=1)
+
+
 #: the most (user, item) pairs the default :meth:`RatingModel.score_users` feeds ``forward`` at once
 SCORE_PAIRS = 1 << 18
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import AliasChoices, Field
 from torch import nn
 
 from reelrec.data.dataset import Dataset
-from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.base import ModelConfig, RatingModel, biased_retrieval_vectors
 from reelrec.models.ranking import interaction_keys, ranking_validation_loss, sample_negatives
 
 
@@ -115,6 +116,13 @@ class BPR(RatingModel):
     @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_factors(users) @ self.item_factors.weight.T + self.item_bias.weight[:, 0][None, :]
+
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[p_u ; 1]`` and ``[q_i ; b_i]``: their inner product is the score (ANN serving, and
+        the full-ranking metrics of a large run, ranked from the factors)."""
+        return biased_retrieval_vectors(
+            self.user_factors.weight, self.item_factors.weight, self.item_bias.weight
+        )
 
     def training_loss(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
         cfg = self.config

@@ -40,7 +40,7 @@ from torch import nn
 
 from reelrec.data.dataset import Dataset
 from reelrec.models import mf_kernel
-from reelrec.models.base import ModelConfig, RatingModel, RowGrad, coalesce_rows
+from reelrec.models.base import ModelConfig, RatingModel, RowGrad, biased_retrieval_vectors, coalesce_rows
 from reelrec.models.init import init_embedding
 from reelrec.models.regularisation import REG_REFERENCE_COUNT, baseline_biases, frequency_weights
 
@@ -428,8 +428,6 @@ class MatrixFactorization(RatingModel):
 
     def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``[p_u ; 1]`` and ``[q_i ; b_i]``: their inner product is the score minus ``mu + b_u``."""
-        p = self.user_factors.weight.detach().cpu().numpy()
-        q = self.item_factors.weight.detach().cpu().numpy()
-        b_i = self.item_bias.weight.detach().cpu().numpy()
-        users = np.concatenate([p, np.ones((p.shape[0], 1), dtype=p.dtype)], axis=1)
-        return users, np.concatenate([q, b_i], axis=1)
+        return biased_retrieval_vectors(
+            self.user_factors.weight, self.item_factors.weight, self.item_bias.weight
+        )

@@ -11,7 +11,7 @@ graph over the item vectors answers in time that grows with log(catalogue):
   that filtering them out still leaves ``n``;
 * similar movies: inner product of L2-normalised item vectors (cosine).
 
-Only models that expose :meth:`~reelrec.models.base.RatingModel.retrieval_vectors` (MF) get the
+Only models that expose :meth:`~reelrec.models.base.RatingModel.retrieval_vectors` (MF, ALS, BPR) get the
 user index; every model with item vectors gets the similar-movies index.
 """
 
