@@ -325,25 +325,26 @@ def plot(rows: list[dict], path: Path) -> None:
 
     sizes = [r["ratings"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (
-        ("load_first_s", "load (first)"),
-        ("load_second_s", "load (cached)"),
-        ("mf_wall_s", "train mf (whole command)"),
-        ("evaluate_wall_s", "evaluate temporal-full"),
-        ("serve_ready_s", "serve ready"),
-    ):
-        pts = [(s, r[key]) for s, r in zip(sizes, rows, strict=True) if r.get(key)]
-        if pts:
-            a.loglog(*zip(*pts, strict=True), "o-", label=label)
-    for key, label in (
-        ("load_first_rss_mib", "load"),
-        ("mf_rss_mib", "train mf"),
-        ("evaluate_rss_mib", "evaluate"),
-        ("serve_rss_mib", "serve"),
-    ):
-        pts = [(s, r[key]) for s, r in zip(sizes, rows, strict=True) if r.get(key)]
-        if pts:
-            b.loglog(*zip(*pts, strict=True), "o-", label=label)
+    series = {
+        a: (
+            ("load_first_s", "load (first)"),
+            ("load_second_s", "load (cached)"),
+            ("mf_wall_s", "train mf (whole command)"),
+            ("evaluate_wall_s", "evaluate temporal-full"),
+            ("serve_ready_s", "serve ready"),
+        ),
+        b: (
+            ("load_first_rss_mib", "load"),
+            ("mf_rss_mib", "train mf"),
+            ("evaluate_rss_mib", "evaluate"),
+            ("serve_rss_mib", "serve"),
+        ),
+    }
+    for ax, lines in series.items():
+        for key, label in lines:
+            pts = [(s, r[key]) for s, r in zip(sizes, rows, strict=True) if r.get(key)]
+            if pts:
+                ax.loglog(*zip(*pts, strict=True), "o-", label=label)
     a.set(xlabel="ratings", ylabel="seconds", title="time against size")
     b.set(xlabel="ratings", ylabel="peak RSS (MiB)", title="memory against size")
     for ax in (a, b):

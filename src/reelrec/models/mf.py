@@ -346,9 +346,8 @@ class MatrixFactorization(RatingModel):
                 t.weight.grad = torch.zeros_like(t.weight)
             else:
                 t.weight.grad.zero_()
-        loss = mf_kernel.batch_gradients(
-            tuple(t.weight.detach().numpy() for t in tables),  # type: ignore[arg-type]
-            tuple(t.weight.grad.numpy() for t in tables),  # type: ignore[arg-type,union-attr]
+        sq_err, penalty = mf_kernel.compiled()(
+            *(t.weight.detach().numpy() for t in tables),
             users.numpy(),
             items.numpy(),
             ratings.numpy(),
@@ -359,8 +358,9 @@ class MatrixFactorization(RatingModel):
             cfg.item_reg_ratio,
             cfg.bias_reg,
             cfg.use_bias,
+            *(t.weight.grad.numpy() for t in tables),  # type: ignore[union-attr]
         )
-        return torch.tensor(loss, dtype=torch.float32)
+        return torch.tensor(sq_err + penalty, dtype=torch.float32)
 
     @torch.no_grad()
     def row_gradients(

@@ -4,7 +4,7 @@
 written with torch ops makes about a dozen passes over ``(batch, embedding_size)`` arrays per
 batch (two gathers, the dot products, the penalty's norms, two scaled sums, two scatters): on
 ML-1M that is 0.25 s of a 0.33 s epoch on two threads, bound by memory traffic, not arithmetic.
-:func:`batch_gradients` does the same arithmetic rating by rating, each factor row read once and
+The kernel of :func:`compiled` does the same arithmetic rating by rating, each factor row read once and
 its gradient row accumulated in place, in one loop compiled by numba (``cache=True``: compiled
 once per machine, then loaded from ``__pycache__``).
 
@@ -29,8 +29,12 @@ FASTMATH = True
 _TRIED = False
 
 
-def _compile() -> Any:
-    """The numba kernel, or ``None`` without numba (or with ``REELREC_KERNELS=torch``)."""
+def compiled() -> Any:
+    """The numba kernel, or ``None`` without numba (or with ``REELREC_KERNELS=torch``). Called with
+    the four tables, the batch (users, items, ratings), the per-entity penalty weights, ``mu``,
+    ``reg``, ``item_reg_ratio``, ``bias_reg``, ``use_bias`` and the four gradient tables (zeroed
+    by the caller, accumulated in place); returns the batch's mean squared error and mean penalty,
+    whose sum is ``MatrixFactorization.training_loss``."""
     global _KERNEL, _TRIED
     if _TRIED:
         return _KERNEL
@@ -105,27 +109,4 @@ def _compile() -> Any:
 
 def available() -> bool:
     """Whether the compiled kernel is in use (numba installed, not turned off)."""
-    return _compile() is not None
-
-
-def batch_gradients(
-    tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    grads: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    w_user: np.ndarray,
-    w_item: np.ndarray,
-    mu: float,
-    reg: float,
-    item_reg_ratio: float,
-    bias_reg: float,
-    use_bias: bool,
-) -> float:
-    """Accumulate one batch's gradients of MF's loss into ``grads`` (zeroed by the caller) and
-    return the loss (mean squared error + penalty), as ``MatrixFactorization.training_loss``."""
-    kernel = _compile()
-    sq_err, penalty = kernel(
-        *tables, users, items, ratings, w_user, w_item, mu, reg, item_reg_ratio, bias_reg, use_bias, *grads
-    )
-    return sq_err + penalty
+    return compiled() is not None
