@@ -112,3 +112,21 @@ def test_retrain_joins_the_runs_side_data_again(tmp_path, capsys) -> None:
         capsys.readouterr()
     )
     assert read_record(out).side_data == read_record(run).side_data
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_movielens_load_shows_a_bar_only_when_asked(progress, monkeypatch) -> None:
+    """``--no-progress`` reaches the MovieLens loader too (it drew its bar regardless)."""
+    import reelrec.data.movielens as movielens
+    from reelrec.runs.source import DataSource, load_dataset
+
+    seen: dict = {}
+
+    def fake(name, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(movielens, "load_movielens", fake)
+    with pytest.raises(RuntimeError, match="stop here"):
+        load_dataset(DataSource(dataset="ml-100k"), progress=progress)
+    assert seen["progress"] is progress

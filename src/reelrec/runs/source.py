@@ -74,7 +74,11 @@ def load_dataset(source: DataSource, data_home: str | None = None, *, progress: 
         from reelrec.data.movielens import load_movielens
 
         ds = load_movielens(
-            source.dataset, data_home=data_home, download=source.download, progress=True, cache=source.cache
+            source.dataset,
+            data_home=data_home,
+            download=source.download,
+            progress=progress,
+            cache=source.cache,
         )
     ds = ds.deduplicate(source.duplicates or DEFAULT_DUPLICATES)  # before any split
     return attach_side_data(ds, source.side, data_home)
