@@ -387,7 +387,7 @@ def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) ->
     torch.testing.assert_close(no_bias.item_factors.weight.grad, expected[1], rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["mf", "bpr", "als"])
+@pytest.mark.parametrize("name", ["mf", "bpr", "als", "gmf"])
 def test_retrieval_vectors_rank_as_the_model_scores(small, name) -> None:
     """The inner product of the retrieval vectors is the model's score up to a per-user constant,
     so ANN serving and the full ranking from factors order movies as the model does."""
@@ -396,3 +396,37 @@ def test_retrieval_vectors_rank_as_the_model_scores(small, name) -> None:
     scores = rec.model.score_users(torch.arange(small.n_users)).numpy()
     gap = scores - users @ items.T  # constant along each row
     np.testing.assert_allclose(gap, gap[:, :1].repeat(gap.shape[1], axis=1), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"use_bias": False},
+        {"output": "sigmoid"},
+        {"standardize": True},
+        {"objective": "bce"},
+        {"output": "ordinal"},
+        {"output": "softmax"},
+    ],
+)
+def test_gmf_scores_every_movie_as_its_forward_does(small, params) -> None:
+    """GMF's catalogue scoring by one matrix product (linear and sigmoid outputs; the others keep
+    the pairwise path) equals its forward pass pair by pair; its retrieval vectors, where it has
+    them (not for a softmax head), rank as its scores."""
+    from reelrec.models.base import RatingModel
+
+    rec = Recommender.train("gmf", small, model_params=params, train_config=FAST, seed=0)
+    model = rec.model.eval()
+    users = torch.arange(small.n_users)
+    fast = model.score_users(users)
+    pairwise = RatingModel.score_users(model, users)
+    torch.testing.assert_close(fast, pairwise, rtol=1e-5, atol=1e-5)
+    vectors = model.retrieval_vectors()
+    if params.get("output") == "softmax":
+        assert vectors is None
+        return
+    u, i = vectors
+    order = np.argsort(-(u @ i.T), axis=1, kind="stable")
+    ranked = np.take_along_axis(fast.numpy(), order, axis=1)
+    assert (np.diff(ranked, axis=1) <= 1e-5).all()  # scores fall along the vectors' order

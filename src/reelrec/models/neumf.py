@@ -277,6 +277,44 @@ class NeuMF(NeuralRatingModel):
             labels = torch.cat([torch.ones_like(pos), torch.zeros_like(negs)])
             return float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
 
+    # ------------------------------------------------------------------ GMF as a matrix product
+    def _scores_by_product(self) -> bool:
+        """Whether every score is a function of one inner product: the GMF branch alone (its
+        feature is ``p_u ⊙ q_i``, so the head's output is ``(p_u ⊙ w) . q_i``) with a scalar
+        rating output (linear or sigmoid), in evaluation mode (no dropout)."""
+        cfg = self.config
+        return cfg.branches == "gmf" and cfg.output in ("linear", "sigmoid") and not self.training
+
+    @torch.no_grad()
+    def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        """For the GMF branch alone one matrix product ``(P ⊙ w) Q^T`` plus the biases, through
+        the same output as :meth:`forward` (instead of every (user, movie) pair through the
+        head); otherwise the default pairwise scoring."""
+        if not self._scores_by_product():
+            return super().score_users(users)
+        p = self.user_gmf(users) * self.head.weight[0]
+        raw = p @ self.item_gmf.weight.T + self.head.bias[0]
+        if self.config.objective == "bce":
+            return torch.sigmoid(raw)
+        if self.config.use_bias:
+            raw = raw + self.user_bias(users) + self.item_bias.weight[:, 0][None, :]
+        return self._to_rating(raw.reshape(-1)).reshape(raw.shape)
+
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """For the GMF branch alone with a scalar output: ``[p_u ⊙ w ; 1]`` and ``[q_i ; b_i]``
+        (their inner product is the head's output minus a per-user constant, and every scalar
+        output is increasing in it); ``None`` for the MLP branch or a softmax head."""
+        if self.config.branches != "gmf" or self.config.output == "softmax":
+            return None
+        with torch.no_grad():
+            p = (self.user_gmf.weight * self.head.weight[0]).cpu().numpy()
+            q = self.item_gmf.weight.cpu().numpy()
+            if self.config.use_bias and self.config.objective == "mse":
+                b_i = self.item_bias.weight.cpu().numpy()
+                p = np.concatenate([p, np.ones((p.shape[0], 1), dtype=p.dtype)], axis=1)
+                q = np.concatenate([q, b_i.astype(q.dtype)], axis=1)
+        return p, q
+
     def item_vectors(self) -> torch.Tensor | None:
         tables = [
             t.weight.detach() for t in (getattr(self, "item_gmf", None), getattr(self, "item_mlp", None)) if t

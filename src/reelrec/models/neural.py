@@ -31,6 +31,19 @@ from reelrec.models.layers import check_activation
 from reelrec.models.regularisation import baseline_biases, frequency_weights
 
 MAX_LEVELS = 20
+
+#: training ratings past which the networks train with :data:`LARGE_DATA_TRAIN` (MF's threshold:
+#: ML-10M and larger; ML-1M has 0.86M)
+LARGE_DATA = 2_000_000
+#: the networks' large-data recipe: 32,768-rating batches (the row-sparse steps cost per batch, not
+#: per rating), at most 10 epochs with patience 2, no refit (each refit is a whole second training).
+#: The learning rate grows with the square root of the batch's growth (see
+#: :meth:`NeuralRatingModel.train_defaults`). Bounded to well under an hour on ML-25M-sized data.
+LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 32_768, "epochs": 10, "patience": 2, "refit": False}
+#: ``TrainConfig``'s batch size and learning rate, which a recipe without its own inherits (models do
+#: not import the training package; tests/test_models checks that these agree)
+TRAIN_BATCH_SIZE = 4096
+TRAIN_LEARNING_RATE = 3e-3
 #: outputs that model a distribution over the rating levels (the class is its most probable level)
 CLASS_OUTPUTS = ("softmax", "ordinal")
 
@@ -125,10 +138,19 @@ class NeuralRatingModel(RatingModel):
         cls, n_ratings: int | None = None, config: ModelConfig | None = None
     ) -> dict[str, Any]:
         """:attr:`finetune_train` when ``config`` (``None``: the defaults) starts from
-        pre-trained weights, else :attr:`default_train` (training from random weights)."""
+        pre-trained weights, else :attr:`default_train` (training from random weights); past
+        :data:`LARGE_DATA` training ratings that recipe with :data:`LARGE_DATA_TRAIN`'s batches,
+        epochs and no refit, its learning rate times ``sqrt(new batch / old batch)``."""
         config = config if config is not None else cls.config_class()
         starts = cls.pretraining(config) or cls.pretrained_runs(config)
-        return dict(cls.finetune_train) if starts and cls.finetune_train else dict(cls.default_train)
+        values = dict(cls.finetune_train) if starts and cls.finetune_train else dict(cls.default_train)
+        if n_ratings is not None and n_ratings > LARGE_DATA:
+            batch = values.get("batch_size", TRAIN_BATCH_SIZE)
+            lr = values.get("learning_rate", TRAIN_LEARNING_RATE)
+            epochs = min(values.get("epochs", LARGE_DATA_TRAIN["epochs"]), LARGE_DATA_TRAIN["epochs"])
+            values.update(LARGE_DATA_TRAIN, epochs=epochs)
+            values["learning_rate"] = lr * math.sqrt(LARGE_DATA_TRAIN["batch_size"] / batch)
+        return values
 
     def __init__(self, n_users: int, n_items: int, config: NeuralConfig, out_width: int) -> None:
         super().__init__(n_users, n_items, config)
@@ -221,9 +243,12 @@ class NeuralRatingModel(RatingModel):
         user_vecs: list[torch.Tensor],
         item_vecs: list[torch.Tensor],
     ) -> torch.Tensor:
-        """Frequency-weighted L2 (see ``reg_alpha``) on the batch's user and item vectors."""
+        """Frequency-weighted L2 (see ``reg_alpha``) on the batch's user and item vectors; zero
+        without autograd (scoring, validation): a training term costs as much as the lookups."""
         cfg = self.config
         pen = torch.zeros((), device=self.global_mean.device)
+        if not torch.is_grad_enabled():
+            return pen
         if cfg.user_reg:
             w = self.user_reg_weight[users]
             pen = pen + cfg.user_reg * sum((w * (v * v).sum(-1)).mean() for v in user_vecs)
