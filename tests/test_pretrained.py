@@ -96,3 +96,42 @@ def test_pretraining_is_skipped_where_it_cannot_apply_and_refused_when_forced(sp
         make_config("mlp", {"pretrain": "mf", "output": "softmax"})
     with pytest.raises(ConfigError, match="cannot start from pre-trained models"):
         build_model("bias", 3, 3).init_from({"mf": build_model("mf", 3, 3)})
+
+
+@pytest.mark.parametrize("name", ["mlp", "neumf"])
+def test_fine_tuning_that_only_loses_keeps_the_pretrained_start(name, split) -> None:
+    """The pre-trained start is epoch 0 of early stopping: when every epoch of fine-tuning is worse
+    on the validation part (here a learning rate far too high), the network ends exactly where it
+    started, at the MF's predictions (best_epoch 0, no refit of zero epochs)."""
+    from reelrec.training.epochs import _as_tensors, validation_rmse
+
+    wild = TrainConfig(epochs=3, batch_size=64, learning_rate=3.0, patience=2, refit=True)
+    rec = Recommender.train(name, split.train, split.valid, train_config=wild, seed=0)
+    result = rec.train_result
+    assert result.best_epoch == 0
+    assert result.refit_epochs is None
+    assert result.best_valid == pytest.approx(result.pretraining["mf"]["valid_rmse"], abs=1e-5)
+    assert all(e["valid_rmse"] > result.best_valid for e in result.history)
+    kept = validation_rmse(rec.model, _as_tensors(split.valid, torch.device("cpu")), split.train.scale)
+    assert kept == pytest.approx(result.best_valid, abs=1e-6)
+
+
+def test_fine_tuning_that_improves_keeps_its_best_epoch(split, tmp_path) -> None:
+    """From a poor start (a saved MF trained one short epoch) fine-tuning improves on the
+    validation part, and the best epoch of fine-tuning is kept, not the start."""
+    poor = Recommender.train(
+        "mf", split.train, split.valid, train_config=TrainConfig(epochs=1, learning_rate=1e-4), seed=0
+    )
+    poor.save(tmp_path / "poor")
+    gentle = TrainConfig(epochs=4, batch_size=64, learning_rate=1e-2, patience=0)
+    rec = Recommender.train(
+        "mlp",
+        split.train,
+        split.valid,
+        model_params={"pretrained_mf": str(tmp_path / "poor")},
+        train_config=gentle,
+        seed=0,
+    )
+    result = rec.train_result
+    assert result.best_epoch >= 1
+    assert result.best_valid == pytest.approx(min(e["valid_rmse"] for e in result.history))

@@ -180,7 +180,7 @@ def test_mf_defaults_switch_to_the_large_data_recipe() -> None:
 
 @pytest.mark.parametrize("name", ["mlp", "neumf", "gmf", "hybrid"])
 def test_the_networks_switch_to_the_large_data_recipe(name) -> None:
-    """Past 2M training ratings a network trains at most 10 epochs of 32,768-rating batches with no
+    """Past 2M training ratings a network trains at most 10 epochs of 16,384-rating batches with no
     refit (its small-data recipe, 20-40 epochs of small batches plus a refit, takes hours on ML-25M),
     its learning rate scaled by the square root of the batch's growth."""
     import math
@@ -193,12 +193,12 @@ def test_the_networks_switch_to_the_large_data_recipe(name) -> None:
     assert small == cls.train_defaults(None)  # ML-1M keeps the recipe its figures were measured with
     large = cls.train_defaults(neural.LARGE_DATA + 1)
     assert large["refit"] is False
-    assert large["batch_size"] == 32_768
+    assert large["batch_size"] == 16_384
     assert large["epochs"] <= 10
     assert large["patience"] == 2
     old_batch = small.get("batch_size", TrainConfig().batch_size)
     old_lr = small.get("learning_rate", TrainConfig().learning_rate)
-    assert large["learning_rate"] == pytest.approx(old_lr * math.sqrt(32_768 / old_batch))
+    assert large["learning_rate"] == pytest.approx(old_lr * math.sqrt(16_384 / old_batch))
     TrainConfig(**large)  # a valid training configuration
 
 

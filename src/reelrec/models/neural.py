@@ -35,11 +35,13 @@ MAX_LEVELS = 20
 #: training ratings past which the networks train with :data:`LARGE_DATA_TRAIN` (MF's threshold:
 #: ML-10M and larger; ML-1M has 0.86M)
 LARGE_DATA = 2_000_000
-#: the networks' large-data recipe: 32,768-rating batches (the row-sparse steps cost per batch, not
-#: per rating), at most 10 epochs with patience 2, no refit (each refit is a whole second training).
-#: The learning rate grows with the square root of the batch's growth (see
+#: the networks' large-data recipe: 16,384-rating batches (the row-sparse steps cost per batch, not
+#: per rating; 32,768 puts the MLP's 384-wide inputs at 50 MB a tensor, past glibc's 32 MB mmap
+#: threshold, and every such tensor then costs fresh pages: 5x slower elementwise ops here), at
+#: most 10 epochs with patience 2, no refit (each refit is a whole second training). The learning
+#: rate grows with the square root of the batch's growth (see
 #: :meth:`NeuralRatingModel.train_defaults`). Bounded to well under an hour on ML-25M-sized data.
-LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 32_768, "epochs": 10, "patience": 2, "refit": False}
+LARGE_DATA_TRAIN: dict[str, Any] = {"batch_size": 16_384, "epochs": 10, "patience": 2, "refit": False}
 #: ``TrainConfig``'s batch size and learning rate, which a recipe without its own inherits (models do
 #: not import the training package; tests/test_models checks that these agree)
 TRAIN_BATCH_SIZE = 4096

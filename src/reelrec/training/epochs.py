@@ -22,6 +22,8 @@ class TrainResult:
     """What a fit produced: per-epoch history and where the best validation score was."""
 
     history: list[dict[str, float]] = field(default_factory=list)
+    #: the epoch whose parameters were kept; 0 when a pre-trained start scored best on the
+    #: validation part (no epoch of fine-tuning improved it)
     best_epoch: int | None = None
     best_valid: float | None = None
     #: what ``best_valid`` measures: "valid_rmse" (rating models) or "valid_loss" (the model's own)

@@ -367,6 +367,15 @@ class Trainer:
         shuffled = None
         if rows is None and ctx is None:
             shuffled = tuple(torch.empty_like(t) for t in (users, items, ratings))
+        if init_from and valid_t is not None:
+            # a pre-trained start is the first candidate: fine-tuning that only loses on the
+            # validation part keeps it (best_epoch 0), instead of its least bad epoch
+            key, v = validation_score(model, valid_t, scale)
+            if ctx is not None:
+                v = ctx.broadcast_float(v)
+            stopping.update(model, 0, key, v)
+            stopping.bad_epochs = 0
+            log.info("epoch 0 (the pre-trained start) %s %.5f", key, v)
         model.train()
         try:
             for epoch in range(1, cfg.epochs + 1):
