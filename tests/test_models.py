@@ -430,3 +430,41 @@ def test_gmf_scores_every_movie_as_its_forward_does(small, params) -> None:
     order = np.argsort(-(u @ i.T), axis=1, kind="stable")
     ranked = np.take_along_axis(fast.numpy(), order, axis=1)
     assert (np.diff(ranked, axis=1) <= 1e-5).all()  # scores fall along the vectors' order
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"pretrain": "none"},
+        {},  # pre-trained from MF, [p; q; p * q] into one layer
+        {"pretrain": "none", "inputs": "concat", "hidden": [8, 4], "dropout": 0.2, "batch_norm": True},
+        {"pretrain": "none", "use_bias": False, "embedding_dropout": 0.3},
+        {"pretrain": "none", "output": "sigmoid"},
+        {"pretrain": "none", "standardize": True, "activation": "tanh"},
+        {"pretrain": "none", "output": "softmax"},
+        {"pretrain": "none", "output": "ordinal"},
+        {"pretrain": "none", "hidden": []},  # no tower: the pairwise path
+    ],
+)
+def test_mlp_scores_every_movie_as_its_forward_does(small, params) -> None:
+    """The MLP's catalogue scoring with its first layer split by inputs (the product part as one
+    matrix product per block of users) equals its forward pass pair by pair, in eval mode, and
+    leaves the model in the mode it found."""
+    from reelrec.models import mlp as mlp_module
+    from reelrec.models.base import RatingModel
+
+    rec = Recommender.train("mlp", small, model_params=params, train_config=FAST, seed=0)
+    model = rec.model.train()  # scoring switches to eval itself and back
+    users = torch.arange(small.n_users)
+    fast = model.score_users(users)
+    assert model.training
+    model.eval()
+    pairwise = RatingModel.score_users(model, users)
+    torch.testing.assert_close(fast, pairwise, rtol=1e-4, atol=1e-4)
+    # blocks of a few users give the same scores
+    old = mlp_module.SCORE_BLOCK_FLOATS
+    mlp_module.SCORE_BLOCK_FLOATS = 3 * small.n_items * 64
+    try:
+        torch.testing.assert_close(model.score_users(users), fast, rtol=1e-5, atol=1e-5)
+    finally:
+        mlp_module.SCORE_BLOCK_FLOATS = old

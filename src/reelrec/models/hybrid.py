@@ -53,10 +53,7 @@ from reelrec.errors import DataError
 from reelrec.models.base import ModelConfig
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import init_linear, mlp_tower
-from reelrec.models.neural import NeuralConfig, NeuralRatingModel
-
-#: floats per block when :meth:`Hybrid.score_users` broadcasts users against the catalogue
-SCORE_BLOCK_FLOATS = 1 << 24
+from reelrec.models.neural import SCORE_BLOCK_FLOATS, NeuralConfig, NeuralRatingModel
 
 
 class HybridConfig(NeuralConfig):

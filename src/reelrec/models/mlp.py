@@ -19,7 +19,7 @@ from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import init_linear, mlp_tower, pass_through
-from reelrec.models.neural import NeuralConfig, NeuralRatingModel
+from reelrec.models.neural import SCORE_BLOCK_FLOATS, NeuralConfig, NeuralRatingModel
 
 
 class MLPConfig(NeuralConfig):
@@ -130,6 +130,46 @@ class MLP(NeuralRatingModel):
                 self.user_bias.weight.copy_(mf.user_bias.weight)
                 self.item_bias.weight.copy_(mf.item_bias.weight)
                 self.global_mean.copy_(mf.global_mean)
+
+    @torch.no_grad()
+    def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings of every item for each user (equal to :meth:`forward`), with the
+        tower's first layer split by its inputs: ``W [p; q; p * q] = W_p p + W_q q + W_pq (p * q)``.
+        The item part is computed once for the catalogue, the user part once per user, and the
+        product part as one matrix product per block of users (``(P ⊙ w_j) Q^T`` for each hidden
+        unit ``j``), instead of gathering and concatenating every (user, movie) pair's inputs."""
+        first = self.tower[0] if len(self.tower) else None
+        was_training = self.training
+        self.eval()
+        try:
+            if not isinstance(first, nn.Linear):  # no tower: the head reads the inputs
+                return super().score_users(users)
+            k = self.config.embedding_size
+            w_user, w_item = first.weight[:, :k], first.weight[:, k : 2 * k]
+            w_prod = first.weight[:, 2 * k :] if self.config.inputs == "concat_product" else None
+            q = self.item_embedding.weight
+            hi = q @ w_item.T + first.bias  # (n_items, hidden)
+            m, h = hi.shape
+            bi = self.item_bias.weight.squeeze(-1)
+            block = max(1, SCORE_BLOCK_FLOATS // max(1, m * h))
+            out = []
+            for s in range(0, users.shape[0], block):
+                u = users[s : s + block]
+                n = u.shape[0]
+                p = self.user_embedding(u)
+                z = (p @ w_user.T)[:, None, :] + hi[None, :, :]  # (n, n_items, hidden)
+                if w_prod is not None:
+                    scaled = (p[:, None, :] * w_prod[None, :, :]).reshape(n * h, k)
+                    z += (scaled @ q.T).reshape(n, h, m).transpose(1, 2)
+                raw = self.head(self.tower[1:](z.reshape(n * m, h)))
+                if self.config.output != "softmax":
+                    raw = raw.squeeze(-1)
+                    if self.config.use_bias:
+                        raw = raw + self.user_bias(u).squeeze(-1).repeat_interleave(m) + bi.repeat(n)
+                out.append(self._to_rating(raw).reshape(n, m))
+        finally:
+            self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, m, device=users.device)
 
     def encode(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p, q = self.user_embedding(users), self.item_embedding(items)
