@@ -25,6 +25,7 @@ from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
 from reelrec.models.decoding import apply_thresholds, fit_thresholds
 from reelrec.models.registry import make_config, model_class
+from reelrec.retrieval import QuantizedItems
 from reelrec.sparse import csr_from_pairs, expand_rows
 from reelrec.training.refit import fit_model
 from reelrec.training.trainer import TrainConfig, TrainResult, predict_indices
@@ -136,6 +137,7 @@ class Recommender:
         self._catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]] | None = None
         self._unit_vectors: np.ndarray | bool | None = False
         self._untrained: np.ndarray | None = None
+        self._quantized: QuantizedItems | bool | None = False  # False: not built yet
         self._pop_z: np.ndarray | None = None
         #: default of the ``novelty`` knob of :meth:`top_n_indices` / :meth:`recommend` (see there)
         self.novelty = 0.0
@@ -439,6 +441,9 @@ class Recommender:
         the user's seen items and untrained items masked, one partial sort (the service's path).
         ``novelty`` as in :meth:`top_n_indices`."""
         novelty = self.novelty if novelty is None else float(novelty)
+        fast = self.quantized_items()
+        if fast is not None and (not novelty or self.model.ranks_by_rating):
+            return self._top_n_quantized(fast, int(user_index), n, exclude_rated, novelty)
         scores = self.model.score_user(int(user_index))
         if novelty:
             raw = scores
@@ -451,6 +456,37 @@ class Recommender:
             scores[self.seen_items(int(user_index))] = -np.inf
         top, val = self.top_n_from_scores(scores, n)
         return (top, raw[top]) if novelty else (top, val)
+
+    def quantized_items(self) -> QuantizedItems | None:
+        """The int8 copy of the item vectors that serves large catalogues (built on first use;
+        ``None`` for small catalogues and models without an inner-product form)."""
+        if self._quantized is False:
+            self._quantized = QuantizedItems.for_model(self.model, self.model.n_items)
+        return self._quantized  # type: ignore[return-value]
+
+    def _top_n_quantized(
+        self, fast: QuantizedItems, user: int, n: int, exclude_rated: bool, novelty: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`top_n_for_user` from the int8 item vectors: bounds on every item's score, then
+        the model's exact scores for the few items that can be in the top-``n``
+        (:mod:`reelrec.retrieval`); the same list as the exact path."""
+        approx, err = fast.bounds(user)
+        z = self.popularity_z() if novelty else None
+        if z is not None:  # a rating ranker's shift is one fixed vector: the bounds still hold
+            approx -= np.float32(novelty) * z.astype(np.float32)
+        if not self.model.predicts_cold_items:
+            if self._untrained is None:
+                self._untrained = np.flatnonzero(self.item_counts == 0)
+            approx[self._untrained] = -np.inf
+        if exclude_rated:
+            approx[self.seen_items(user)] = -np.inf
+        cand = fast.candidates(approx, err, n)
+        items = torch.as_tensor(cand, device=self._device)
+        with torch.no_grad():
+            raw = self.model(torch.full_like(items, user), items).double().cpu().numpy()
+        scores = raw - (np.float32(novelty) * z[cand]).astype(np.float64) if z is not None else raw
+        top, _ = self.top_n_from_scores(scores, n)
+        return cand[top], raw[top]
 
     def shifted(self, scores: np.ndarray, novelty: float | None = None) -> np.ndarray:
         """One score row with the novelty knob applied (``-inf`` entries stay ``-inf``)."""

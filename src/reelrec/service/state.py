@@ -65,6 +65,8 @@ class Served:
             from reelrec.service.ann import AnnIndex
 
             index = AnnIndex(rec)
+        else:
+            rec.quantized_items()  # built (and its pass compiled) before the first request
         return cls(
             ann=index,
             rec=rec,
