@@ -23,10 +23,11 @@ or with ``REELREC_KERNELS=torch``, there is no compiled pass and the exact path 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
+
+from reelrec.models.mf_kernel import numba_or_none
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,8 @@ def compiled() -> Any:
     if _TRIED:
         return _KERNEL
     _TRIED = True
-    if os.environ.get("REELREC_KERNELS", "auto").lower() == "torch":
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
+    numba = numba_or_none()
+    if numba is None:
         return None
 
     @numba.njit(cache=True, nogil=True, fastmath=True)

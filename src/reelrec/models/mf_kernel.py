@@ -29,6 +29,18 @@ FASTMATH = True
 _TRIED = False
 
 
+def numba_or_none() -> Any:
+    """The numba module, or ``None`` without numba or with ``REELREC_KERNELS=torch`` (every compiled
+    kernel of the package asks here, so one switch turns them all off)."""
+    if os.environ.get("REELREC_KERNELS", "auto").lower() == "torch":
+        return None
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return numba
+
+
 def compiled() -> Any:
     """The numba kernel, or ``None`` without numba (or with ``REELREC_KERNELS=torch``). Called with
     the four tables, the batch (users, items, ratings), the per-entity penalty weights, ``mu``,
@@ -39,11 +51,8 @@ def compiled() -> Any:
     if _TRIED:
         return _KERNEL
     _TRIED = True
-    if os.environ.get("REELREC_KERNELS", "auto").lower() == "torch":
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
+    numba = numba_or_none()
+    if numba is None:
         return None
 
     @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
