@@ -278,7 +278,9 @@ def test_default_catalogue_scoring_works_in_bounded_pieces(planted, monkeypatch)
 
     ds, _ = planted
     seed_everything(0)
-    model = build_model("mlp", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds).eval()
+    # NeuMF with its MLP branch scores pairs through forward (the MLP splits its first layer)
+    values = {"embedding_size": 4, "gmf_size": 4, "branches": "both"}
+    model = build_model("neumf", ds.n_users, ds.n_items, values, train=ds).eval()
     users = torch.arange(7)
     whole = model.score_users(users)
     seen: list[int] = []
