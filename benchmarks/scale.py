@@ -20,7 +20,8 @@ with the product's defaults, holdout90 seed 42:
   25M on this machine: each must exit with one line naming the limit, within seconds.
 * ``others``: ``reelrec train --model als`` (defaults) and ``--model mlp --epochs 1 --no-refit``
   (seconds per epoch of the neural path at this size).
-* ``serve``: ``reelrec serve`` of the MF run: seconds until ``/health`` answers, its RSS then, and a
+* ``serve``: ``reelrec serve --workers CORES`` of the MF run: seconds until ``/health`` answers and
+  until every worker has answered, the service's RSS then, and, from then on, a
   10 s ``wrk`` closed loop of known-user top-10 requests over 4 connections (requests/s, p50,
   p99), then at least 300 requests/s offered (8 connections, 20 ms between a connection's answer
   and its next request: about 350/s), when wrk is installed.
@@ -233,9 +234,22 @@ def step_serve(home: Path, runs: Path) -> dict:
     run = runs / "mf"
     port = _free_port()
     store = f"sqlite:///{runs / 'scale-serve.sqlite'}"
+    workers = os.cpu_count() or 1  # serve's default: one worker per core
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [PY, "-m", "reelrec", "serve", str(run), "--port", str(port), "--store", store],
+        [
+            PY,
+            "-m",
+            "reelrec",
+            "serve",
+            str(run),
+            "--port",
+            str(port),
+            "--store",
+            store,
+            "--workers",
+            str(workers),
+        ],
         env=_env(home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -252,6 +266,14 @@ def step_serve(home: Path, runs: Path) -> dict:
             except OSError:
                 time.sleep(0.2)
         row["serve_ready_s"] = time.perf_counter() - start
+        # the load runs start once every worker answers (their pids in X-Reelrec-Worker over
+        # fresh connections), as in serve_wrk.py: /health answers as soon as the first is up
+        seen: set[str] = set()
+        deadline = time.monotonic() + 120
+        while len(seen) < workers and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                seen.add(r.headers.get("x-reelrec-worker", "?"))
+        row["serve_all_workers_s"] = time.perf_counter() - start
         row["serve_rss_mib"] = _tree_rss_mib(proc.pid)  # the supervisor and its workers
         if shutil.which("wrk"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/users?limit=200", timeout=5) as r:

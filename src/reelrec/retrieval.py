@@ -76,6 +76,8 @@ class QuantizedItems:
         self.q8 = np.ascontiguousarray(steps, dtype=np.int8)
         self.users = np.ascontiguousarray(user_vectors, dtype=np.float32)
         self._kernel = compiled()
+        if self._kernel is not None and len(self.users):
+            self.bounds(0)  # numba compiles (or loads its cache) on the first call: not on a request
 
     @classmethod
     def for_model(cls, model: Any, n_items: int) -> QuantizedItems | None:
