@@ -105,10 +105,8 @@ def skip_or_fail(why: str, when: str = REAL_DATA_WHEN, required_by: str = "REELR
     ``required_by`` is set (CI sets the REELREC_REQUIRE_* variables, so there it cannot skip)."""
     if os.environ.get(required_by, "") not in ("", "0"):
         pytest.fail(f"{required_by} is set, but {why}")
-    pytest.skip(
-        f"skipped because this machine lacks what the test needs ({why}); it runs when {when}, "
-        f"and where {required_by} is set (CI) it fails instead of skipping"
-    )
+    reason = f"skipped because {why}; it runs when {when}; where {required_by} is set (CI) it fails instead"
+    pytest.skip(reason)
 
 
 def real_data_home() -> Path | None:

@@ -344,8 +344,8 @@ def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) ->
     from reelrec.models import mf_kernel
 
     monkeypatch.setenv("REELREC_KERNELS", kernels)
-    monkeypatch.setattr(mf_kernel, "_TRIED", False)
-    monkeypatch.setattr(mf_kernel, "_KERNEL", None)
+    monkeypatch.setattr(mf_kernel.compiled, "tried", False)
+    monkeypatch.setattr(mf_kernel.compiled, "kernel", None)
     assert mf_kernel.available() is (kernels == "auto")  # numba is a dependency
     model = build_model(
         "mf",

@@ -77,8 +77,8 @@ def test_small_catalogues_and_other_models_keep_the_exact_path(small, monkeypatc
     monkeypatch.setattr(retrieval, "MIN_ITEMS", 1)
     mlp = Recommender.train("mlp", small, model_params={"pretrain": "none"}, train_config=FAST, seed=0)
     assert mlp.quantized_items() is None  # no inner-product form
-    monkeypatch.setattr(retrieval, "_TRIED", True)
-    monkeypatch.setattr(retrieval, "_KERNEL", None)  # REELREC_KERNELS=torch, or no numba
+    monkeypatch.setattr(retrieval.compiled, "tried", True)
+    monkeypatch.setattr(retrieval.compiled, "kernel", None)  # REELREC_KERNELS=torch, or no numba
     again = Recommender.train("mf", small, train_config=FAST, seed=0)
     assert again.quantized_items() is None
     assert len(again.top_n_for_user(0, 3)[0]) == 3

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from reelrec.models.mf_kernel import numba_or_none
+from reelrec.kernels import Kernel
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,9 @@ MIN_ITEMS = 20_000
 SLACK_REL = 1e-3
 SLACK_ABS = 1e-5
 
-_KERNEL: Any = None
-_TRIED = False
 
-
-def compiled() -> Any:
-    """The compiled approximate-score pass, or ``None`` without numba (or ``REELREC_KERNELS=torch``)."""
-    global _KERNEL, _TRIED
-    if _TRIED:
-        return _KERNEL
-    _TRIED = True
-    numba = numba_or_none()
-    if numba is None:
-        return None
+def _build(numba: Any) -> Any:
+    """The approximate-score pass: ``out[i] = scale[i] * (q8[i] . u)``."""
 
     @numba.njit(cache=True, nogil=True, fastmath=True)
     def approximate(q8: np.ndarray, scale: np.ndarray, u: np.ndarray, out: np.ndarray) -> None:
@@ -61,8 +51,11 @@ def compiled() -> Any:
                 acc += np.float32(q8[i, j]) * u[j]
             out[i] = acc * scale[i]
 
-    _KERNEL = approximate
-    return _KERNEL
+    return approximate
+
+
+#: the compiled approximate-score pass, or ``None`` without numba (or ``REELREC_KERNELS=torch``)
+compiled = Kernel(_build)
 
 
 class QuantizedItems:

@@ -16,44 +16,24 @@ on the CPU when numba is installed; ``REELREC_KERNELS=torch`` turns it off.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
 
+from reelrec.kernels import Kernel
+
 log = logging.getLogger(__name__)
 
-_KERNEL: Any = None
 #: let LLVM reorder float sums (vectorised dot products); results move by float32 rounding
 FASTMATH = True
-_TRIED = False
 
 
-def numba_or_none() -> Any:
-    """The numba module, or ``None`` without numba or with ``REELREC_KERNELS=torch`` (every compiled
-    kernel of the package asks here, so one switch turns them all off)."""
-    if os.environ.get("REELREC_KERNELS", "auto").lower() == "torch":
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-    return numba
-
-
-def compiled() -> Any:
-    """The numba kernel, or ``None`` without numba (or with ``REELREC_KERNELS=torch``). Called with
-    the four tables, the batch (users, items, ratings), the per-entity penalty weights, ``mu``,
-    ``reg``, ``item_reg_ratio``, ``bias_reg``, ``use_bias`` and the four gradient tables (zeroed
-    by the caller, accumulated in place); returns the batch's mean squared error and mean penalty,
-    whose sum is ``MatrixFactorization.training_loss``."""
-    global _KERNEL, _TRIED
-    if _TRIED:
-        return _KERNEL
-    _TRIED = True
-    numba = numba_or_none()
-    if numba is None:
-        return None
+def _build(numba: Any) -> Any:
+    """The kernel compiled with ``numba``. It is called with the four tables, the batch (users,
+    items, ratings), the per-entity penalty weights, ``mu``, ``reg``, ``item_reg_ratio``,
+    ``bias_reg``, ``use_bias`` and the four gradient tables (zeroed by the caller, accumulated in
+    place); returns the batch's mean squared error and mean penalty, whose sum is
+    ``MatrixFactorization.training_loss``."""
 
     @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
     def kernel(
@@ -112,8 +92,11 @@ def compiled() -> Any:
                 g_bi[i, 0] += d + bi * np.float32(bias_reg) * scale
         return sq_err / n, penalty / n
 
-    _KERNEL = kernel
     return kernel
+
+
+#: the numba kernel, or ``None`` without numba (or with ``REELREC_KERNELS=torch``); see :func:`_build`
+compiled = Kernel(_build)
 
 
 def available() -> bool:
