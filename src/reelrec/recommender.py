@@ -449,13 +449,17 @@ class Recommender:
             raw = scores
             scores = self.shifted(scores, novelty)
         if not self.model.predicts_cold_items:
-            if self._untrained is None:
-                self._untrained = np.flatnonzero(self.item_counts == 0)
-            scores[self._untrained] = -np.inf
+            scores[self.untrained_items()] = -np.inf
         if exclude_rated:
             scores[self.seen_items(int(user_index))] = -np.inf
         top, val = self.top_n_from_scores(scores, n)
         return (top, raw[top]) if novelty else (top, val)
+
+    def untrained_items(self) -> np.ndarray:
+        """Dense indices of the items without training ratings (computed once)."""
+        if self._untrained is None:
+            self._untrained = np.flatnonzero(self.item_counts == 0)
+        return self._untrained
 
     def quantized_items(self) -> QuantizedItems | None:
         """The int8 copy of the item vectors that serves large catalogues (built on first use;
@@ -475,9 +479,7 @@ class Recommender:
         if z is not None:  # a rating ranker's shift is one fixed vector: the bounds still hold
             approx -= np.float32(novelty) * z.astype(np.float32)
         if not self.model.predicts_cold_items:
-            if self._untrained is None:
-                self._untrained = np.flatnonzero(self.item_counts == 0)
-            approx[self._untrained] = -np.inf
+            approx[self.untrained_items()] = -np.inf
         if exclude_rated:
             approx[self.seen_items(user)] = -np.inf
         cand = fast.candidates(approx, err, n)
@@ -590,9 +592,7 @@ class Recommender:
             )
         sims = (vectors @ vectors[item_index]).astype(np.float64)
         sims[item_index] = -np.inf
-        if self._untrained is None:
-            self._untrained = np.flatnonzero(self.item_counts == 0)
-        sims[self._untrained] = -np.inf
+        sims[self.untrained_items()] = -np.inf
         return self.top_n_from_scores(sims, n)
 
     def similar_items(self, item_id: Any, n: int = 10) -> list[ScoredItem]:

@@ -28,6 +28,9 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.layers import check_activation
+
+# the networks switch to LARGE_DATA_TRAIN past MF's threshold (ML-10M and larger; ML-1M has 0.86M)
+from reelrec.models.mf import LARGE_DATA
 from reelrec.models.regularisation import baseline_biases, frequency_weights
 
 MAX_LEVELS = 20
@@ -37,9 +40,6 @@ MAX_LEVELS = 20
 #: fresh pages; 64 MB blocks scored the MLP 1.5x slower here)
 SCORE_BLOCK_FLOATS = 1 << 22
 
-#: training ratings past which the networks train with :data:`LARGE_DATA_TRAIN` (MF's threshold:
-#: ML-10M and larger; ML-1M has 0.86M)
-LARGE_DATA = 2_000_000
 #: the networks' large-data recipe: 16,384-rating batches (the row-sparse steps cost per batch, not
 #: per rating; 32,768 puts the MLP's 384-wide inputs at 50 MB a tensor, past glibc's 32 MB mmap
 #: threshold, and every such tensor then costs fresh pages: 5x slower elementwise ops here), at

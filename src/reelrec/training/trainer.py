@@ -367,15 +367,18 @@ class Trainer:
         shuffled = None
         if rows is None and ctx is None:
             shuffled = tuple(torch.empty_like(t) for t in (users, items, ratings))
+
+        def validate(epoch: int) -> tuple[str, float]:
+            key, v = validation_score(model, valid_t, scale)
+            if ctx is not None:  # the ranks hold the same model; rank 0's figure decides
+                v = ctx.broadcast_float(v)
+            stopping.update(model, epoch, key, v)
+            return key, v
+
         if init_from and valid_t is not None:
             # a pre-trained start is the first candidate: fine-tuning that only loses on the
             # validation part keeps it (best_epoch 0), instead of its least bad epoch
-            key, v = validation_score(model, valid_t, scale)
-            if ctx is not None:
-                v = ctx.broadcast_float(v)
-            stopping.update(model, 0, key, v)
-            stopping.bad_epochs = 0
-            log.info("epoch 0 (the pre-trained start) %s %.5f", key, v)
+            log.info("epoch 0 (the pre-trained start) %s %.5f", *validate(0))
         model.train()
         try:
             for epoch in range(1, cfg.epochs + 1):
@@ -445,11 +448,8 @@ class Trainer:
                 record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
                 lr_now = opts[0].param_groups[0]["lr"]
                 if valid_t is not None:
-                    key, v = validation_score(model, valid_t, scale)
-                    if ctx is not None:  # the ranks hold the same model; rank 0's figure decides
-                        v = ctx.broadcast_float(v)
+                    key, v = validate(epoch)
                     record[key] = v
-                    stopping.update(model, epoch, key, v)
                 record["lr"] = lr_now
                 record["seconds"] = time.perf_counter() - t0
                 record["rows_per_s"] = n / max(record["seconds"], 1e-9)
