@@ -109,3 +109,16 @@ def test_novelty_knob_trades_popularity_for_novelty(planted) -> None:
     plain = [r.item_id for r in rec.recommend_for_ratings(given, n=10, novelty=0.0)]
     niche = [r.item_id for r in rec.recommend_for_ratings(given, n=10, novelty=1.0)]
     assert z[rec.items.index(niche)].mean() < z[rec.items.index(plain)].mean()
+
+
+def test_best_first_is_the_head_of_a_stable_descending_sort() -> None:
+    """The reasons' "best-rated first" selection (linear time) keeps the stable sort's order
+    among tied half-star ratings."""
+    from reelrec.recommender import best_first
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        size = int(rng.integers(0, 300))
+        values = rng.integers(1, 11, size) / 2.0 if rng.random() < 0.7 else rng.normal(size=size)
+        k = int(rng.integers(1, 80))
+        assert best_first(values, k).tolist() == np.argsort(-values, kind="stable")[:k].tolist()

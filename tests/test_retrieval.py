@@ -82,3 +82,30 @@ def test_small_catalogues_and_other_models_keep_the_exact_path(small, monkeypatc
     again = Recommender.train("mf", small, train_config=FAST, seed=0)
     assert again.quantized_items() is None
     assert len(again.top_n_for_user(0, 3)[0]) == 3
+
+
+def test_the_compiled_selection_equals_the_numpy_statement() -> None:
+    """top_candidates (two compiled passes, reused buffers) returns exactly bounds + candidates
+    with the banned items at -inf: near-ties, a novelty shift, everything banned, n past the
+    catalogue, and buffers reused across users and n."""
+    rng = np.random.default_rng(3)
+    users = rng.normal(0, 1, (30, 17)).astype(np.float32)
+    base = rng.normal(0, 1, (1, 17)).astype(np.float32)
+    items = np.concatenate(
+        [rng.normal(0, 1, (500, 17)), base + rng.normal(0, 1e-3, (200, 17))]  # a block of near-ties
+    ).astype(np.float32)
+    q = QuantizedItems(users, items)
+    shift = rng.normal(0, 1, len(items)).astype(np.float32)
+    for u in range(len(users)):
+        banned = rng.choice(len(items), int(rng.integers(0, 400)), replace=False).astype(np.int64)
+        also = np.arange(0, len(items), 11, dtype=np.int64)
+        for n, novelty in ((1, 0.0), (10, 0.7), (100, -1.5), (256, 0.2), (257, 0.2), (10_000, 0.0)):
+            approx, err = q.bounds(u, shift, novelty)
+            approx[banned] = -np.inf
+            approx[also] = -np.inf
+            want = QuantizedItems.candidates(approx, err, n)
+            got = q.top_candidates(u, n, banned, also, shift, novelty)
+            assert got.tolist() == want.tolist()
+    everything = np.arange(len(items), dtype=np.int64)
+    assert len(q.top_candidates(0, 5, everything, everything[:0])) == 0
+    assert len(q.top_candidates(0, 0, everything[:0], everything[:0])) == 0
