@@ -94,6 +94,11 @@ class TestConformance:
         for u in range(min(4, fitted.model.n_users)):
             batch = fitted.model.score_users(torch.tensor([u]))[0].double().numpy()
             np.testing.assert_allclose(fitted.model.score_user(u), batch, rtol=1e-5, atol=1e-5)
+            some = np.array([fitted.model.n_items - 1, 0, 2, 2], dtype=np.int64)  # any order, repeats
+            if fitted.model.name != "popularity":  # ranks by count, predicts a damped mean
+                np.testing.assert_allclose(
+                    fitted.model.score_items(u, some), batch[some], rtol=1e-5, atol=1e-5
+                )
             if fitted.user_counts[u] == 0:
                 continue
             idx, val = fitted.top_n_indices(np.array([u]), 5)

@@ -314,3 +314,76 @@ def test_reload_under_load_drops_no_request(cli_run, other_run, tmp_path) -> Non
 def test_serve_refuses_zero_workers(cli_run, capsys) -> None:
     assert main(["serve", str(cli_run), "--workers", "0"]) == 1
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+
+
+def _worker_of(sock: socket.socket) -> str:
+    """Send ``GET /health`` on an open keep-alive connection; the pid of the worker that answers."""
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed"
+        head += chunk
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"x-reelrec-worker:"):
+            return line.split(b":", 1)[1].strip().decode()
+    raise AssertionError(f"no worker header in {head!r}")
+
+
+def test_connections_opened_together_spread_over_the_workers(cli_run, tmp_path) -> None:
+    """Each worker listens on its own socket (SO_REUSEPORT): 40 keep-alive connections opened at
+    once are spread by the kernel, not all taken by the first worker to wake (with one shared
+    socket 9 of 10 were seen on one worker). Binomial(40, 1/2) leaves a worker under 8 with
+    probability 1e-5."""
+    port = _free_port()
+    proc = _start(cli_run, sqlite_url(tmp_path / "c.sqlite"), port, workers=2, tmp=tmp_path)
+    socks = []
+    try:
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+        owners = [_worker_of(s) for s in socks]
+        counts = sorted(owners.count(pid) for pid in set(owners))
+        assert len(counts) == 2, counts
+        assert counts[0] >= 8, counts
+    finally:
+        for s in socks:
+            s.close()
+        _stop(proc)
+
+
+def test_a_killed_worker_is_replaced(cli_run, tmp_path) -> None:
+    """SIGKILL of one worker: the supervisor starts another, and the service keeps answering."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(cli_run, sqlite_url(tmp_path / "k.sqlite"), port, workers=2, tmp=tmp_path)
+    try:
+        victim = httpx.get(f"{base}/health").headers["x-reelrec-worker"]
+        os.kill(int(victim), signal.SIGKILL)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 90
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, f"no replacement worker (saw {seen})"
+            try:
+                r = httpx.get(f"{base}/health", timeout=5)  # a new connection each time
+                seen.add(r.headers["x-reelrec-worker"])
+            except httpx.TransportError:
+                time.sleep(0.2)  # the dead worker's queued connection was reset
+        assert victim not in seen
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+    assert not list(tmp_path.glob("reelrec-serve-*"))  # the private state folder is gone
+
+
+def test_serve_refuses_a_port_in_use(cli_run, capsys) -> None:
+    """A port another program listens on is one line before anything loads, for one worker or
+    several (never two services silently sharing it)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            assert main(["serve", str(cli_run), "--port", str(port), "--workers", workers]) == 1
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"reelrec: error: cannot listen on 127.0.0.1:{port}")
+            assert "\n" not in err

@@ -187,3 +187,22 @@ def test_a_lost_insert_race_is_retried(tmp_path, monkeypatch) -> None:
     store.set_rating("late", "m1", 4.0)
     assert len(calls) == 2
     assert store.get_ratings("late") == {"m1": 4.0}
+
+
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [("import sys; sys.exit(3)", "uvicorn's start-up failure"), ("pass", "exits at once, three times")],
+)
+def test_supervisor_stops_when_workers_cannot_start(code, why, tmp_path, monkeypatch, capsys) -> None:
+    """A worker that fails while starting stops the service with status 1 (and the private state
+    folder goes), instead of being restarted for ever."""
+    from reelrec.service import supervisor
+
+    monkeypatch.setattr(supervisor, "WORKER_CODE", code)
+    state = tmp_path / "state"
+    state.mkdir()
+    start = time.monotonic()
+    assert supervisor.Supervisor(2, [], str(state)).run() == 1, why
+    assert time.monotonic() - start < 30
+    assert not state.exists()
+    assert "a worker failed to start" in capsys.readouterr().err

@@ -497,9 +497,7 @@ class Recommender:
         untrained = none if self.model.predicts_cold_items else self.untrained_items()
         seen = self.seen_items(user) if exclude_rated else none
         cand = fast.top_candidates(user, n, seen, untrained, shift, novelty)
-        items = torch.as_tensor(cand, device=self._device)
-        with torch.no_grad():
-            raw = self.model(torch.full_like(items, user), items).double().cpu().numpy()
+        raw = self.model.score_items(user, cand)
         scores = raw - (np.float32(novelty) * z[cand]).astype(np.float64) if z is not None else raw
         top, _ = self.top_n_from_scores(scores, n)
         return cand[top], raw[top]

@@ -41,6 +41,12 @@ MIN_ITEMS = 20_000
 #: relative and absolute slack on the error bound, for the float32 rounding of the sums
 SLACK_REL = 1e-3
 SLACK_ABS = 1e-5
+#: leading-direction counts :func:`choose_dims` weighs (and all of them)
+DIMS_OPTIONS = (8, 12, 16, 24, 32, 48, 64, 96)
+#: users whose top-10 :func:`choose_dims` estimates from
+DIMS_SAMPLE = 32
+#: an exactly scored candidate's cost in bytes of the int8 pass (a row gathered and scored)
+CANDIDATE_COST = 2_000
 #: longer lists than this select their candidates with numpy (a partition) instead
 SELECT_MAX_N = 256
 
@@ -96,22 +102,28 @@ def _build(numba: Any) -> _Kernels:
         approx: np.ndarray,
         scale: np.ndarray,
         half_l1: float,
+        tails: np.ndarray,
+        tail: float,
         shift: np.ndarray,
         novelty: float,
         err: np.ndarray,
     ) -> None:
-        """The bound of every item: ``scale[i] half_l1 + |raw score| SLACK_REL``."""
+        """The bound of every item: ``scale[i] half_l1 + tails[i] tail + |raw score| SLACK_REL``
+        (the int8 steps, the skipped directions, float32 sums)."""
         nv = np.float32(novelty)
         h = np.float32(half_l1)
+        g = np.float32(tail)
         rel = np.float32(SLACK_REL)
         for i in range(approx.shape[0]):
-            err[i] = scale[i] * h + abs(approx[i] + nv * shift[i]) * rel
+            err[i] = scale[i] * h + tails[i] * g + abs(approx[i] + nv * shift[i]) * rel
 
     @numba.njit(cache=True, nogil=True)
     def select(
         approx: np.ndarray,
         scale: np.ndarray,
         half_l1: float,
+        tails: np.ndarray,
+        tail: float,
         shift: np.ndarray,
         novelty: float,
         banned: np.ndarray,
@@ -128,6 +140,7 @@ def _build(numba: Any) -> _Kernels:
             approx[b] = -np.inf
         nv = np.float32(novelty)
         h = np.float32(half_l1)
+        g = np.float32(tail)
         rel = np.float32(SLACK_REL)
         # the n largest lower bounds, ascending; -inf (banned) items never enter, and the
         # common case (below the n-th best so far) is one predictable compare per item
@@ -136,7 +149,7 @@ def _build(numba: Any) -> _Kernels:
         for i in range(approx.shape[0]):
             a = approx[i]
             finite += a > -np.inf
-            lo = a - (scale[i] * h + abs(a + nv * shift[i]) * rel)
+            lo = a - (scale[i] * h + tails[i] * g + abs(a + nv * shift[i]) * rel)
             if lo > best[0]:
                 pos = 0  # drop the smallest, then insert lo in order
                 while pos + 1 < n and best[pos + 1] < lo:
@@ -150,7 +163,7 @@ def _build(numba: Any) -> _Kernels:
         for i in range(approx.shape[0]):
             a = approx[i]
             out[found] = i
-            found += a + (scale[i] * h + abs(a + nv * shift[i]) * rel) >= tau
+            found += a + (scale[i] * h + tails[i] * g + abs(a + nv * shift[i]) * rel) >= tau
         return found
 
     return _Kernels(bound_pass, errors, select)
@@ -160,16 +173,73 @@ def _build(numba: Any) -> _Kernels:
 compiled = Kernel(_build)
 
 
-class QuantizedItems:
-    """int8 item vectors (one scale per item) and the user vectors they are ranked against."""
+def principal_directions(items: np.ndarray) -> np.ndarray:
+    """An orthonormal ``k x k`` basis of the item space, the directions of largest
+    ``sum_i (v_i . r)^2`` first (eigenvectors of ``V^T V``): rotated item vectors keep the
+    inner products, and their leading entries carry most of every score."""
+    gram = items.T @ items
+    values, vectors = np.linalg.eigh(gram)
+    return np.ascontiguousarray(vectors[:, np.argsort(-values, kind="stable")])
 
-    def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray) -> None:
-        items = np.asarray(item_vectors, dtype=np.float32)
-        peak = np.abs(items).max(axis=1)
-        self.scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        steps = np.clip(np.rint(items / self.scale[:, None]), -127, 127)
-        self.q8 = np.ascontiguousarray(steps, dtype=np.int8)
+
+def choose_dims(users: np.ndarray, rotated: np.ndarray, rotation: np.ndarray, n: int = 10) -> int:
+    """How many leading directions the int8 pass reads: the fewest bytes streamed plus
+    candidates to score exactly (:data:`CANDIDATE_COST` each), estimated on a fixed sample of
+    :data:`DIMS_SAMPLE` users' top-``n``; all of them unless that saves a fifth."""
+    m, k = rotated.shape
+    if m <= n or not len(users):
+        return k
+    rng = np.random.default_rng(0)
+    sample = users[rng.choice(len(users), min(DIMS_SAMPLE, len(users)), replace=False)].astype(np.float64)
+    sample = (sample @ rotation).astype(np.float32)  # (s, k); an estimate needs no float64
+    items = rotated.astype(np.float32)
+    sq = items * items
+    item_tail = np.sqrt(np.maximum(sq.sum(axis=1, keepdims=True) - np.cumsum(sq, axis=1), 0))  # [:, d-1]
+    del sq
+    user_tail = np.sqrt(np.maximum((sample**2).sum(axis=1, keepdims=True) - np.cumsum(sample**2, axis=1), 0))
+    peaks = np.maximum.accumulate(np.abs(items), axis=1) / np.float32(127.0)  # [:, d-1]: step of the first d
+    half_l1 = np.cumsum(np.abs(sample), axis=1) / 2
+    partial = np.zeros((m, len(sample)), dtype=np.float32)
+    done, costs = 0, {}
+    for d in sorted({*(d for d in DIMS_OPTIONS if d < k), k}):
+        partial += items[:, done:d] @ sample[:, done:d].T
+        done = d
+        err = (
+            peaks[:, d - 1, None] * half_l1[None, :, d - 1]
+            + item_tail[:, d - 1, None] * user_tail[None, :, d - 1]
+        )
+        tau = np.partition(partial - err, m - n, axis=0)[m - n]
+        costs[d] = d * m + CANDIDATE_COST * float((partial + err >= tau).sum(axis=0).mean())
+    best = min(costs, key=costs.__getitem__)
+    return best if costs[best] < 0.8 * costs[k] else k
+
+
+class QuantizedItems:
+    """int8 item vectors (one scale per item) and the user vectors they are ranked against.
+
+    ``dims``: how many leading principal directions of the item vectors the int8 pass reads
+    (``None``: chosen by :func:`choose_dims`; the item vector length: all of them, unrotated)."""
+
+    def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray, dims: int | None = None) -> None:
+        items = np.asarray(item_vectors, dtype=np.float64)
         self.users = np.ascontiguousarray(user_vectors, dtype=np.float32)
+        k = items.shape[1]
+        rotation = principal_directions(items)
+        rotated = items @ rotation
+        if dims is None:
+            dims = choose_dims(self.users, rotated, rotation)
+        self.dims = int(min(max(dims, 1), k))
+        if self.dims == k:  # no tail: the vectors as they are
+            rotation, rotated = None, items
+        self.rotation = rotation
+        head = rotated[:, : self.dims]
+        peak = np.abs(head).max(axis=1)
+        self.scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        steps = np.clip(np.rint(head / self.scale[:, None]), -127, 127)
+        self.q8 = np.ascontiguousarray(steps, dtype=np.int8)
+        # each item's tail norm, rounded up (the bound on the directions the pass skips)
+        tail = np.linalg.norm(rotated[:, self.dims :], axis=1) * (1 + SLACK_REL)
+        self.tail = tail.astype(np.float32)
         self._zeros: np.ndarray | None = None
         self._local = threading.local()
         self._kernel = compiled()
@@ -188,24 +258,39 @@ class QuantizedItems:
         vectors = model.retrieval_vectors()
         if vectors is None:
             return None
-        log.info("serving top-n from int8 item vectors (%d items)", n_items)
-        return cls(*vectors)
+        fast = cls(*vectors)
+        log.info(
+            "serving top-n from int8 item vectors (%d items, %d of %d directions)",
+            n_items,
+            fast.dims,
+            vectors[1].shape[1],
+        )
+        return fast
 
-    def _half_l1(self, u: np.ndarray) -> float:
-        """Half a step's error per unit of item scale, with slack for float32 sums."""
-        return 0.5 * float(np.abs(u).sum()) * (1 + SLACK_REL) + SLACK_ABS
+    def _user(self, user: int) -> tuple[np.ndarray, float, float]:
+        """User ``user``'s head (float32, what the pass reads), the error bound per unit of item
+        scale (half a step per entry, with slack for float32 sums) and the tail norm."""
+        u = self.users[user]
+        if self.rotation is None:
+            head, tail = u, 0.0
+        else:
+            rotated = u.astype(np.float64) @ self.rotation
+            head = rotated[: self.dims].astype(np.float32)
+            tail = float(np.linalg.norm(rotated[self.dims :])) * (1 + SLACK_REL)
+        half_l1 = 0.5 * float(np.abs(head).sum()) * (1 + SLACK_REL) + SLACK_ABS
+        return np.ascontiguousarray(head), half_l1, tail
 
     def bounds(
         self, user: int, shift: np.ndarray | None = None, novelty: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(approximate scores, error bounds)`` of every item for user index ``user``: the exact
         inner product (minus ``novelty * shift``, when given) lies within ``approximate +- bound``."""
-        u = self.users[user]
+        head, half_l1, tail = self._user(user)
         approx, err = np.empty_like(self.scale), np.empty_like(self.scale)
         if shift is None:
             shift, novelty = self._no_shift(), 0.0
-        self._kernel.bound_pass(self.q8, self.scale, u, shift, float(novelty), approx)
-        self._kernel.errors(approx, self.scale, self._half_l1(u), shift, float(novelty), err)
+        self._kernel.bound_pass(self.q8, self.scale, head, shift, float(novelty), approx)
+        self._kernel.errors(approx, self.scale, half_l1, self.tail, tail, shift, float(novelty), err)
         return approx, err
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -243,13 +328,13 @@ class QuantizedItems:
             approx[banned] = -np.inf
             approx[also] = -np.inf
             return self.candidates(approx, err, n)
-        u = self.users[user]
+        head, half_l1, tail = self._user(user)
         if shift is None:
             shift, novelty = self._no_shift(), 0.0
         approx, out = self._buffers()
-        self._kernel.bound_pass(self.q8, self.scale, u, shift, float(novelty), approx)
+        self._kernel.bound_pass(self.q8, self.scale, head, shift, float(novelty), approx)
         found = self._kernel.select(
-            approx, self.scale, self._half_l1(u), shift, float(novelty), banned, also, int(n), out
+            approx, self.scale, half_l1, self.tail, tail, shift, float(novelty), banned, also, int(n), out
         )
         return out[:found].copy()
 

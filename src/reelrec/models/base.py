@@ -271,6 +271,15 @@ class RatingModel(nn.Module):
         users = torch.tensor([int(user)], device=self.global_mean.device)
         return self.score_users(users)[0].float().cpu().numpy().astype(np.float64)
 
+    def score_items(self, user: int, items: np.ndarray) -> np.ndarray:
+        """``forward`` on one user's pairs with some ``items`` (dense indices), as float64 (the
+        large-catalogue serving path scores its few candidates so); factorisation models
+        override it with numpy on the weights."""
+        device = self.global_mean.device
+        index = torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
+        with torch.no_grad():
+            return self(torch.full_like(index, int(user)), index).double().cpu().numpy()
+
     def item_vectors(self) -> torch.Tensor | None:
         """One vector per item for similarity search, or ``None`` when the model has none."""
         return None

@@ -389,6 +389,17 @@ class MatrixFactorization(RatingModel):
         b_u = float(self.user_bias.weight.detach().numpy()[int(user), 0])
         return (q @ p + b_i).astype(np.float64) + (float(self.global_mean) + b_u)
 
+    def score_items(self, user: int, items: np.ndarray) -> np.ndarray:
+        """:meth:`score_user`'s arithmetic on some items only (no torch call per request)."""
+        if self.item_factors.weight.device.type != "cpu":
+            return super().score_items(user, items)
+        items = np.asarray(items, dtype=np.int64)
+        q = self.item_factors.weight.detach().numpy()[items]
+        p = self.user_factors.weight.detach().numpy()[int(user)]
+        b_i = self.item_bias.weight.detach().numpy()[items, 0]
+        b_u = float(self.user_bias.weight.detach().numpy()[int(user), 0])
+        return (q @ p + b_i).astype(np.float64) + (float(self.global_mean) + b_u)
+
     @torch.no_grad()
     def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
         """Scores of every item for a *new* user described only by ``ratings`` of ``items``.

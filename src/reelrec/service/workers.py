@@ -31,6 +31,9 @@ import inspect
 import json
 import logging
 import os
+import signal
+import socket
+import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +41,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelrec.errors import ReelrecError
 from reelrec.service.hotpath import HotPath
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,10 @@ WORKER_HEADER = b"x-reelrec-worker"
 #: replaces it (uvicorn's default, 5 s, is shorter than importing torch takes on a busy machine:
 #: workers were seen killed while starting, over and over)
 HEALTHCHECK_SECONDS = 60
+#: pending connections each worker's socket holds (uvicorn's default)
+LISTEN_BACKLOG = 2048
+#: Linux ``prctl`` option: the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -213,8 +221,9 @@ def app_from_env() -> Any:
     return build_app(config, os.environ.get(TOKEN_ENV) or None)
 
 
-#: the supervisor a multi-worker service becomes (``exec``): uvicorn's command line, then the
-#: private state folder removed; it imports uvicorn only, so it holds no copy of torch or the run
+#: the supervisor a multi-worker service becomes (``exec``) where each worker cannot have its own
+#: socket (not Linux): uvicorn's command line, then the private state folder removed; it imports
+#: uvicorn only, so it holds no copy of torch or the run
 SUPERVISOR = """import json, os, shutil, sys
 import uvicorn
 try:
@@ -222,6 +231,77 @@ try:
 finally:
     shutil.rmtree(json.loads(os.environ["REELREC_SERVE_CONFIG"])["state_dir"], ignore_errors=True)
 """
+
+
+def reuseport_available() -> bool:
+    """Whether workers can each listen on the port (Linux ``SO_REUSEPORT``, which spreads
+    connections over the sockets; other systems' ``SO_REUSEPORT`` does not balance)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` that shares the port with the other workers'."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to send this worker SIGTERM when its supervisor dies (no orphaned workers)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return
+    if os.getppid() == 1:  # the supervisor died before the request took effect
+        sys.exit(0)
+
+
+def run_worker(argv: list[str]) -> None:
+    """One worker of a multi-worker service (started by :mod:`reelrec.service.supervisor`):
+    build the app (:func:`app_from_env`), then listen on its own ``SO_REUSEPORT`` socket and
+    serve until SIGTERM. The socket is opened once the app is ready, so the kernel never hands a
+    connection to a worker still loading the run. Any failure before serving exits with status
+    3 (uvicorn's start-up failure), which stops the service instead of restarting the worker."""
+    import argparse
+
+    import uvicorn
+
+    from reelrec.service.supervisor import STARTUP_FAILURE
+
+    parser = argparse.ArgumentParser(prog="reelrec serve (worker)")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--access-log", action="store_true")
+    args = parser.parse_args(argv)
+    _end_with_parent()
+    config = uvicorn.Config(
+        f"{__name__}:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        backlog=LISTEN_BACKLOG,
+    )
+    try:
+        config.load()
+        sock = reuseport_socket(args.host, args.port)
+    except (Exception, SystemExit) as exc:  # uvicorn exits 1 on an app that does not load
+        log.error("worker %d cannot start: %s", os.getpid(), exc)
+        sys.exit(STARTUP_FAILURE)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve(
@@ -235,13 +315,19 @@ def serve(
     access_log: bool = False,
 ) -> None:
     """Run the service with ``workers`` processes until interrupted. One worker runs in this
-    process; several: this process checks the run and the store, then *becomes* (``exec``) a
-    lean uvicorn supervisor of ``workers`` worker processes (same pid and process group)."""
-    import sys
+    process; several: this process checks the port, the run and the store, then *becomes*
+    (``exec``) a lean supervisor of ``workers`` worker processes (same pid and process group):
+    :mod:`reelrec.service.supervisor`, each worker with its own socket, on Linux; uvicorn's
+    (one shared socket) elsewhere."""
     import tempfile
 
     import uvicorn
 
+    from reelrec.service.supervisor import port_error
+
+    problem = port_error(host, port)
+    if problem is not None:
+        raise ReelrecError(problem)
     if workers <= 1:
         app = build_app(config, admin_token)
         _announce(app.state.served.rec.model.name, config, app.state.store.url, host, port, admin_token, 1)
@@ -256,11 +342,15 @@ def serve(
         env[TOKEN_ENV] = admin_token
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(max(1, config.threads))
-    argv = [sys.executable, "-c", SUPERVISOR, f"{__name__}:app_from_env", "--factory"]
-    argv += ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", log_level]
-    argv += ["--access-log" if access_log else "--no-access-log"]
-    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
-        argv += ["--timeout-worker-healthcheck", str(HEALTHCHECK_SECONDS)]
+    options = ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", log_level]
+    if reuseport_available():
+        script = str(Path(__file__).with_name("supervisor.py"))
+        argv = [sys.executable, "-I", script, *options] + (["--access-log"] if access_log else [])
+    else:  # pragma: no cover - not Linux
+        argv = [sys.executable, "-c", SUPERVISOR, f"{__name__}:app_from_env", "--factory", *options]
+        argv += ["--access-log" if access_log else "--no-access-log"]
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+            argv += ["--timeout-worker-healthcheck", str(HEALTHCHECK_SECONDS)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)

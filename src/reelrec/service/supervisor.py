@@ -1,0 +1,152 @@
+"""The parent of ``reelrec serve --workers N`` (N > 1) on Linux: N worker processes, each with its
+own listening socket on the same port (``SO_REUSEPORT``), kept running.
+
+Why not uvicorn's own multi-process mode: there every worker accepts from one shared socket and
+the first to wake takes every pending connection, so a client's keep-alive connections opened
+together land on one worker (9 of 10 were seen on one of two workers, which then queued the
+requests on one core while the other idled). With a socket per worker the kernel spreads new
+connections over the workers by a hash of their addresses.
+
+This file runs as a script (``python -I supervisor.py ...``, the process ``reelrec serve``
+becomes), so it imports only the standard library: the supervisor holds no copy of torch or the
+run. It
+
+* checks the port is free (one socket bound without ``SO_REUSEPORT`` for a moment), so a port in
+  use, or another ``reelrec serve`` on it, is one line and exit status 1, never two services
+  silently sharing a port;
+* starts the workers (:func:`reelrec.service.workers.run_worker`: load the app, bind, serve) in
+  its own process group, each asking the kernel to end it when the supervisor dies;
+* restarts a worker that dies, unless it failed while starting (uvicorn's exit status 3, or
+  exits within :data:`EARLY_EXIT_S` of its start three times in a row): then it stops the
+  service and exits with status 1, as uvicorn does;
+* on SIGTERM, SIGINT or SIGHUP stops the workers (SIGTERM, then SIGKILL after
+  :data:`STOP_GRACE_S`), removes the service's private state folder and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+#: uvicorn's exit status for a worker that failed before serving (``uvicorn.config.STARTUP_FAILURE``)
+STARTUP_FAILURE = 3
+#: a worker that exits this soon after its start counts as failing to start
+EARLY_EXIT_S = 10.0
+#: how long stopping workers get to finish their requests before SIGKILL
+STOP_GRACE_S = 15.0
+#: the worker's command: the app and its socket are made in :func:`reelrec.service.workers.run_worker`
+WORKER_CODE = "import sys; from reelrec.service.workers import run_worker; run_worker(sys.argv[1:])"
+
+
+def _say(message: str) -> None:
+    print(f"reelrec serve: {message}", file=sys.stderr, flush=True)
+
+
+def port_error(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, a bad address), or ``None`` when free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+class Supervisor:
+    """Keeps ``workers`` worker processes running until told to stop."""
+
+    def __init__(self, workers: int, worker_args: list[str], state_dir: str | None) -> None:
+        self.n = workers
+        self.worker_args = worker_args
+        self.state_dir = state_dir
+        self.procs: list[subprocess.Popen | None] = [None] * workers
+        self.started = [0.0] * workers
+        self.early_exits = [0] * workers
+        self.stopping = False
+        self.status = 0
+
+    def _spawn(self, slot: int) -> None:
+        cmd = [sys.executable, "-c", WORKER_CODE, *self.worker_args]
+        self.procs[slot] = subprocess.Popen(cmd)  # same process group: kill -9 of the group ends all
+        self.started[slot] = time.monotonic()
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        previous = {
+            sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            for slot in range(self.n):
+                self._spawn(slot)
+            while not self.stopping:
+                self._check()
+                time.sleep(0.2)
+        finally:
+            self._shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.status
+
+    def _check(self) -> None:
+        for slot, proc in enumerate(self.procs):
+            if proc is None or proc.poll() is None:
+                continue
+            code = proc.returncode
+            early = time.monotonic() - self.started[slot] < EARLY_EXIT_S
+            self.early_exits[slot] = self.early_exits[slot] + 1 if early else 0
+            if code == STARTUP_FAILURE or self.early_exits[slot] >= 3:
+                _say(f"a worker failed to start (exit status {code}); stopping")
+                self.status = 1
+                self.stopping = True
+                return
+            _say(f"worker {proc.pid} exited (status {code}); starting another")
+            self._spawn(slot)
+
+    def _shutdown(self) -> None:
+        live = [p for p in self.procs if p is not None and p.poll() is None]
+        for proc in live:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reelrec serve (supervisor)")
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--access-log", action="store_true")
+    args = parser.parse_args(argv)
+    state_dir = json.loads(os.environ.get("REELREC_SERVE_CONFIG", "{}")).get("state_dir")
+    problem = port_error(args.host, args.port)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        if state_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        return 1
+    worker_args = ["--host", args.host, "--port", str(args.port), "--log-level", args.log_level]
+    worker_args += ["--access-log"] if args.access_log else []
+    return Supervisor(args.workers, worker_args, state_dir).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
