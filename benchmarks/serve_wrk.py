@@ -20,7 +20,7 @@ request and the cores it got on average (user + system time of all its processes
 (the machine may be shared: CPU per request is the figure that survives a busy machine). It also
 reports, after the runs, each process's RSS and PSS (``/proc/PID/smaps_rollup``): PSS splits
 shared pages (the memory-mapped weights, the shared libraries) between the processes that map
-them, so the PSS total (workers, uvicorn's supervisor and multiprocessing's helper) is what the
+them, so the PSS total (workers and the supervisor) is what the
 service costs the machine. Skips with a message when ``wrk`` is absent
 (Debian/Ubuntu: ``apt-get install wrk``).
 """
@@ -157,7 +157,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def service_memory(parent: int) -> list[dict[str, Any]]:
     """RSS and PSS (MiB) of every process of the service: the parent (with one worker it *is*
-    the worker; with several, uvicorn's supervisor), its workers and multiprocessing's helper."""
+    the worker; with several, the supervisor) and its workers (and any helper process)."""
     try:
         kids = [int(k) for k in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
     except OSError:

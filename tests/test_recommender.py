@@ -118,7 +118,7 @@ def test_best_first_is_the_head_of_a_stable_descending_sort() -> None:
 
     rng = np.random.default_rng(0)
     for _ in range(500):
-        size = int(rng.integers(0, 300))
+        size = int(rng.integers(0, 300)) if rng.random() < 0.5 else int(rng.integers(1000, 3000))
         values = rng.integers(1, 11, size) / 2.0 if rng.random() < 0.7 else rng.normal(size=size)
         k = int(rng.integers(1, 80))
         assert best_first(values, k).tolist() == np.argsort(-values, kind="stable")[:k].tolist()

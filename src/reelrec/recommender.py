@@ -99,8 +99,8 @@ def best_first(values: np.ndarray, k: int) -> np.ndarray:
     first ``k`` of a stable descending sort, in time linear in ``len(values)`` (a user with
     26,000 ratings is explained on every request)."""
     values = np.asarray(values)
-    if values.size <= k:
-        return np.argsort(-values, kind="stable")
+    if values.size <= max(k, 1024):  # a sort of a short list is cheaper than the selection
+        return np.argsort(-values, kind="stable")[:k]
     kth = np.partition(values, values.size - k)[values.size - k]  # the k-th largest value
     above = np.flatnonzero(values > kth)
     tied = np.flatnonzero(values == kth)[: k - above.size]
