@@ -25,7 +25,9 @@ with the product's defaults, holdout90 seed 42:
   10 s ``wrk`` closed loop of known-user top-10 requests over 4 connections (requests/s, p50,
   p99), then at least 300 requests/s offered two ways (10 connections with a random wait of mean
   20 ms between a connection's answer and its next request, about 380/s; 64 connections with
-  mean 200 ms, about 310/s) and how many connections each worker holds, when wrk is installed.
+  mean 200 ms, about 310/s) and how many connections each worker holds, when wrk is installed;
+  then, with the service stopped, one known-user list in process (ms, the 200 most active users)
+  and how many directions the int8 pass reads.
 
 Writes ``WORK/scale.json`` and draws time and memory against size (log-log) into
 ``docs/img/scale.png``; prints the markdown table of docs/benchmarks.md. Times on a shared
@@ -318,7 +320,43 @@ def step_serve(home: Path, runs: Path) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    row.update(_in_process_lists(home, run))
     return row
+
+
+#: one known user's list in process (what a request costs the worker before HTTP): the 200 most
+#: active users, three rounds after one warm-up, one thread, the service's own body builder
+IN_PROCESS = """
+import json, sys, time
+import numpy as np, torch
+from threadpoolctl import threadpool_limits
+from reelrec._defaults import LIST_NOVELTY
+from reelrec.service.state import Served
+torch.set_num_threads(1)
+limits = threadpool_limits(1)
+served = Served.load(sys.argv[1])
+users = np.argsort(-served.rec.user_counts, kind="stable")[:200].tolist()
+fast = served.rec.quantized_items()
+times = []
+for rnd in range(4):
+    for u in users:
+        t = time.perf_counter()
+        served.known_user_list(u, 10, True, LIST_NOVELTY)
+        if rnd:
+            times.append(time.perf_counter() - t)
+ms = np.array(times) * 1e3
+row = {"list_ms_mean": ms.mean(), "list_ms_p50": np.median(ms), "list_ms_p99": np.percentile(ms, 99)}
+row["int8_dims"] = None if fast is None else fast.dims
+print(json.dumps(row))
+"""
+
+
+def _in_process_lists(home: Path, run: Path) -> dict:
+    """Milliseconds per known-user list in process (mean, p50, p99) and the int8 pass's dims."""
+    out = subprocess.run(
+        [PY, "-c", IN_PROCESS, str(run)], env=_env(home), capture_output=True, text=True, check=True
+    ).stdout
+    return {f"serve_{k}": v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
 
 def _connections_per_worker(port: int) -> list[int]:

@@ -202,7 +202,7 @@ def test_supervisor_stops_when_workers_cannot_start(code, why, tmp_path, monkeyp
     state = tmp_path / "state"
     state.mkdir()
     start = time.monotonic()
-    assert supervisor.Supervisor(2, [], str(state)).run() == 1, why
+    assert supervisor.Supervisor(2, str(state)).run() == 1, why
     assert time.monotonic() - start < 30
     assert not state.exists()
     assert "a worker failed to start" in capsys.readouterr().err

@@ -7,9 +7,9 @@ together land on one worker (9 of 10 were seen on one of two workers, which then
 requests on one core while the other idled). With a socket per worker the kernel spreads new
 connections over the workers by a hash of their addresses.
 
-This file runs as a script (``python -I supervisor.py ...``, the process ``reelrec serve``
-becomes), so it imports only the standard library: the supervisor holds no copy of torch or the
-run. It
+This file runs as a script (``python -I supervisor.py``, the process ``reelrec serve``
+becomes; its options in the environment), so it imports only the standard library: the
+supervisor holds no copy of torch or the run. It
 
 * checks the port is free (one socket bound without ``SO_REUSEPORT`` for a moment), so a port in
   use, or another ``reelrec serve`` on it, is one line and exit status 1, never two services
@@ -25,7 +25,6 @@ run. It
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -42,7 +41,9 @@ EARLY_EXIT_S = 10.0
 #: how long stopping workers get to finish their requests before SIGKILL
 STOP_GRACE_S = 15.0
 #: the worker's command: the app and its socket are made in :func:`reelrec.service.workers.run_worker`
-WORKER_CODE = "import sys; from reelrec.service.workers import run_worker; run_worker(sys.argv[1:])"
+WORKER_CODE = "from reelrec.service.workers import run_worker; run_worker()"
+#: environment variable carrying the listening options (JSON), to the supervisor and its workers
+LISTEN_ENV = "REELREC_SERVE_LISTEN"
 
 
 def _say(message: str) -> None:
@@ -64,9 +65,8 @@ def port_error(host: str, port: int) -> str | None:
 class Supervisor:
     """Keeps ``workers`` worker processes running until told to stop."""
 
-    def __init__(self, workers: int, worker_args: list[str], state_dir: str | None) -> None:
+    def __init__(self, workers: int, state_dir: str | None) -> None:
         self.n = workers
-        self.worker_args = worker_args
         self.state_dir = state_dir
         self.procs: list[subprocess.Popen | None] = [None] * workers
         self.started = [0.0] * workers
@@ -75,7 +75,7 @@ class Supervisor:
         self.status = 0
 
     def _spawn(self, slot: int) -> None:
-        cmd = [sys.executable, "-c", WORKER_CODE, *self.worker_args]
+        cmd = [sys.executable, "-c", WORKER_CODE]
         self.procs[slot] = subprocess.Popen(cmd)  # same process group: kill -9 of the group ends all
         self.started[slot] = time.monotonic()
 
@@ -128,24 +128,19 @@ class Supervisor:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reelrec serve (supervisor)")
-    parser.add_argument("--workers", type=int, required=True)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--log-level", default="warning")
-    parser.add_argument("--access-log", action="store_true")
-    args = parser.parse_args(argv)
+def main() -> int:
+    """Read the service's listening options (``REELREC_SERVE_LISTEN``, JSON: workers, host, port,
+    log level, access log) and its private state folder (in ``REELREC_SERVE_CONFIG``), check the
+    port, then supervise the workers; the exit status."""
+    listen = json.loads(os.environ[LISTEN_ENV])
     state_dir = json.loads(os.environ.get("REELREC_SERVE_CONFIG", "{}")).get("state_dir")
-    problem = port_error(args.host, args.port)
+    problem = port_error(listen["host"], int(listen["port"]))
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         if state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
         return 1
-    worker_args = ["--host", args.host, "--port", str(args.port), "--log-level", args.log_level]
-    worker_args += ["--access-log"] if args.access_log else []
-    return Supervisor(args.workers, worker_args, state_dir).run()
+    return Supervisor(int(listen["workers"]), state_dir).run()
 
 
 if __name__ == "__main__":

@@ -267,37 +267,32 @@ def _end_with_parent() -> None:
         sys.exit(0)
 
 
-def run_worker(argv: list[str]) -> None:
-    """One worker of a multi-worker service (started by :mod:`reelrec.service.supervisor`):
-    build the app (:func:`app_from_env`), then listen on its own ``SO_REUSEPORT`` socket and
-    serve until SIGTERM. The socket is opened once the app is ready, so the kernel never hands a
-    connection to a worker still loading the run. Any failure before serving exits with status
-    3 (uvicorn's start-up failure), which stops the service instead of restarting the worker."""
-    import argparse
-
+def run_worker() -> None:
+    """One worker of a multi-worker service (started by :mod:`reelrec.service.supervisor`, its
+    listening options in ``REELREC_SERVE_LISTEN``): build the app (:func:`app_from_env`), then
+    listen on its own ``SO_REUSEPORT`` socket and serve until SIGTERM. The socket is opened once
+    the app is ready, so the kernel never hands a connection to a worker still loading the run.
+    Any failure before serving exits with status 3 (uvicorn's start-up failure), which stops the
+    service instead of restarting the worker."""
     import uvicorn
 
-    from reelrec.service.supervisor import STARTUP_FAILURE
+    from reelrec.service.supervisor import LISTEN_ENV, STARTUP_FAILURE
 
-    parser = argparse.ArgumentParser(prog="reelrec serve (worker)")
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--log-level", default="warning")
-    parser.add_argument("--access-log", action="store_true")
-    args = parser.parse_args(argv)
+    listen = json.loads(os.environ[LISTEN_ENV])
+    host, port = str(listen["host"]), int(listen["port"])
     _end_with_parent()
     config = uvicorn.Config(
         f"{__name__}:app_from_env",
         factory=True,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
+        host=host,
+        port=port,
+        log_level=str(listen["log_level"]),
+        access_log=bool(listen["access_log"]),
         backlog=LISTEN_BACKLOG,
     )
     try:
         config.load()
-        sock = reuseport_socket(args.host, args.port)
+        sock = reuseport_socket(host, port)
     except (Exception, SystemExit) as exc:  # uvicorn exits 1 on an app that does not load
         log.error("worker %d cannot start: %s", os.getpid(), exc)
         sys.exit(STARTUP_FAILURE)
@@ -323,7 +318,7 @@ def serve(
 
     import uvicorn
 
-    from reelrec.service.supervisor import port_error
+    from reelrec.service.supervisor import LISTEN_ENV, port_error
 
     problem = port_error(host, port)
     if problem is not None:
@@ -342,12 +337,27 @@ def serve(
         env[TOKEN_ENV] = admin_token
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(max(1, config.threads))
-    options = ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", log_level]
     if reuseport_available():
-        script = str(Path(__file__).with_name("supervisor.py"))
-        argv = [sys.executable, "-I", script, *options] + (["--access-log"] if access_log else [])
+        listen = {
+            "workers": workers,
+            "host": host,
+            "port": port,
+            "log_level": log_level,
+            "access_log": access_log,
+        }
+        env[LISTEN_ENV] = json.dumps(listen)
+        argv = [sys.executable, "-I", str(Path(__file__).with_name("supervisor.py"))]
     else:  # pragma: no cover - not Linux
-        argv = [sys.executable, "-c", SUPERVISOR, f"{__name__}:app_from_env", "--factory", *options]
+        argv = [
+            sys.executable,
+            "-c",
+            SUPERVISOR,
+            f"{__name__}:app_from_env",
+            "--factory",
+            "--workers",
+            str(workers),
+        ]
+        argv += ["--host", host, "--port", str(port), "--log-level", log_level]
         argv += ["--access-log" if access_log else "--no-access-log"]
         if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
             argv += ["--timeout-worker-healthcheck", str(HEALTHCHECK_SECONDS)]
