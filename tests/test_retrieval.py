@@ -137,3 +137,28 @@ def test_the_compiled_selection_equals_the_numpy_statement(dims) -> None:
     everything = np.arange(len(items), dtype=np.int64)
     assert len(q.top_candidates(0, 5, everything, everything[:0])) == 0
     assert len(q.top_candidates(0, 0, everything[:0], everything[:0])) == 0
+
+
+@pytest.mark.parametrize("dims", [None, 3])
+def test_new_users_lists_from_int8_are_the_exact_ones(small, dims, monkeypatch) -> None:
+    """A new user's list (fold-in) from the int8 copy equals the exact pass's: random rating sets,
+    with the novelty knob or not, rated movies excluded."""
+    monkeypatch.setattr(retrieval, "MIN_ITEMS", 1)
+    if dims is not None:
+        monkeypatch.setattr(retrieval, "choose_dims", lambda *args, **kwargs: dims)
+    rec = Recommender.train("mf", small, train_config=FAST, seed=0)
+    assert rec.quantized_items() is not None
+    exact = Recommender.train("mf", small, train_config=FAST, seed=0)
+    monkeypatch.setattr(retrieval, "MIN_ITEMS", 10**9)
+    assert exact.quantized_items() is None
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        items = rng.choice(small.n_items, int(rng.integers(1, 12)), replace=False)
+        values = rng.integers(1, 6, items.size).astype(np.float64)
+        for novelty in (0.0, 0.4):
+            a_idx, a_val, a_personal = rec.new_user_top_n(items, values, 5, novelty)
+            b_idx, b_val, b_personal = exact.new_user_top_n(items, values, 5, novelty)
+            assert a_personal == b_personal
+            assert not set(a_idx.tolist()) & set(items.tolist())
+            np.testing.assert_allclose(a_val, b_val, rtol=1e-5, atol=1e-5)
+            assert ((a_idx == b_idx) | np.isclose(a_val, b_val, atol=1e-5)).all()

@@ -594,11 +594,48 @@ class Recommender:
         """A new user's top-``n`` from dense ``items`` and their ratings: (indices, scores as
         shown, personalised). Fold-in, the novelty knob, one partial sort; unpersonalised (the
         popularity list, scored by training count) when no rated movie was learned."""
+        fast = self._new_user_top_n_quantized(items, values, n, novelty)
+        if fast is not None:
+            return fast
         scores = self.fold_in_indices(items, values)
         personal = bool(values.size) and bool((self.item_counts[items] > 0).any())
         top, _ = self.top_n_from_scores(self.shifted(scores, novelty) if personal else scores, n)
         val = scores[top]
         return top, (self._display_scores(val) if personal else val), personal
+
+    @torch.no_grad()
+    def _new_user_top_n_quantized(
+        self, items: np.ndarray, values: np.ndarray, n: int, novelty: float | None
+    ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """:meth:`new_user_top_n` from the int8 item vectors (as :meth:`_top_n_quantized`), for
+        a large catalogue and a model whose fold-in is an inner product; ``None`` otherwise."""
+        novelty = self.novelty if novelty is None else float(novelty)
+        fast = self.quantized_items()
+        if fast is None or (novelty and not self.model.ranks_by_rating) or not self.model.folds_in:
+            return None
+        items = np.asarray(items, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if items.shape != values.shape or not values.size:
+            return None  # the exact path says what is wrong, or lists the popular movies
+        if not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high:
+            return None
+        use = self.item_counts[items] > 0
+        if not use.any():
+            return None
+        it = torch.as_tensor(items[use], device=self._device)
+        vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)
+        folded = self.model.fold_in_vector(it, vals)
+        if folded is None:
+            return None
+        vector, offset = folded
+        shift = self._popularity_z32() if novelty else None
+        cand = fast.top_candidates(vector, n, items, self.untrained_items(), shift, novelty)
+        raw = self.model.score_items_for_vector(vector, offset, cand)
+        scores = (
+            raw - (np.float32(novelty) * self.popularity_z()[cand]).astype(np.float64) if novelty else raw
+        )
+        top, _ = self.top_n_from_scores(scores, n)
+        return cand[top], self._display_scores(raw[top]), True
 
     def similar_indices(self, item_index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Dense indices and cosines of the ``n`` items nearest to ``item_index`` (itself and

@@ -277,10 +277,11 @@ class QuantizedItems:
         )
         return fast
 
-    def _user(self, user: int) -> tuple[np.ndarray, float, float]:
-        """User ``user``'s head (float32, what the pass reads), the error bound per unit of item
-        scale (half a step per entry, with slack for float32 sums) and the tail norm."""
-        u = self.users[user]
+    def _user(self, user: int | np.ndarray) -> tuple[np.ndarray, float, float]:
+        """A user's head (float32, what the pass reads), the error bound per unit of item scale
+        (half a step per entry, with slack for float32 sums) and the tail norm; ``user``: an
+        index into the user vectors, or a user vector itself (a new user's)."""
+        u = self.users[user] if np.ndim(user) == 0 else np.asarray(user, dtype=np.float32)
         if self.rotation is None:
             head, tail = u, 0.0
         else:
@@ -320,14 +321,15 @@ class QuantizedItems:
 
     def top_candidates(
         self,
-        user: int,
+        user: int | np.ndarray,
         n: int,
         banned: np.ndarray,
         also: np.ndarray,
         shift: np.ndarray | None = None,
         novelty: float = 0.0,
     ) -> np.ndarray:
-        """The items that may be in user ``user``'s exact top-``n`` once the items in ``banned``
+        """The items that may be in the exact top-``n`` of ``user`` (an index into the user
+        vectors, or a user vector) once the items in ``banned``
         and ``also`` are left out, ranked by the inner product minus ``novelty * shift``
         (``shift`` float32, one per item): :meth:`bounds` then :meth:`candidates`, fused into
         two compiled passes over reused buffers (about 1 ms a request on ML-25M here)."""

@@ -319,6 +319,18 @@ class RatingModel(nn.Module):
                 buffers[name] = row
         return params, buffers
 
+    def fold_in_vector(self, items: torch.Tensor, ratings: torch.Tensor) -> tuple[np.ndarray, float] | None:
+        """A new user's retrieval vector (the user side of :meth:`retrieval_vectors`) and the
+        constant its inner products are offset by, so that :meth:`fold_in`'s score of item ``i``
+        is ``vector . item_vector_i + offset``; ``None`` (the default) when the fold-in has no
+        such form. The large-catalogue path of a new user's list ranks from it."""
+        return None
+
+    def score_items_for_vector(self, vector: np.ndarray, offset: float, items: np.ndarray) -> np.ndarray:
+        """The scores of some ``items`` for a folded-in user given by :meth:`fold_in_vector`
+        (float64): ``vector . item_vector + offset`` on the model's own retrieval vectors."""
+        raise NotImplementedError(f"model {self.name!r} has no fold-in vector")
+
     def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 30) -> torch.Tensor:
         """Scores of every item for a *new* user described only by ``ratings`` of ``items``.
 

@@ -409,6 +409,34 @@ class MatrixFactorization(RatingModel):
         with the penalty a user with ``n`` ratings carries over an epoch:
         ``reg * n * (n / 100) ** (reg_alpha - 1)`` on the factors, ``bias_reg * n`` on the bias).
         """
+        weight = self.item_factors.weight.detach()
+        bias = self.item_bias.weight.detach()[:, 0]
+        p, b_u = self._fold_in_solution(items, ratings)
+        # the catalogue pass stays float32 (no copy of the table)
+        return weight @ p.to(weight.dtype) + bias + (float(self.global_mean) + b_u)
+
+    @torch.no_grad()
+    def fold_in_vector(self, items: torch.Tensor, ratings: torch.Tensor) -> tuple[np.ndarray, float]:
+        """``[p ; 1]`` of the folded-in user and ``mu + b_u``: :meth:`fold_in`'s scores are their
+        inner products with ``[q_i ; b_i]`` plus that constant."""
+        p, b_u = self._fold_in_solution(items, ratings)
+        vector = np.append(p.float().cpu().numpy(), np.float32(1.0)).astype(np.float32)
+        return vector, float(self.global_mean) + b_u
+
+    def score_items_for_vector(self, vector: np.ndarray, offset: float, items: np.ndarray) -> np.ndarray:
+        """``q_i . p + b_i + offset`` for some items, as :meth:`fold_in`'s float32 catalogue pass."""
+        if self.item_factors.weight.device.type != "cpu":
+            weight = self.item_factors.weight.detach().cpu().numpy()
+            bias = self.item_bias.weight.detach().cpu().numpy()[:, 0]
+        else:
+            weight = self.item_factors.weight.detach().numpy()
+            bias = self.item_bias.weight.detach().numpy()[:, 0]
+        items = np.asarray(items, dtype=np.int64)
+        p = np.asarray(vector[:-1], dtype=np.float32)
+        return (weight[items] @ p + bias[items]).astype(np.float64) + offset
+
+    def _fold_in_solution(self, items: torch.Tensor, ratings: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The new user's factors (float64) and bias: the closed form :meth:`fold_in` describes."""
         cfg = self.config
         weight = self.item_factors.weight.detach()
         bias = self.item_bias.weight.detach()[:, 0]
@@ -430,9 +458,7 @@ class MatrixFactorization(RatingModel):
             w = xd.T @ torch.linalg.solve(xd @ x.T + eye, target)
         else:
             w = torch.linalg.solve(x.T @ x + torch.diag(diag), x.T @ target)
-        p, b_u = (w[:-1], float(w[-1])) if cfg.use_bias else (w, 0.0)
-        # the catalogue pass stays float32 (no copy of the table)
-        return weight @ p.to(weight.dtype) + bias + (float(self.global_mean) + b_u)
+        return (w[:-1], float(w[-1])) if cfg.use_bias else (w, 0.0)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors.weight.detach()
