@@ -26,8 +26,9 @@ with the product's defaults, holdout90 seed 42:
   p99), then at least 300 requests/s offered two ways (10 connections with a random wait of mean
   20 ms between a connection's answer and its next request, about 380/s; 64 connections with
   mean 200 ms, about 310/s) and how many connections each worker holds, when wrk is installed;
-  then, with the service stopped, one known-user list in process (ms, the 200 most active users)
-  and how many directions the int8 pass reads.
+  then, with the service stopped, one known-user list (the 200 most active users) and one
+  new-user list (20 ratings folded in) in process, from the int8 copy and from the exact pass
+  (ms, and how many lists differ), and how many directions the int8 pass reads.
 
 Writes ``WORK/scale.json`` and draws time and memory against size (log-log) into
 ``docs/img/scale.png``; prints the markdown table of docs/benchmarks.md. Times on a shared
@@ -324,8 +325,10 @@ def step_serve(home: Path, runs: Path) -> dict:
     return row
 
 
-#: one known user's list in process (what a request costs the worker before HTTP): the 200 most
-#: active users, three rounds after one warm-up, one thread, the service's own body builder
+#: one known user's list in process (what a request costs the worker before HTTP; the 200 most
+#: active users, the service's own body builder) and one new user's (20 of a random user's own
+#: ratings folded in), from the int8 copy and from the exact pass: three rounds after one warm-up,
+#: one thread; how many lists the two paths order differently
 IN_PROCESS = """
 import json, sys, time
 import numpy as np, torch
@@ -335,24 +338,48 @@ from reelrec.service.state import Served
 torch.set_num_threads(1)
 limits = threadpool_limits(1)
 served = Served.load(sys.argv[1])
-users = np.argsort(-served.rec.user_counts, kind="stable")[:200].tolist()
-fast = served.rec.quantized_items()
-times = []
-for rnd in range(4):
-    for u in users:
-        t = time.perf_counter()
-        served.known_user_list(u, 10, True, LIST_NOVELTY)
-        if rnd:
-            times.append(time.perf_counter() - t)
-ms = np.array(times) * 1e3
-row = {"list_ms_mean": ms.mean(), "list_ms_p50": np.median(ms), "list_ms_p99": np.percentile(ms, 99)}
-row["int8_dims"] = None if fast is None else fast.dims
+rec = served.rec
+users = np.argsort(-rec.user_counts, kind="stable")[:200].tolist()
+rng = np.random.default_rng(0)
+folds = []
+for u in rng.choice(np.flatnonzero(rec.user_counts >= 20), 200).tolist():
+    rated, ratings = rec.user_ratings(u)
+    pick = rng.choice(len(rated), 20, replace=False)
+    folds.append((rated[pick], ratings[pick].astype(np.float64)))
+fast = rec.quantized_items()
+
+def timed(call, cases):
+    times, out = [], []
+    for rnd in range(4):
+        for case in cases:
+            t = time.perf_counter()
+            got = call(case)
+            if rnd:
+                times.append(time.perf_counter() - t)
+            else:
+                out.append(got)
+    ms = np.array(times) * 1e3
+    return {"mean": ms.mean(), "p50": np.median(ms), "p99": np.percentile(ms, 99)}, out
+
+row = {"int8_dims": None if fast is None else fast.dims}
+runs = {}
+for path in ("int8", "exact"):
+    rec._quantized = fast if path == "int8" else None
+    known = lambda u: served.known_user_list(u, 10, True, LIST_NOVELTY)["items"]
+    lists, a = timed(lambda u: [x["movie_id"] for x in known(u)], users)
+    folded, b = timed(lambda f: rec.new_user_top_n(f[0], f[1], 10, LIST_NOVELTY)[0].tolist(), folds)
+    runs[path] = (a, b)
+    row.update({f"list_{path}_ms_{k}": v for k, v in lists.items()})
+    row.update({f"fold_in_{path}_ms_{k}": v for k, v in folded.items()})
+row["lists_differing"] = sum(x != y for x, y in zip(runs["int8"][0], runs["exact"][0]))
+row["fold_in_lists_differing"] = sum(x != y for x, y in zip(runs["int8"][1], runs["exact"][1]))
 print(json.dumps(row))
 """
 
 
 def _in_process_lists(home: Path, run: Path) -> dict:
-    """Milliseconds per known-user list in process (mean, p50, p99) and the int8 pass's dims."""
+    """Milliseconds per known-user list and per new-user list in process (mean, p50, p99), int8
+    and exact, the int8 pass's dims and how many lists the two paths order differently."""
     out = subprocess.run(
         [PY, "-c", IN_PROCESS, str(run)], env=_env(home), capture_output=True, text=True, check=True
     ).stdout
