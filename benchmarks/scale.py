@@ -28,7 +28,8 @@ with the product's defaults, holdout90 seed 42:
   mean 200 ms, about 310/s) and how many connections each worker holds, when wrk is installed;
   then, with the service stopped, one known-user list (the 200 most active users) and one
   new-user list (20 ratings folded in) in process, from the int8 copy and from the exact pass
-  (ms, and how many lists differ), and how many directions the int8 pass reads.
+  (ms, and how many lists differ), a title search (ms), and how many directions the int8 pass
+  reads.
 
 Writes ``WORK/scale.json`` and draws time and memory against size (log-log) into
 ``docs/img/scale.png``; prints the markdown table of docs/benchmarks.md. Times on a shared
@@ -328,7 +329,8 @@ def step_serve(home: Path, runs: Path) -> dict:
 #: one known user's list in process (what a request costs the worker before HTTP; the 200 most
 #: active users, the service's own body builder) and one new user's (20 of a random user's own
 #: ratings folded in), from the int8 copy and from the exact pass: three rounds after one warm-up,
-#: one thread; how many lists the two paths order differently
+#: one thread; how many lists the two paths order differently; a title search (``GET /movies``'s
+#: filter) for 100 four-letter pieces of titles
 IN_PROCESS = """
 import json, sys, time
 import numpy as np, torch
@@ -371,6 +373,10 @@ for path in ("int8", "exact"):
     runs[path] = (a, b)
     row.update({f"list_{path}_ms_{k}": v for k, v in lists.items()})
     row.update({f"fold_in_{path}_ms_{k}": v for k, v in folded.items()})
+titles = [t for t in served.titles_lower.tolist() if len(t) >= 4]
+queries = [t[k : k + 4] for t, k in zip(rng.choice(titles, 100).tolist(), rng.integers(0, 4, 100).tolist())]
+found, _ = timed(lambda q: served.search(q, None, 20, 0)[0], queries)
+row.update({f"search_ms_{k}": v for k, v in found.items()})
 row["lists_differing"] = sum(x != y for x, y in zip(runs["int8"][0], runs["exact"][0]))
 row["fold_in_lists_differing"] = sum(x != y for x, y in zip(runs["int8"][1], runs["exact"][1]))
 print(json.dumps(row))
