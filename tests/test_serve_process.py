@@ -387,3 +387,21 @@ def test_serve_refuses_a_port_in_use(cli_run, capsys) -> None:
             err = capsys.readouterr().err.strip()
             assert err.startswith(f"reelrec: error: cannot listen on 127.0.0.1:{port}")
             assert "\n" not in err
+
+
+def test_ctrl_c_stops_every_worker_quietly(cli_run, tmp_path) -> None:
+    """Ctrl+C (SIGINT to the whole process group, as a terminal sends it): every process ends,
+    status 0, no traceback, the private state folder gone."""
+    port = _free_port()
+    proc = _start(cli_run, sqlite_url(tmp_path / "i.sqlite"), port, workers=2, tmp=tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert not list(tmp_path.glob("reelrec-serve-*"))
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)

@@ -27,6 +27,7 @@ worker's process id in the ``X-Reelrec-Worker`` header.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -296,7 +297,8 @@ def run_worker() -> None:
     except (Exception, SystemExit) as exc:  # uvicorn exits 1 on an app that does not load
         log.error("worker %d cannot start: %s", os.getpid(), exc)
         sys.exit(STARTUP_FAILURE)
-    uvicorn.Server(config).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C reaches the whole group: end quietly
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve(
