@@ -473,3 +473,30 @@ def test_mlp_scores_every_movie_as_its_forward_does(small, params) -> None:
         torch.testing.assert_close(model.score_users(users), fast, rtol=1e-5, atol=1e-5)
     finally:
         mlp_module.SCORE_BLOCK_FLOATS = old
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_cpu_dropout_keeps_each_entry_with_probability_one_minus_p(p) -> None:
+    """keep_mask draws three 16-bit fields per random word: every field position keeps 1 - p
+    (within 5 standard errors over 600,000 entries each), and Dropout scales what it keeps, passes
+    the gradient through the same mask, repeats under one seed and is the identity in eval."""
+    from reelrec.models.layers import Dropout, keep_mask
+
+    torch.manual_seed(0)
+    mask = keep_mask((600_000, 3), p)
+    se = (p * (1 - p) / 600_000) ** 0.5
+    for column in range(3):
+        assert abs(mask[:, column].float().mean().item() - (1 - p)) < 5 * se
+    assert keep_mask((7, 5, 3), p).shape == (7, 5, 3)
+    layer = Dropout(p)
+    x = torch.randn(300, 40, requires_grad=True)
+    torch.manual_seed(1)
+    y = layer(x)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / (1 - p))
+    torch.manual_seed(1)
+    torch.testing.assert_close(layer(x), y)
+    layer.eval()
+    assert torch.equal(layer(x), x)

@@ -52,7 +52,7 @@ from reelrec.data.features import (
 from reelrec.errors import DataError
 from reelrec.models.base import ModelConfig
 from reelrec.models.init import init_embedding
-from reelrec.models.layers import init_linear, mlp_tower
+from reelrec.models.layers import Dropout, init_linear, mlp_tower
 from reelrec.models.neural import SCORE_BLOCK_FLOATS, NeuralConfig, NeuralRatingModel
 
 
@@ -241,7 +241,7 @@ class Hybrid(NeuralRatingModel):
         levels = torch.tensor(cfg.levels or [0.0], dtype=torch.float32)
         self.register_buffer("dot_scale", levels - levels.mean(), persistent=False)
         self.tower = tower
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         init_linear(self.tower, "he" if config.init == "he" else "xavier")
         # which users/items have training ratings (the others get no id embedding or bias)
         self.register_buffer("user_trained", torch.ones(n_users, dtype=torch.bool))

@@ -18,7 +18,7 @@ from torch import nn
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.init import init_embedding
-from reelrec.models.layers import init_linear, mlp_tower, pass_through
+from reelrec.models.layers import Dropout, init_linear, mlp_tower, pass_through
 from reelrec.models.neural import SCORE_BLOCK_FLOATS, NeuralConfig, NeuralRatingModel
 
 
@@ -84,7 +84,7 @@ class MLP(NeuralRatingModel):
         for emb in (self.user_embedding, self.item_embedding):
             init_embedding(emb.weight, config.init, config.init_std)
         self.tower = tower
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         init_linear(self.tower, "he" if config.init == "he" else "xavier")
 
     @classmethod

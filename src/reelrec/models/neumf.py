@@ -34,7 +34,7 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.init import init_embedding
-from reelrec.models.layers import init_linear, mlp_tower
+from reelrec.models.layers import Dropout, init_linear, mlp_tower
 from reelrec.models.neural import NeuralConfig, NeuralRatingModel
 from reelrec.models.ranking import sample_negatives
 
@@ -112,7 +112,7 @@ class NeuMF(NeuralRatingModel):
                 init_embedding(emb.weight, config.init, config.init_std)
             self.tower = tower
             init_linear(self.tower, "he" if config.init == "he" else "xavier")
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         # positives of the training data (sorted user*n_items+item keys), for negative sampling
         self.register_buffer("positive_keys", torch.zeros(0, dtype=torch.long), persistent=False)
 
