@@ -31,6 +31,9 @@ with the product's defaults, holdout90 seed 42:
   (ms, and how many lists differ), a title search (ms), and how many directions the int8 pass
   reads.
 
+``--train-extra '--device cuda'`` adds options to every ``reelrec train`` it runs (on a GPU
+machine: MF's epoch time on 25M ratings is ``mf_seconds_per_epoch``).
+
 Writes ``WORK/scale.json`` and draws time and memory against size (log-log) into
 ``docs/img/scale.png``; prints the markdown table of docs/benchmarks.md. Times on a shared
 machine drift: the script prints the load average before each step.
@@ -113,9 +116,13 @@ def step_load(home: Path, runs: Path) -> dict:
     }
 
 
+#: options added to every ``reelrec train`` the steps run (``--train-extra``)
+TRAIN_EXTRA: list[str] = []
+
+
 def _train(home: Path, out: Path, model: str, extra: list[str] = ()) -> tuple[dict, dict]:
     cmd = [PY, "-m", "reelrec", "train", "--dataset", "ml-25m", "--model", model, "--out", str(out)]
-    cmd += ["--overwrite", "--json", "--no-progress", *extra]
+    cmd += ["--overwrite", "--json", "--no-progress", *extra, *TRAIN_EXTRA]
     res = _timed(cmd, _env(home))
     return res, _json_out(res["stdout"])
 
@@ -482,9 +489,13 @@ def main() -> int:
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "scale.png"))
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="models of --steps defaults")
     parser.add_argument("--others", nargs="+", default=OTHER_MODELS, help="models of --steps others")
+    parser.add_argument(
+        "--train-extra", default="", help="options for every `reelrec train` it runs, e.g. '--device cuda'"
+    )
     args = parser.parse_args()
     DEFAULT_MODELS[:] = args.models
     OTHER_MODELS[:] = args.others
+    TRAIN_EXTRA[:] = args.train_extra.split()
     work = Path(args.work)
     results_path = work / "scale.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
