@@ -1,10 +1,13 @@
 """``reelrec serve --workers N``: several uvicorn worker processes over one run.
 
-uvicorn's own multi-process mode runs ``N`` processes that accept connections from one
-listening socket; each builds the app with :func:`app_from_env` (an import-string factory),
-reading its settings from the ``REELREC_SERVE_CONFIG`` environment variable (JSON) and the
-admin token from ``REELREC_ADMIN_TOKEN``, both set by ``reelrec serve`` before it checks the
-run and the store once and then becomes (``exec``) uvicorn's supervisor (see :func:`serve`).
+``reelrec serve`` checks the port, the run and the store once, then becomes (``exec``) a lean
+supervisor of ``N`` worker processes (:mod:`reelrec.service.supervisor`; see :func:`serve`).
+Each worker (:func:`run_worker`) builds the app with :func:`app_from_env` (an import-string
+factory), reading its settings from the ``REELREC_SERVE_CONFIG`` environment variable (JSON) and
+the admin token from ``REELREC_ADMIN_TOKEN``, then listens on its own ``SO_REUSEPORT`` socket on
+the shared port, so the kernel spreads connections over the workers (uvicorn's own
+multi-process mode, where every worker accepts from one socket and the first to wake takes all
+pending connections, is the fallback where that is not available).
 
 What the workers share:
 
