@@ -105,8 +105,9 @@ def skip_or_fail(why: str, when: str = REAL_DATA_WHEN, required_by: str = "REELR
     ``required_by`` is set (CI sets the REELREC_REQUIRE_* variables, so there it cannot skip)."""
     if os.environ.get(required_by, "") not in ("", "0"):
         pytest.fail(f"{required_by} is set, but {why}")
-    reason = f"skipped because {why}; it runs when {when}; where {required_by} is set (CI) it fails instead"
-    pytest.skip(reason)
+    pytest.skip(
+        f"skipped because {why}; it runs when {when}; where {required_by} is set (CI) it fails instead"
+    )
 
 
 def real_data_home() -> Path | None:

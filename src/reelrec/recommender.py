@@ -490,17 +490,13 @@ class Recommender:
         """:meth:`top_n_for_user` from the int8 item vectors: bounds on every item's score, then
         the model's exact scores for the few items that can be in the top-``n``
         (:mod:`reelrec.retrieval`); the same list as the exact path."""
-        z = self.popularity_z() if novelty else None
         # a rating ranker's shift is one fixed vector: the bounds still hold
-        shift = None if z is None else self._popularity_z32()
+        shift = self._popularity_z32() if novelty else None
         none = np.zeros(0, dtype=np.int64)
         untrained = none if self.model.predicts_cold_items else self.untrained_items()
         seen = self.seen_items(user) if exclude_rated else none
         cand = fast.top_candidates(user, n, seen, untrained, shift, novelty)
-        raw = self.model.score_items(user, cand)
-        scores = raw - (np.float32(novelty) * z[cand]).astype(np.float64) if z is not None else raw
-        top, _ = self.top_n_from_scores(scores, n)
-        return cand[top], raw[top]
+        return self._best_candidates(cand, self.model.score_items(user, cand), novelty, n)
 
     def _popularity_z32(self) -> np.ndarray:
         """:meth:`popularity_z` in float32 (the int8 path's shift; computed once)."""
@@ -539,6 +535,20 @@ class Recommender:
         are ignored; with no usable rating the scores are the items' training counts
         (popularity).
         """
+        items, learned = self._fold_in_ratings(items, values)
+        if learned is not None:
+            scores = self.model.fold_in(*learned).detach().cpu().numpy().astype(np.float64)
+        else:
+            scores = self.item_counts.astype(np.float64)
+        scores[self.untrained_items()] = -np.inf
+        scores[items] = -np.inf
+        return scores
+
+    def _fold_in_ratings(
+        self, items: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor] | None]:
+        """A new user's ratings checked: (dense items as int64, the ratings of the learned ones
+        as model tensors, or ``None`` when no rated movie was learned)."""
         items = np.asarray(items, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
         if items.shape != values.shape:
@@ -547,19 +557,13 @@ class Recommender:
             not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high
         ):
             raise ReelrecError(f"ratings must lie in {self.scale.low:g}..{self.scale.high:g}")
-        trained = self.item_counts > 0
-        use = trained[items]
-        if use.any():
-            if not self.model.folds_in:
-                raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user from ratings")
-            it = torch.as_tensor(items[use], device=self._device)
-            vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)
-            scores = self.model.fold_in(it, vals).detach().cpu().numpy().astype(np.float64)
-        else:
-            scores = self.item_counts.astype(np.float64)
-        scores[~trained] = -np.inf
-        scores[items] = -np.inf
-        return scores
+        use = self.item_counts[items] > 0
+        if not use.any():
+            return items, None
+        if not self.model.folds_in:
+            raise ReelrecError(f"model {self.model.name!r} cannot fold in a new user from ratings")
+        it = torch.as_tensor(items[use], device=self._device)
+        return items, (it, torch.as_tensor(values[use], dtype=torch.float32, device=self._device))
 
     def top_n_from_scores(self, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` best finite entries of one score row (one partial sort), best first."""
@@ -611,31 +615,30 @@ class Recommender:
         a large catalogue and a model whose fold-in is an inner product; ``None`` otherwise."""
         novelty = self.novelty if novelty is None else float(novelty)
         fast = self.quantized_items()
-        if fast is None or (novelty and not self.model.ranks_by_rating) or not self.model.folds_in:
+        if fast is None or (novelty and not self.model.ranks_by_rating):
             return None
-        items = np.asarray(items, dtype=np.int64)
-        values = np.asarray(values, dtype=np.float64)
-        if items.shape != values.shape or not values.size:
-            return None  # the exact path says what is wrong, or lists the popular movies
-        if not np.all(np.isfinite(values)) or values.min() < self.scale.low or values.max() > self.scale.high:
-            return None
-        use = self.item_counts[items] > 0
-        if not use.any():
-            return None
-        it = torch.as_tensor(items[use], device=self._device)
-        vals = torch.as_tensor(values[use], dtype=torch.float32, device=self._device)
-        folded = self.model.fold_in_vector(it, vals)
-        if folded is None:
+        items, learned = self._fold_in_ratings(items, values)
+        folded = None if learned is None else self.model.fold_in_vector(*learned)
+        if folded is None:  # nothing learned was rated (popularity), or no inner-product form
             return None
         vector, offset = folded
         shift = self._popularity_z32() if novelty else None
         cand = fast.top_candidates(vector, n, items, self.untrained_items(), shift, novelty)
-        raw = self.model.score_items_for_vector(vector, offset, cand)
+        top, raw = self._best_candidates(
+            cand, self.model.score_items_for_vector(vector, offset, cand), novelty, n
+        )
+        return top, self._display_scores(raw), True
+
+    def _best_candidates(
+        self, cand: np.ndarray, raw: np.ndarray, novelty: float, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best of the int8 path's candidates by their exact scores ``raw`` (minus the
+        novelty shift): (indices, raw scores)."""
         scores = (
             raw - (np.float32(novelty) * self.popularity_z()[cand]).astype(np.float64) if novelty else raw
         )
         top, _ = self.top_n_from_scores(scores, n)
-        return cand[top], self._display_scores(raw[top]), True
+        return cand[top], raw[top]
 
     def similar_indices(self, item_index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Dense indices and cosines of the ``n`` items nearest to ``item_index`` (itself and

@@ -63,7 +63,6 @@ SELECT_MAX_N = 256
 
 class _Kernels(NamedTuple):
     bound_pass: Any
-    errors: Any
     select: Any
 
 
@@ -108,26 +107,6 @@ def _build(numba: Any) -> _Kernels:
             i += 1
 
     @numba.njit(cache=True, nogil=True)
-    def errors(
-        approx: np.ndarray,
-        scale: np.ndarray,
-        half_l1: float,
-        tails: np.ndarray,
-        tail: float,
-        shift: np.ndarray,
-        novelty: float,
-        err: np.ndarray,
-    ) -> None:
-        """The bound of every item: ``scale[i] half_l1 + tails[i] tail + |raw score| SLACK_REL``
-        (the int8 steps, the skipped directions, float32 sums)."""
-        nv = np.float32(novelty)
-        h = np.float32(half_l1)
-        g = np.float32(tail)
-        rel = np.float32(SLACK_REL)
-        for i in range(approx.shape[0]):
-            err[i] = scale[i] * h + tails[i] * g + abs(approx[i] + nv * shift[i]) * rel
-
-    @numba.njit(cache=True, nogil=True)
     def select(
         approx: np.ndarray,
         scale: np.ndarray,
@@ -140,10 +119,12 @@ def _build(numba: Any) -> _Kernels:
         also: np.ndarray,
         n: int,
         out: np.ndarray,
+        err: np.ndarray,
     ) -> int:
-        """Ban two index lists (``-inf``), then write to ``out`` every item whose upper bound
-        reaches the ``n``-th largest lower bound among the others (``n`` at least 1; the bounds
-        as :func:`errors` computes them); returns how many."""
+        """Ban two index lists (``-inf``), write every item's error bound to ``err``
+        (``scale[i] half_l1 + tails[i] tail + |raw score| SLACK_REL``: the int8 steps, the skipped
+        directions, float32 sums), then write to ``out`` every item whose upper bound reaches the
+        ``n``-th largest lower bound among the others (``n`` at least 1); returns how many."""
         for b in banned:
             approx[b] = -np.inf
         for b in also:
@@ -159,7 +140,9 @@ def _build(numba: Any) -> _Kernels:
         for i in range(approx.shape[0]):
             a = approx[i]
             finite += a > -np.inf
-            lo = a - (scale[i] * h + tails[i] * g + abs(a + nv * shift[i]) * rel)
+            e = scale[i] * h + tails[i] * g + abs(a + nv * shift[i]) * rel
+            err[i] = e
+            lo = a - e
             if lo > best[0]:
                 pos = 0  # drop the smallest, then insert lo in order
                 while pos + 1 < n and best[pos + 1] < lo:
@@ -171,12 +154,11 @@ def _build(numba: Any) -> _Kernels:
         tau = best[n - min(n, finite)]
         found = 0
         for i in range(approx.shape[0]):
-            a = approx[i]
             out[found] = i
-            found += a + (scale[i] * h + tails[i] * g + abs(a + nv * shift[i]) * rel) >= tau
+            found += approx[i] + err[i] >= tau
         return found
 
-    return _Kernels(bound_pass, errors, select)
+    return _Kernels(bound_pass, select)
 
 
 #: the compiled passes, or ``None`` without numba (or ``REELREC_KERNELS=torch``)
@@ -292,25 +274,47 @@ class QuantizedItems:
         return np.ascontiguousarray(head), half_l1, tail
 
     def bounds(
-        self, user: int, shift: np.ndarray | None = None, novelty: float = 0.0
+        self, user: int | np.ndarray, shift: np.ndarray | None = None, novelty: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(approximate scores, error bounds)`` of every item for user index ``user``: the exact
-        inner product (minus ``novelty * shift``, when given) lies within ``approximate +- bound``."""
-        head, half_l1, tail = self._user(user)
-        approx, err = np.empty_like(self.scale), np.empty_like(self.scale)
-        if shift is None:
-            shift, novelty = self._no_shift(), 0.0
-        self._kernel.bound_pass(self.q8, self.scale, head, shift, float(novelty), approx)
-        self._kernel.errors(approx, self.scale, half_l1, self.tail, tail, shift, float(novelty), err)
+        """``(approximate scores, error bounds)`` of every item for ``user`` (an index into the
+        user vectors, or a user vector): the exact inner product (minus ``novelty * shift``, when
+        given) lies within ``approximate +- bound``."""
+        m = self.q8.shape[0]
+        approx, err = np.empty(m, np.float32), np.empty(m, np.float32)
+        none = np.zeros(0, dtype=np.int64)
+        self._passes(user, shift, novelty, none, none, 1, approx, err, np.empty(m, np.int64))
         return approx, err
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """This thread's scratch arrays (approximate scores, candidates): a request
+    def _passes(
+        self,
+        user: int | np.ndarray,
+        shift: np.ndarray | None,
+        novelty: float,
+        banned: np.ndarray,
+        also: np.ndarray,
+        n: int,
+        approx: np.ndarray,
+        err: np.ndarray,
+        out: np.ndarray,
+    ) -> int:
+        """The two compiled passes into the given arrays: approximate scores, then the bans, the
+        error bounds and the ``n`` candidates; returns how many candidates ``out`` starts with."""
+        head, half_l1, tail = self._user(user)
+        if shift is None:
+            shift, novelty = self._no_shift(), 0.0
+        nv = float(novelty)
+        self._kernel.bound_pass(self.q8, self.scale, head, shift, nv, approx)
+        return self._kernel.select(
+            approx, self.scale, half_l1, self.tail, tail, shift, nv, banned, also, n, out, err
+        )
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This thread's scratch arrays (approximate scores, bounds, candidates): a request
         allocates nothing the size of the catalogue (fresh pages cost more than the pass)."""
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
             m = self.q8.shape[0]
-            buffers = (np.empty(m, np.float32), np.empty(m, np.int64))
+            buffers = (np.empty(m, np.float32), np.empty(m, np.float32), np.empty(m, np.int64))
             self._local.buffers = buffers
         return buffers
 
@@ -329,10 +333,9 @@ class QuantizedItems:
         novelty: float = 0.0,
     ) -> np.ndarray:
         """The items that may be in the exact top-``n`` of ``user`` (an index into the user
-        vectors, or a user vector) once the items in ``banned``
-        and ``also`` are left out, ranked by the inner product minus ``novelty * shift``
-        (``shift`` float32, one per item): :meth:`bounds` then :meth:`candidates`, fused into
-        two compiled passes over reused buffers (about 1 ms a request on ML-25M here)."""
+        vectors, or a user vector) once the items in ``banned`` and ``also`` are left out, ranked
+        by the inner product minus ``novelty * shift`` (``shift`` float32, one per item):
+        :meth:`bounds` then :meth:`candidates`, as two compiled passes over reused buffers."""
         if n < 1:
             return np.zeros(0, dtype=np.int64)
         if n > SELECT_MAX_N:  # the compiled selection's insertion costs up to n per item
@@ -340,14 +343,8 @@ class QuantizedItems:
             approx[banned] = -np.inf
             approx[also] = -np.inf
             return self.candidates(approx, err, n)
-        head, half_l1, tail = self._user(user)
-        if shift is None:
-            shift, novelty = self._no_shift(), 0.0
-        approx, out = self._buffers()
-        self._kernel.bound_pass(self.q8, self.scale, head, shift, float(novelty), approx)
-        found = self._kernel.select(
-            approx, self.scale, half_l1, self.tail, tail, shift, float(novelty), banned, also, int(n), out
-        )
+        approx, err, out = self._buffers()
+        found = self._passes(user, shift, novelty, banned, also, int(n), approx, err, out)
         return out[:found].copy()
 
     @staticmethod

@@ -391,14 +391,11 @@ class MatrixFactorization(RatingModel):
 
     def score_items(self, user: int, items: np.ndarray) -> np.ndarray:
         """:meth:`score_user`'s arithmetic on some items only (no torch call per request)."""
-        if self.item_factors.weight.device.type != "cpu":
-            return super().score_items(user, items)
-        items = np.asarray(items, dtype=np.int64)
-        q = self.item_factors.weight.detach().numpy()[items]
-        p = self.user_factors.weight.detach().numpy()[int(user)]
-        b_i = self.item_bias.weight.detach().numpy()[items, 0]
-        b_u = float(self.user_bias.weight.detach().numpy()[int(user), 0])
-        return (q @ p + b_i).astype(np.float64) + (float(self.global_mean) + b_u)
+        p = self.user_factors.weight.detach().cpu().numpy()[int(user)]
+        b_u = float(self.user_bias.weight.detach().cpu().numpy()[int(user), 0])
+        return self.score_items_for_vector(
+            np.append(p, np.float32(1.0)), float(self.global_mean) + b_u, items
+        )
 
     @torch.no_grad()
     def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
@@ -425,15 +422,10 @@ class MatrixFactorization(RatingModel):
 
     def score_items_for_vector(self, vector: np.ndarray, offset: float, items: np.ndarray) -> np.ndarray:
         """``q_i . p + b_i + offset`` for some items, as :meth:`fold_in`'s float32 catalogue pass."""
-        if self.item_factors.weight.device.type != "cpu":
-            weight = self.item_factors.weight.detach().cpu().numpy()
-            bias = self.item_bias.weight.detach().cpu().numpy()[:, 0]
-        else:
-            weight = self.item_factors.weight.detach().numpy()
-            bias = self.item_bias.weight.detach().numpy()[:, 0]
         items = np.asarray(items, dtype=np.int64)
-        p = np.asarray(vector[:-1], dtype=np.float32)
-        return (weight[items] @ p + bias[items]).astype(np.float64) + offset
+        q = self.item_factors.weight.detach().cpu().numpy()[items]  # on the CPU: views, no copy
+        b_i = self.item_bias.weight.detach().cpu().numpy()[items, 0]
+        return (q @ np.asarray(vector[:-1], dtype=np.float32) + b_i).astype(np.float64) + offset
 
     def _fold_in_solution(self, items: torch.Tensor, ratings: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The new user's factors (float64) and bias: the closed form :meth:`fold_in` describes."""
