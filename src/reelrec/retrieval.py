@@ -25,8 +25,9 @@ Cauchy-Schwarz, ``|u_tail . v_tail| <= ||u_tail|| ||v_tail||``, and added to the
 Learned item vectors put most of their energy in few directions, so a short pass with a few
 more candidates costs less than the whole pass: :func:`choose_dims` picks ``d`` when the run is
 loaded, from the bytes streamed plus the candidates a sample of users would get (12 of 129 on
-the 25M synthetic MF run: about 60 candidates instead of 12, the pass 0.65 ms instead of 1.1-1.4
-ms), and keeps every direction, unrotated, when that does not save a fifth.
+the 25M synthetic MF run: about 60 candidates instead of 12, the whole top-n a seventh of
+the exact float32 pass's time), and keeps every direction, unrotated, when that does not save
+a fifth.
 
 The caller then scores the candidates exactly with the model, so the list is the exact path's
 list (:meth:`reelrec.recommender.Recommender.top_n_for_user`; tests compare both). Without numba,
