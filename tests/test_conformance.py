@@ -38,6 +38,7 @@ from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
 from reelrec.evaluation.protocols import evaluate_ratings
 from reelrec.models import MODELS
 from reelrec.models.base import RatingModel
+from reelrec.models.baselines import BiasBaseline
 from reelrec.models.registry import build_model, make_config
 from reelrec.recommender import Recommender
 from reelrec.training import TrainConfig
@@ -131,8 +132,9 @@ def on_checkerboard(name: str) -> Recommender:
 
 @cache
 def bias_rmse() -> float:
+    """The test RMSE of the reference the rating floor is set against (Koren's baseline)."""
     data = rating_set()
-    return float(evaluate_ratings(fit("bias", data.train, data.valid), data.test)["rmse"])
+    return float(evaluate_ratings(fit(BiasBaseline.name, data.train, data.valid), data.test)["rmse"])
 
 
 def some_users(rec: Recommender, k: int = 20) -> np.ndarray:
