@@ -78,6 +78,15 @@ class RatingModel(nn.Module):
     #: False when :meth:`score_users` ranks by something other than the predicted rating
     #: (popularity: the training counts), though :meth:`forward` predicts ratings
     scores_are_ratings: ClassVar[bool] = True
+    #: False for a reference model that ranks the catalogue alike for every user (global mean,
+    #: the bias baseline, popularity): the quality floors a model must pass (the conformance
+    #: suite, tests/test_conformance.py) are set so that such a model fails them
+    personalised: ClassVar[bool] = True
+    #: True when :meth:`fold_in` of a trained user's own training ratings gives back that user's
+    #: trained scores exactly (a closed form the training itself ends on, or a model without
+    #: per-user parameters); False when the fold-in approximates them (a fit of the user's own
+    #: parameters against frozen item parameters that training moved together with them)
+    fold_in_exact: ClassVar[bool] = False
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
