@@ -130,8 +130,7 @@ def _first_error(exc: RequestValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-async def _invalid(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": _first_error(exc)}, status_code=422)
 
 
@@ -145,7 +144,7 @@ def _one_line(status: int) -> Any:
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error a one-line ``{"detail": ...}``: the first validation error 422; of the user
     errors the most specific class wins: unknown ids 404, store trouble 503, any other 422."""
-    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     for error, status in ((UnknownIdError, 404), (StoreError, 503), (ReelrecError, 422)):
         app.add_exception_handler(error, _one_line(status))
 
