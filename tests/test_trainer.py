@@ -8,13 +8,13 @@ import torch
 from reelrec.data.split import make_split
 from reelrec.errors import ConfigError
 from reelrec.models import build_model
-from reelrec.training import TrainConfig, Trainer, seed_everything
+from reelrec.training import TrainConfig, Trainer, seeded
 
 
 def _fit(ds, cfg: TrainConfig, seed: int = 7, valid=None):
-    seed_everything(seed)
-    model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 8})
-    result = Trainer(cfg, seed=seed, device="cpu").fit(model, ds, valid)
+    with seeded(seed):
+        model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 8})
+        result = Trainer(cfg, seed=seed, device="cpu").fit(model, ds, valid)
     return model, result
 
 
@@ -32,10 +32,10 @@ def test_history_and_early_stopping_restore_the_best_epoch(planted) -> None:
     ds, _ = planted
     split = make_split(ds, "holdout90", seed=0, valid_fraction=0.1)
     # a large learning rate and no regularisation overfit quickly: validation RMSE turns up
-    seed_everything(0)
-    model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 64, "reg": 0.0, "bias_reg": 0.0})
     cfg = TrainConfig(epochs=60, batch_size=512, learning_rate=0.05, patience=2)
-    result = Trainer(cfg, seed=0, device="cpu").fit(model, split.train, split.valid)
+    with seeded(0):
+        model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 64, "reg": 0.0, "bias_reg": 0.0})
+        result = Trainer(cfg, seed=0, device="cpu").fit(model, split.train, split.valid)
     hist = result.history
     assert {"epoch", "train_loss", "valid_rmse", "seconds", "lr"} <= set(hist[0])
     assert result.stopped_early

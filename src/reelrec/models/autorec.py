@@ -33,6 +33,7 @@ from torch import nn
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.fitting import FitPlan, GradientSteps
 from reelrec.models.regularisation import baseline_biases
 
 #: largest dense training matrix (users × items entries) AutoRec builds (2 GB of float32)
@@ -179,9 +180,9 @@ class AutoRec(RatingModel):
         self._codes_stale = True
         self.refresh_codes()
 
-    def training_rows(self) -> int | None:
-        """The Trainer walks the item rows of the training matrix (see ``rows_loss``)."""
-        return self.n_items if self.ratings_matrix.numel() else None
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """Gradient steps on the item rows of the training matrix (see :meth:`rows_loss`)."""
+        return GradientSteps(rows=self.n_items, rows_loss=self.rows_loss)
 
     def _encode(self, rows: torch.Tensor) -> torch.Tensor:
         return _ACTIVATIONS[self.config.activation](self.encoder(rows))
