@@ -11,6 +11,7 @@ the code that needs a switch consults that one object:
 ``WORLD_SIZE``             torchrun's number of ranks (:mod:`reelrec.training.distributed`)
 ``LOCAL_RANK``             this rank's GPU on its machine
 ``LOCAL_WORLD_SIZE``       the ranks on this machine
+``REELREC_DATA_HOME``      where MovieLens datasets are kept (``data_home``)
 =========================  =====================================================================
 
 This module imports nothing heavy (the light front door reads it).
@@ -23,8 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CACHE_DIR_ENV", "KERNELS_ENV", "NO_CACHE_ENV", "Options", "get_options", "set_options"]
+__all__ = [
+    "CACHE_DIR_ENV",
+    "DATA_HOME_ENV",
+    "KERNELS_ENV",
+    "NO_CACHE_ENV",
+    "Options",
+    "get_options",
+    "set_options",
+]
 
+DATA_HOME_ENV = "REELREC_DATA_HOME"
 KERNELS_ENV = "REELREC_KERNELS"
 NO_CACHE_ENV = "REELREC_NO_CACHE"
 CACHE_DIR_ENV = "REELREC_CACHE_DIR"
@@ -53,6 +63,8 @@ class Options:
     local_rank: int = 0
     #: the job's ranks on this machine
     local_world_size: int = 1
+    #: where MovieLens datasets are kept (``None``: the user cache folder)
+    data_home: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Options:
@@ -66,6 +78,7 @@ class Options:
             world_size=max(1, _count(env.get("WORLD_SIZE"), 1)),
             local_rank=max(0, _count(env.get("LOCAL_RANK"), 0)),
             local_world_size=max(1, _count(env.get("LOCAL_WORLD_SIZE"), 1)),
+            data_home=env.get(DATA_HOME_ENV) or None,
         )
 
 
