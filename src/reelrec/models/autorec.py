@@ -11,9 +11,10 @@ How it fits reelrec:
 
 * :meth:`AutoRec.prepare` builds the dense item × user training matrix as a non-persistent
   buffer (ML-1M: 3706 × 6040 float32, 90 MB); it is a training-time detail and is not saved.
-* Training walks item rows, not (user, item) triples: the model implements the Trainer's
-  :meth:`~reelrec.models.base.RatingModel.training_rows` / ``rows_loss`` hook, so early stopping,
-  refit, schedules, history and seeds are the shared Trainer's.
+* Training walks item rows, not (user, item) triples: the model's plan
+  (:meth:`AutoRec.fit_plan`: :class:`~reelrec.models.fitting.GradientSteps` with ``rows`` and
+  :meth:`rows_loss`) says so, and early stopping, refit, schedules, history and seeds are the
+  shared Trainer's.
 * The item codes ``H`` (n_items × code_size) are a saved buffer, recomputed from the training
   matrix whenever the model enters eval mode after weights changed. Prediction needs only
   ``H``, ``W`` and ``c``: :meth:`score_users` is one matrix product, like MF.
