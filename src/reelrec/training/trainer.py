@@ -32,6 +32,7 @@ from reelrec.training.distributed import DistContext
 from reelrec.training.epochs import (
     EarlyStopping,
     Epochs,
+    Tick,
     TrainResult,
     _as_tensors,
     as_tensors,
@@ -266,17 +267,7 @@ class Trainer:
     ) -> dict[str, float]:
         """Train epoch ``epoch`` and validate it: its history record."""
         t0 = time.perf_counter()
-        tick = None
-        if bar is not None:
-            ticks = [0]
-
-            def tick(count: int, loss: Any) -> None:
-                bar.update(count)
-                if loss is not None and ticks[0] % 20 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
-                ticks[0] += 1
-
-        stats = epochs.train_epoch(epoch, tick)
+        stats = epochs.train_epoch(epoch, None if bar is None else _ticker(bar, epoch))
         train_loss = stats.pop("train_loss")
         if not math.isfinite(train_loss):
             raise ConfigError(epochs.divergence(epoch, train_loss))
@@ -304,3 +295,18 @@ class Trainer:
             desc=f"train {model.name}",
             leave=False,
         )
+
+
+def _ticker(bar: Any, epoch: int) -> Tick:
+    """The progress callback of one epoch: the bar advances by each batch (or sweep), and every
+    20th batch shows its loss."""
+    calls = 0
+
+    def tick(count: int, loss: Any) -> None:
+        nonlocal calls
+        bar.update(count)
+        if loss is not None and calls % 20 == 0:
+            bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
+        calls += 1
+
+    return tick
