@@ -48,14 +48,23 @@ def test_row_sgd_moves_only_the_given_rows() -> None:
     assert p.detach().tolist() == [[1, 1], [0, 0], [1, 1], [-1, 1], [1, 1]]
 
 
-def test_mf_row_gradients_equal_its_dense_gradients(small) -> None:
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_mf_row_gradients_equal_its_dense_gradients(small, backend: str) -> None:
+    """MF's one gradient interface: the compiled kernel and torch ops give the same dense
+    gradient, and its rows form is that gradient on the batch's rows (zero elsewhere)."""
+    from reelrec.models import mf_kernel
+
     with seeded(0):
         model = build_model("mf", small.n_users, small.n_items, {"embedding_size": 6}, train=small)
     model.prepare(small)
+    gradient = mf_kernel.MFGradient.for_model(model)
+    assert gradient.kernel is not None  # numba is a dependency: the CPU takes the kernel
+    if backend == "torch":
+        gradient = mf_kernel.MFGradient(model)
     u, i, r = _as_tensors(small, torch.device("cpu"))
-    dense_loss = model.batch_gradients(u, i, r)
+    dense_loss = gradient.dense(u, i, r)
     dense = {id(p): p.grad.clone() for p in model.parameters() if p.grad is not None}
-    loss, rows = model.row_gradients(u, i, r)
+    loss, rows = gradient.rows(u, i, r)
     assert float(loss) == pytest.approx(float(dense_loss))
     assert len(rows) == len(dense)
     for param, index, grad in rows:
