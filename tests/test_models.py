@@ -188,7 +188,7 @@ def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> No
     training part: exactly ``MatrixFactorization.average`` of the two fits done by hand."""
     from reelrec.models.mf import MatrixFactorization
     from reelrec.training import Trainer
-    from reelrec.training.trainer import seed_everything
+    from reelrec.training.seeding import seeded
 
     split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
     cfg = TrainConfig(epochs=6, batch_size=64, learning_rate=0.01, refit=True, patience=0)
@@ -204,9 +204,9 @@ def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> No
     assert both.model.config.members == 2
 
     def fit(part, check, epochs):
-        seed_everything(3)
-        model = build_model("mf", part.n_users, part.n_items, {}, train=part)
-        Trainer(cfg.model_copy(update={"epochs": epochs}), seed=3, device="cpu").fit(model, part, check)
+        with seeded(3):
+            model = build_model("mf", part.n_users, part.n_items, {}, train=part)
+            Trainer(cfg.model_copy(update={"epochs": epochs}), seed=3, device="cpu").fit(model, part, check)
         return model
 
     validated = fit(split.train, split.valid, 6)
@@ -259,6 +259,7 @@ def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) ->
     from reelrec.models import mf_kernel
 
     monkeypatch.setenv("REELREC_KERNELS", kernels)
+    monkeypatch.setattr("reelrec.options._current", None)  # the environment is read again
     monkeypatch.setattr(mf_kernel.compiled, "tried", False)
     monkeypatch.setattr(mf_kernel.compiled, "kernel", None)
     assert mf_kernel.available() is (kernels == "auto")  # numba is a dependency

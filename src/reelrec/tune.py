@@ -201,7 +201,8 @@ def tune(
         raise ConfigError("reelrec tune needs optuna: pip install 'reelrec[tune]'") from None
     from reelrec.models.registry import build_model, make_config, model_class
     from reelrec.training import pretrained
-    from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
+    from reelrec.training.seeding import seeded
+    from reelrec.training.trainer import TrainConfig, Trainer
 
     if valid is None or not len(valid):
         raise ConfigError("tuning needs a validation part (a --valid-fraction above 0)")
@@ -246,10 +247,10 @@ def tune(
         key = json.dumps([cls.pretrained_runs(config), cls.pretraining(config)], sort_keys=True)
         if key not in starts:
             starts[key] = pretrained.resolve(model_name, config, train, valid, seed=seed, device=device)
-        seed_everything(seed)
-        model = build_model(model_name, train.n_users, train.n_items, params, train=train)
-        trainer = Trainer(cfg, seed=seed, device=device, on_epoch=report)
-        result = trainer.fit(model, train, valid, init_from=starts[key].sources)
+        with seeded(seed, device):
+            model = build_model(model_name, train.n_users, train.n_items, params, train=train)
+            trainer = Trainer(cfg, seed=seed, device=device, on_epoch=report)
+            result = trainer.fit(model, train, valid, init_from=starts[key].sources)
         trial.set_user_attr("epochs", result.best_epoch)
         if result.best_valid is None or not math.isfinite(result.best_valid):
             raise ConfigError(f"trial {trial.number} produced no validation score")

@@ -1,15 +1,16 @@
 """The protocol every reelrec model follows.
 
 A model is an ``nn.Module`` that maps batches of dense (user, item) indices to predicted
-ratings. It holds no training loop and does no I/O: neural models are fitted by
-:class:`reelrec.training.Trainer`; closed-form models (``trainable = False``) fit themselves in
-:meth:`RatingModel.fit_closed_form`. Everything a model needs at prediction time lives in its
-parameters and buffers, so ``state_dict`` + config is a complete, safetensors-friendly artifact.
+ratings. It holds no training loop and does no I/O: it declares how it is fitted by the plan
+:meth:`RatingModel.fit_plan` returns (:mod:`reelrec.models.fitting`: gradient steps, sweeps of
+its own solver, or a closed form), and :class:`reelrec.training.Trainer`'s one loop runs it.
+Everything a model needs at prediction time lives in its parameters and buffers, so
+``state_dict`` + config is a complete, safetensors-friendly artifact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.func import functional_call
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
+from reelrec.models.fitting import ClosedForm, FitPlan, GradientSteps, RowGrad
 
 
 def biased_retrieval_vectors(
@@ -37,8 +39,14 @@ def biased_retrieval_vectors(
 #: the most (user, item) pairs the default :meth:`RatingModel.score_users` feeds ``forward`` at once
 SCORE_PAIRS = 1 << 18
 
-#: a batch's gradient of one table by rows: (parameter, unique row indices, those rows' gradient)
-RowGrad = tuple[nn.Parameter, torch.Tensor, torch.Tensor]
+__all__ = [
+    "SCORE_PAIRS",
+    "ModelConfig",
+    "RatingModel",
+    "RowGrad",
+    "biased_retrieval_vectors",
+    "coalesce_rows",
+]
 
 
 def coalesce_rows(index: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,13 +170,16 @@ class RatingModel(nn.Module):
         """Fit without gradient descent (only for ``trainable = False`` models)."""
         raise NotImplementedError(f"{self.name} is trained by the Trainer")
 
-    def sweeper(self, train: Dataset) -> Callable[[], float] | None:
-        """For a model fitted by repeated passes of its own solver instead of gradient steps
-        (ALS): a function that runs one such pass (a sweep) over ``train`` and returns the
-        training objective. The Trainer calls it once per epoch, with the same history,
-        validation, early stopping and refit as gradient training. ``None`` (the default):
-        the Trainer takes gradient steps."""
-        return None
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """How the Trainer fits this model on ``train`` (called once per fit, after
+        :meth:`prepare` and :meth:`init_from`): :class:`~reelrec.models.fitting.ClosedForm`
+        (:meth:`fit_closed_form`) for ``trainable = False`` models, otherwise
+        :class:`~reelrec.models.fitting.GradientSteps` with autograd on :meth:`training_loss`.
+        Models that train on rows of their own (AutoRec), have a closed-form gradient (MF) or
+        their own solver (ALS: :class:`~reelrec.models.fitting.Sweeps`) return their plan."""
+        if not self.trainable:
+            return ClosedForm(partial(self.fit_closed_form, train))
+        return GradientSteps()
 
     @property
     def predicts_ratings(self) -> bool:
@@ -218,37 +229,6 @@ class RatingModel(nn.Module):
         """The objective the Trainer minimises: mean squared error plus :meth:`penalty`."""
         pred = self(users, items)
         return torch.mean((pred - ratings) ** 2) + self.penalty(users, items)
-
-    def batch_gradients(
-        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> torch.Tensor | None:
-        """Optionally, :meth:`training_loss` of the batch with its gradients written straight into
-        the parameters' ``.grad`` (overwriting them), for models whose gradient has a closed form
-        cheaper than autograd's tape. ``None`` (the default): the Trainer uses autograd."""
-        return None
-
-    def row_gradients(
-        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> tuple[torch.Tensor, list[RowGrad]] | None:
-        """Optionally, :meth:`training_loss` of the batch and the gradient of *every* trainable
-        parameter as rows ``(parameter, unique rows, rows' gradient)``, so the Trainer's row-sparse
-        optimisers (:mod:`reelrec.training.rows`) touch only the batch's rows and an epoch costs
-        ``ratings x row width`` instead of ``ratings x table size``. ``None`` (the default): the
-        model trains with the dense optimisers."""
-        return None
-
-    def training_rows(self) -> int | None:
-        """How the Trainer walks the data: ``None`` (default) for (user, item, rating) triples.
-
-        A model that trains on rows of its own (e.g. AutoRec's item rating vectors, built in
-        :meth:`prepare`) returns their number; the Trainer then permutes ``range(rows)`` each
-        epoch and minimises :meth:`rows_loss` on slices of ``batch_size`` rows.
-        """
-        return None
-
-    def rows_loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """The objective on a batch of the model's own training rows (see :meth:`training_rows`)."""
-        raise NotImplementedError(f"{self.name} trains on (user, item, rating) triples")
 
     @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,8 @@ from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.registry import build_model, model_class
-from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
+from reelrec.training.seeding import seeded
+from reelrec.training.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ def pretrain_mf(
     """An MF with MF's defaults and ``width`` factors, early-stopped on ``valid``, no refit."""
     mf_cls = model_class("mf")
     cfg = TrainConfig(**{**mf_cls.train_defaults(len(train)), "refit": False, "refit_models": 1})
-    seed_everything(seed)
-    mf = build_model("mf", train.n_users, train.n_items, {"embedding_size": width}, train=train)
-    result = Trainer(cfg, seed=seed, device=device, progress=progress).fit(mf, train, valid)
+    with seeded(seed, device):
+        mf = build_model("mf", train.n_users, train.n_items, {"embedding_size": width}, train=train)
+        result = Trainer(cfg, seed=seed, device=device, progress=progress).fit(mf, train, valid)
     record = {
         "model": "mf",
         "embedding_size": width,

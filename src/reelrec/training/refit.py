@@ -17,7 +17,8 @@ from reelrec.models.base import RatingModel
 from reelrec.models.registry import build_model, make_config, model_class
 from reelrec.training import pretrained
 from reelrec.training.epochs import TrainResult
-from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
+from reelrec.training.seeding import seeded
+from reelrec.training.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ def fit_model(
     def fit(
         part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
     ) -> tuple[RatingModel, TrainResult]:
-        seed_everything(run_seed)
-        model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
-        trainer = Trainer(config, seed=run_seed, device=device, progress=progress)
-        return model, trainer.fit(model, part, check, init_from=pre.sources)
+        with seeded(run_seed, device):
+            model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
+            trainer = Trainer(config, seed=run_seed, device=device, progress=progress)
+            return model, trainer.fit(model, part, check, init_from=pre.sources)
 
     model, result = fit(train, valid, train_config)
     result.seconds += pre.seconds
