@@ -343,8 +343,7 @@ SIZE_EXCEPTIONS: dict[str, str] = {
     "reelrec.tune.tune": "wip/recipe",  # 117 lines
 }
 #: modules that reseed the process's global random state today (issue 20 item 4)
-SEED_EXCEPTIONS: dict[str, str] = {
-}
+SEED_EXCEPTIONS: dict[str, str] = {}
 
 
 def long_functions(tree: ast.AST, module: str, limit: int = FUNCTION_LINES) -> dict[str, int]:
