@@ -45,7 +45,7 @@ from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset, DuplicatePolicy
 from reelrec.errors import ConfigError, DataError
 from reelrec.models.registry import model_class
 from reelrec.safeio import atomic_write_text, prepare_output_dir
-from reelrec.training.recipe import make_train_config
+from reelrec.training.recipe import recipe
 
 if TYPE_CHECKING:
     from reelrec.runs.source import DataSource
@@ -161,9 +161,9 @@ def load_spec(path_or_preset: str | Path, *, preset: bool = False) -> Experiment
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_first_error(exc)}") from None
     for run in spec.runs:  # fail before loading data: model names and training values must be valid
-        defaults = model_class(run.model).train_defaults()
-        try:
-            make_train_config({**defaults, **run.train})
+        model_class(run.model)  # an unknown model is named as such
+        try:  # the training values over the model's recipe (its settings are checked on the data)
+            recipe(run.model, overrides=run.train)
         except ConfigError as exc:
             raise ConfigError(f"{where}: run {run.name}: train.{exc}") from None
     return spec
@@ -208,7 +208,6 @@ def run_experiment(
     from reelrec.data.split import make_split
     from reelrec.runs.record import RunRecord, SplitRecord
     from reelrec.runs.train import train_run
-    from reelrec.training.recipe import recipe
 
     out_dir = prepare_output_dir(out, command="experiment", owned=EXPERIMENT_NAMES)
     source = spec.data.source(data_home)
