@@ -103,18 +103,31 @@ def test_each_trial_trains_the_recipe_of_its_own_settings(small, monkeypatch) ->
     from reelrec.models.mlp import MLP
     from reelrec.tune import tune
 
-    seen: list[TrainConfig] = []
+    seen: list[dict] = []
     fit_model = refit.fit_model
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["train_config"])
+        seen.append(kwargs)
         return fit_model(*args, **kwargs)
 
     monkeypatch.setattr(refit, "fit_model", spy)
     split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
-    space = {"model": {"pretrain": "none", "embedding_size": {"choices": [4]}, "hidden": [4]}, "train": {}}
-    result = tune("mlp", split.train, split.valid, space=space, n_trials=1, timeout=None, max_epochs=2)
+    space = {"model": {"pretrain": "none", "embedding_size": {"choices": [4]}}, "train": {}}
+    result = tune(
+        "mlp",
+        split.train,
+        split.valid,
+        space=space,
+        n_trials=1,
+        timeout=None,
+        max_epochs=2,
+        params={"hidden": [4], "embedding_size": 6},  # the command line's own: every trial keeps them
+        train_values={"batch_size": 64},
+    )
     assert result.trials[0]["state"] == "complete"
-    assert seen[0].learning_rate == MLP.default_train.get("learning_rate", TrainConfig().learning_rate)
-    assert seen[0].learning_rate != MLP.finetune_train["learning_rate"]
-    assert (seen[0].epochs, seen[0].refit) == (2, False)  # the search's caps over the recipe
+    assert result.trials[0]["params"] == {"pretrain": "none", "embedding_size": 4}  # the suggestions
+    assert seen[0]["model_params"] == {"pretrain": "none", "embedding_size": 6, "hidden": [4]}
+    cfg = seen[0]["train_config"]
+    assert cfg.learning_rate == MLP.default_train.get("learning_rate", TrainConfig().learning_rate)
+    assert cfg.learning_rate != MLP.finetune_train["learning_rate"]
+    assert (cfg.epochs, cfg.refit, cfg.batch_size) == (2, False, 64)  # the search's caps, the fixed values

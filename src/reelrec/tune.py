@@ -186,6 +186,8 @@ def tune(
     out: str | Path | None = None,
     device: str = "auto",
     max_epochs: int | None = None,
+    params: dict[str, Any] | None = None,
+    train_values: dict[str, Any] | None = None,
 ) -> TuneResult:
     """Search ``model_name``'s hyperparameters on ``valid`` (never on a test set).
 
@@ -194,6 +196,8 @@ def tune(
 
     Args:
         space: the search space (default: the model's built-in one).
+        params, train_values: settings and training values every trial keeps, over its
+            suggestions (the command line's own, which the final run keeps too).
         n_trials, timeout: stop after this many trials or seconds, whichever comes first.
         out: a folder for ``trials.csv`` / ``trials.json`` / ``best.json`` (rewritten per trial).
         max_epochs: cap on each trial's epochs (default: the model's recipe).
@@ -218,13 +222,14 @@ def tune(
     folder = Path(out) if out is not None else None
     if folder is not None:
         folder = prepare_output_dir(folder, command="tune", owned=TUNE_NAMES)
-    trials = _Trials(model_name, train, valid, space, caps, seed=seed, device=device, folder=folder)
+    fixed = (dict(params or {}), dict(train_values or {}))
+    trials = _Trials(model_name, train, valid, space, fixed, caps, seed=seed, device=device, folder=folder)
     start = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-    defaults = {**recipe(model_name, {}, train).defaults, **caps}
+    defaults = {**recipe(model_name, fixed[0], train).defaults, **caps, **fixed[1]}
     study.enqueue_trial(_default_point(cls, space, defaults), skip_if_exists=True)
     study.optimize(
         trials.objective,
@@ -250,8 +255,9 @@ def tune(
 
 class _Trials:
     """The search's objective and its record: each trial trains ``model_name`` with the recipe
-    of its suggested settings (what a trial starts from, pre-trained models or saved runs, is
-    resolved once per plan and shared), pruned on its validation score; every finished trial is
+    of its suggested settings under the ``fixed`` ones (settings, training values); what a
+    trial starts from (pre-trained models or saved runs) is resolved once per plan and shared;
+    each is pruned on its validation score; every finished trial is
     recorded (and written to ``folder``)."""
 
     def __init__(
@@ -260,13 +266,15 @@ class _Trials:
         train: Dataset,
         valid: Dataset,
         space: Space,
+        fixed: tuple[dict[str, Any], dict[str, Any]],
         caps: dict[str, Any],
         *,
         seed: int,
         device: str,
         folder: Path | None,
     ) -> None:
-        self.model_name, self.train, self.valid, self.space, self.caps = model_name, train, valid, space, caps
+        self.model_name, self.train, self.valid, self.space = model_name, train, valid, space
+        self.fixed, self.caps = fixed, caps
         self.seed, self.device, self.folder = seed, device, folder
         self.records: list[dict[str, Any]] = []
         self.starts: dict[str, Any] = {}  # pre-training plan -> what its trials start from
@@ -281,8 +289,9 @@ class _Trials:
 
         params = {k: _suggest(trial, "model", k, v) for k, v in self.space.get("model", {}).items()}
         values = {k: _suggest(trial, "train", k, v) for k, v in self.space.get("train", {}).items()}
+        settings, train_values = {**params, **self.fixed[0]}, {**self.caps, **values, **self.fixed[1]}
         try:
-            plan = recipe(self.model_name, params, self.train, overrides={**self.caps, **values})
+            plan = recipe(self.model_name, settings, self.train, overrides=train_values)
         except ConfigError as exc:
             raise ConfigError(f"trial {trial.number}: invalid setting ({exc})") from None
         trial.set_user_attr("params", params)
@@ -311,8 +320,8 @@ class _Trials:
             self.model_name,
             self.train,
             self.valid,
-            model_params=params,
-            train_config=plan.train,
+            model_params=settings,
+            train_config=plan.train.model_copy(update={"refit": False}),  # trials never refit
             seed=self.seed,
             device=self.device,
             on_epoch=report,
