@@ -227,10 +227,7 @@ def test_runs_are_trained_and_saved_in_one_place() -> None:
 # ---------------------------------------------------------------------------- the layer order
 #: known imports against the layer order, each removed by a branch of issue 20; the lead deletes
 #: an entry at merge (test_allow_lists_hold_only_live_entries fails on one whose edge is gone)
-LAYER_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # wip/recipe removes it: training/pretrained.py stops loading saved runs through artifacts
-    ("reelrec.training.pretrained", "reelrec.artifacts"): "wip/recipe",
-}
+LAYER_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def layer_table(text: str) -> list[tuple[str, list[str]]]:
@@ -340,7 +337,6 @@ FUNCTION_EXEMPT = {"reelrec.cli_args.build_parser"}
 #: (test_allow_lists_hold_only_live_entries fails on an entry that no longer offends)
 SIZE_EXCEPTIONS: dict[str, str] = {
     "reelrec.recommender": "wip/topn",  # 694 lines > 350: Recommender becomes a facade
-    "reelrec.tune.tune": "wip/recipe",  # 117 lines
 }
 #: modules that reseed the process's global random state today (issue 20 item 4)
 SEED_EXCEPTIONS: dict[str, str] = {}

@@ -364,7 +364,7 @@ def test_hybrid_with_a_users_file(files, tmp_path, capsys) -> None:
     cfg = json.loads((run_dir / "config.json").read_text())
     names = {f["name"] for f in cfg["model"]["config"]["user_schema"]["features"]}
     assert {"age", "gender"} <= names
-    assert cfg["side_data"]["users"] == str(users)
+    assert cfg["data"]["side"]["users"] == str(users)
     code, out, err = run(capsys, "recommend", str(run_dir), "--user", str(ids[0]), "-n", "3", "--json")
     assert code == 0, err
     assert len(json.loads(out)["items"]) == 3

@@ -221,6 +221,7 @@ def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> No
 
 
 def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
+    from reelrec.artifacts import load_state
     from reelrec.errors import ConfigError
     from reelrec.models.registry import make_config
     from reelrec.training import pretrained
@@ -230,7 +231,9 @@ def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
     params = {"embedding_size": 8, "hidden": [8], "pretrained_mf": str(tmp_path / "mf")}
 
     def started(values: dict) -> torch.nn.Module:
-        pre = pretrained.resolve("mlp", make_config("mlp", values), small, None, seed=0, device="cpu")
+        pre = pretrained.resolve(
+            "mlp", make_config("mlp", values), small, None, seed=0, device="cpu", load_run=load_state
+        )
         assert set(pre.sources) == {"mf"}
         assert pre.record == {"mf": {"run": values["pretrained_mf"]}}
         mlp = build_model("mlp", small.n_users, small.n_items, values, train=small)

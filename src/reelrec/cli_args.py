@@ -43,11 +43,12 @@ def side_data(args: argparse.Namespace) -> Any:
     )
 
 
-def load_dataset_from_args(args: argparse.Namespace) -> Any:
-    """The Dataset named by --dataset or --ratings/--items and the column options."""
-    from reelrec.runs.source import COLUMN_OPTIONS, DataSource, load_dataset
+def data_source(args: argparse.Namespace) -> Any:
+    """The :class:`~reelrec.runs.source.DataSource` that --dataset or --ratings/--items, the
+    column options and the side-table options name."""
+    from reelrec.runs.source import COLUMN_OPTIONS, DataSource
 
-    source = DataSource(
+    return DataSource(
         dataset=getattr(args, "dataset", None),
         ratings=getattr(args, "ratings", None),
         items=getattr(args, "items", None),
@@ -57,7 +58,13 @@ def load_dataset_from_args(args: argparse.Namespace) -> Any:
         duplicates=getattr(args, "duplicates", None) or DEFAULT_DUPLICATES,
         side=side_data(args),
     )
-    return load_dataset(source, args.data_home, progress=not getattr(args, "no_progress", False))
+
+
+def load_dataset_from_args(args: argparse.Namespace) -> Any:
+    """The Dataset the data options of ``args`` name (:func:`reelrec.runs.source.load_dataset`)."""
+    from reelrec.runs.source import load_dataset
+
+    return load_dataset(data_source(args), args.data_home, progress=not getattr(args, "no_progress", False))
 
 
 def run_options(

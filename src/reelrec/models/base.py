@@ -11,6 +11,8 @@ Everything a model needs at prediction time lives in its parameters and buffers,
 from __future__ import annotations
 
 from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,6 +57,16 @@ def coalesce_rows(index: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor
     summed = torch.zeros((rows.shape[0], *grad.shape[1:]), dtype=grad.dtype, device=grad.device)
     summed.index_add_(0, inverse, grad)
     return rows, summed
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """A model to train first, inside the same fit, for another to start from
+    (:meth:`RatingModel.pretraining`): its registry name and its settings (e.g. ``Pretrain("mf",
+    {"embedding_size": 128})``). It trains with its own recipe, early-stopped, without a refit."""
+
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelConfig(BaseModel):
@@ -153,10 +165,11 @@ class RatingModel(nn.Module):
         return {}
 
     @classmethod
-    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
-        """Models to pre-train inside the same fit, by role, with the width each needs (e.g.
-        ``{"mf": 128}``: an MF with 128 factors); :mod:`reelrec.training.pretrained` trains them
-        and hands them to :meth:`init_from`. None by default."""
+    def pretraining(cls, config: ModelConfig) -> dict[str, Pretrain]:
+        """Models to pre-train inside the same fit, by role, each a :class:`Pretrain` (e.g.
+        ``{"mf": Pretrain("mf", {"embedding_size": 128})}``: an MF with 128 factors);
+        :mod:`reelrec.training.pretrained` trains them and hands them to :meth:`init_from`.
+        None by default."""
         return {}
 
     def init_from(self, sources: dict[str, RatingModel]) -> None:
