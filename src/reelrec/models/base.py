@@ -10,9 +10,8 @@ Everything a model needs at prediction time lives in its parameters and buffers,
 
 from __future__ import annotations
 
-from functools import partial
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
