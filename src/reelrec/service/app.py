@@ -178,6 +178,9 @@ class Scored(BaseModel):
 class Recommendations(BaseModel):
     model: str
     personalised: bool = Field(description="false when the list is the popularity fallback")
+    ranked_by: str = Field(
+        description='how the list is ordered, e.g. "predicted rating + popularity prior (novelty -0.25)"'
+    )
     items: list[Scored]
 
 
@@ -494,13 +497,7 @@ def create_app(
     def for_new_user(s: Served, ratings: dict[int, float], n: int, novelty: float) -> dict[str, Any]:
         items = np.fromiter(ratings.keys(), dtype=np.int64, count=len(ratings))
         values = np.fromiter(ratings.values(), dtype=np.float64, count=len(ratings))
-        top, shown, personal = s.rec.new_user_top_n(items, values, n, novelty)
-        because = s.rec.explain(items, values, top) if personal else None
-        return {
-            "model": s.rec.model.name,
-            "personalised": personal,
-            "items": s.scored(top, shown, because, dict(zip(items.tolist(), values.tolist(), strict=True))),
-        }
+        return s.new_user_list(items, values, n, novelty)
 
     def profile_ratings(s: Served, stored: dict[str, float]) -> dict[int, float]:
         """Stored ratings on movies of the served catalogue (a run switch may drop some)."""
