@@ -425,7 +425,9 @@ class TopN:
             return Ranked(idx, val, ranking_label(self.model, personalised=False), personalised=False)
         label = ranking_label(self.model, novelty)
         scorer = self.scorer
-        folded = None if scorer.name == "exact" else self.model.fold_in_vector(*learned)
+        base = scorer.fallback if isinstance(scorer, Ann) else scorer  # new users are not in an index
+        ranks_vectors = isinstance(base, Int8) and (not novelty or self.model.ranks_by_rating)
+        folded = self.model.fold_in_vector(*learned) if ranks_vectors else None
         if folded is not None:  # a retrieval vector: the scorer names the candidates
             vector, offset = folded
             cand = scorer.candidates(self, vector, n, *self.banned(None, filter_items=items), novelty)
