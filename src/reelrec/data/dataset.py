@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 #: ratings must be finite numbers within +-RATING_LIMIT (ratings are float32, exact to ~7
 #: digits; no rating scale comes near it, so a value past it is a corrupt or misplaced field)
 RATING_LIMIT = 1e6
+#: timestamps (epoch seconds) must lie within +-TIMESTAMP_LIMIT
+TIMESTAMP_LIMIT = 2**62
 #: a discrete scale has at most this many levels (``low, low+step, ..., high``); a wider one is
 #: treated as continuous, so nothing ever allocates in proportion to a rating value
 MAX_SCALE_LEVELS = 1000
@@ -355,7 +357,7 @@ class Dataset:
             if ts_num.isna().any():
                 row = int(np.flatnonzero(ts_num.isna().to_numpy())[0])
                 raise DataError(f"{name}: timestamp on data row {row + 1} is not a number")
-            huge = (ts_num.abs() > 2**62).to_numpy()
+            huge = (ts_num.abs() > TIMESTAMP_LIMIT).to_numpy()
             if huge.any():
                 row = int(np.flatnonzero(huge)[0])
                 raise DataError(f"{name}: timestamp on data row {row + 1} is out of range (seconds expected)")

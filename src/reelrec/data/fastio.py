@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from reelrec._files import byte_progress
-from reelrec.data.dataset import RATING_LIMIT, RatingScale, _normalise_ids
+from reelrec.data.dataset import RATING_LIMIT, TIMESTAMP_LIMIT, RatingScale, _normalise_ids
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,10 @@ def _compact(role: str, arr: Any) -> Any:
     if role == "timestamp":
         if not is_int:
             raise Unsupported(f"timestamp column of type {typ}")
-        return arr.to_numpy().astype(np.int64, copy=False)
+        ts = arr.to_numpy().astype(np.int64, copy=False)
+        if ts.size and max(abs(int(ts.min())), abs(int(ts.max()))) > TIMESTAMP_LIMIT:
+            raise Unsupported("timestamps out of range")  # the pandas path names the row
+        return ts
     if not (is_int or pa.types.is_floating(typ)):
         raise Unsupported(f"rating column of type {typ}")
     values = arr.to_numpy().astype(np.float64, copy=False)

@@ -590,4 +590,9 @@ def reload_source(source: dict[str, Any]) -> Dataset:
             genres_col=icols.get("genres"),
             genres_sep=items.get("genres_sep", "|"),
         )
-    return load_ratings(path, **kwargs)
+    ds = load_ratings(path, **kwargs)
+    if source.get("sha256") and ds.source.get("sha256") != source["sha256"]:
+        # the file is the recorded one (checked above): whatever gave other data, read it itself
+        logger.warning("%s: the array cache gave other data than the file; reading the file", path.name)
+        ds = load_ratings(path, cache=False, **kwargs)
+    return ds
