@@ -26,7 +26,7 @@ import pandas as pd
 
 from reelrec._files import sha256_file
 from reelrec.data.cache import cached_read
-from reelrec.data.dataset import Dataset, _normalise_ids
+from reelrec.data.dataset import Dataset, _ids_from_text, _normalise_ids
 from reelrec.data.fastio import RatingArrays, Unsupported, read_parquet_ratings, read_text_ratings
 from reelrec.errors import DataError
 
@@ -307,6 +307,7 @@ def _load_frame(
     ``wanted`` maps role -> (requested column name, required).
     """
     frame, columns, sep, has_header = _read_table(path, sep)
+    parquet = frame is not None
     if not has_header:
         # a first line of numbers: no header; columns are user, item, rating[, timestamp] by position
         if len(columns) not in (3, 4):
@@ -316,15 +317,47 @@ def _load_frame(
         positional = ["user", "item", "rating", "timestamp"][: len(columns)]
         frame = _read_text(path, sep, header=False, names=positional)
         mapping = {role: (role if role in positional else None) for role in wanted}
+        _exact_ids(
+            frame, mapping, lambda cols: _read_text(path, sep, header=False, names=positional, text_cols=cols)
+        )
         return frame, mapping, sep
     mapping = {
         role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
         for role, (want, req) in wanted.items()
     }
+    _check_distinct(mapping, path)
     if frame is None:  # all columns, so that a row with too many fields is an error
         frame = _read_text(path, sep, header=True, names=None)
     out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
+    if not parquet:
+        reread = lambda cols: _read_text(path, sep, header=True, names=None, text_cols=cols)  # noqa: E731
+        _exact_ids(out, mapping, reread)
     return out, mapping, sep
+
+
+def _check_distinct(mapping: dict[str, str | None], path: Path) -> None:
+    """One column cannot play two roles (``--rating-col userId``)."""
+    seen: dict[str, str] = {}
+    for role, col in mapping.items():
+        if col is not None and col in seen:
+            raise DataError(
+                f"{path}: column {col!r} is named for both the {seen[col]} and the {role}; "
+                "each role needs its own column"
+            )
+        if col is not None:
+            seen[col] = role
+
+
+def _exact_ids(frame: pd.DataFrame, mapping: dict[str, str | None], read_text: Any) -> None:
+    """Id columns that pandas read as floats or ``uint64`` (ids past 2**53 or 2**63 would merge or
+    wrap) read again as text and normalised exactly (:func:`~reelrec.data.dataset._ids_from_text`)."""
+    roles = [r for r in ("user", "item") if frame[r].dtype.kind in "fu" and not frame[r].isna().any()]
+    if not roles:
+        return
+    text = read_text([mapping[r] for r in roles])
+    for role in roles:
+        codes, uniques = pd.factorize(text[mapping[role]].to_numpy(dtype=str))
+        frame[role] = _ids_from_text(uniques)[codes]
 
 
 # ---------------------------------------------------------------------------- public loader
@@ -482,6 +515,7 @@ def _fast_load(
                 role: _resolve(columns, w, role, path, required=r, default=_DEFAULT_COLUMNS.get(role))
                 for role, (w, r) in wanted.items()
             }
+            _check_distinct(mapping, path)
             positions = {role: (None if col is None else columns.index(col)) for role, col in mapping.items()}
     except Exception as exc:  # the pandas path gives the proper error, if any
         logger.debug("%s: fast reader not used (%s)", path, exc)
