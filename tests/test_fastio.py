@@ -260,7 +260,8 @@ def test_ids_past_int64_are_kept_exactly_by_both_paths(
     _id_file(path, users)
     fast, slow = _both(monkeypatch, load_ratings, path)
     assert_same(fast, slow)
-    assert len(fast) == 3000 and fast.n_users == 3000
+    assert len(fast) == 3000
+    assert fast.n_users == 3000
     raw = fast.users.ids[fast.user_index]
     if fast.users.is_integer:
         assert [int(v) for v in raw] == [int(u) for u in users]
