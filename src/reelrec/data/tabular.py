@@ -348,16 +348,26 @@ def _check_distinct(mapping: dict[str, str | None], path: Path) -> None:
             seen[col] = role
 
 
-def _exact_ids(frame: pd.DataFrame, mapping: dict[str, str | None], read_text: Any) -> None:
+def _exact_ids(
+    frame: pd.DataFrame,
+    mapping: dict[str, str | None],
+    read_text: Any,
+    roles: tuple[str, ...] = ("user", "item"),
+    key: Any = None,
+) -> None:
     """Id columns that pandas read as floats or ``uint64`` (ids past 2**53 or 2**63 would merge or
-    wrap) read again as text and normalised exactly (:func:`~reelrec.data.dataset._ids_from_text`)."""
-    roles = [r for r in ("user", "item") if frame[r].dtype.kind in "fu" and not frame[r].isna().any()]
-    if not roles:
+    wrap) read again as text and normalised exactly (:func:`~reelrec.data.dataset._ids_from_text`).
+
+    ``mapping``: role -> the file's column; ``key(role)``: the frame's column (default: the role).
+    """
+    key = key or (lambda role: role)
+    todo = [r for r in roles if frame[key(r)].dtype.kind in "fu" and not frame[key(r)].isna().any()]
+    if not todo:
         return
-    text = read_text([mapping[r] for r in roles])
-    for role in roles:
+    text = read_text([mapping[r] for r in todo])
+    for role in todo:
         codes, uniques = pd.factorize(text[mapping[role]].to_numpy(dtype=str))
-        frame[role] = _ids_from_text(uniques)[codes]
+        frame[key(role)] = _ids_from_text(uniques)[codes]
 
 
 # ---------------------------------------------------------------------------- public loader
@@ -551,10 +561,12 @@ def _load_items(
     path: Path, id_col: str, title_col: str, genres_col: str | None, genres_sep: str
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame, columns, sep, has_header = _read_table(path, None)
+    reread: Any = None
     if frame is None and columns and _is_number(columns[0]) and len(columns) in (2, 3):
         # no header, MovieLens style (``1::Toy Story (1995)::Animation|...``): id, title[, genres]
         names = ["item", "title", "genres"][: len(columns)]
         frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:])
+        reread = functools.partial(_read_text, path, sep, header=False, names=names)
         columns, has_header = names, True
         id_col, title_col = "item", "title"
         genres_col = "genres" if len(columns) == 3 else None
@@ -569,6 +581,9 @@ def _load_items(
     if frame is None:
         text = [c for c in (mapping["title"], mapping["genres"]) if c is not None]
         frame = _read_text(path, sep, header=True, names=None, text_cols=text)
+        reread = functools.partial(_read_text, path, sep, header=True, names=None)
+    if reread is not None:  # ids as exactly as the ratings' (past 2**53: text)
+        _exact_ids(frame, mapping, lambda cols: reread(text_cols=cols), ("item",), lambda _: mapping["item"])
     ids = frame[mapping["item"]]
     missing = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if missing.any():
