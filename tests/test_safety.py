@@ -593,7 +593,7 @@ def test_running_out_of_memory_is_one_line_that_says_so(monkeypatch, capsys) -> 
     assert err == "reelrec: error: out of memory; use a smaller model, batch or dataset\n"
 
 
-# ---------------------------------------------------------------------------- issue 23: ids in MovieLens folders
+# ------------------------------------------------------------------------ issue 23: MovieLens ids
 _BIG = str(10**30 + 1)
 _ML_FOLDERS = {
     "csv": {
