@@ -320,3 +320,19 @@ def test_one_column_named_for_two_roles_is_a_one_line_error(tmp_path: Path) -> N
     _id_file(path, ["1", "2", "3"])
     with pytest.raises(DataError, match="column 'userId' is named for both the user and the rating"):
         load_ratings(path, rating_col="userId")
+
+
+def test_ids_past_int64_after_the_first_block_are_kept_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader infers int64 from the first block; a later id past int64 is still exact."""
+    from reelrec.data import fastio
+
+    monkeypatch.setattr(fastio, "BLOCK_BYTES", 4096)
+    users = [str(i % 50) for i in range(2000)] + [str(10**30 + 1), str(10**30 + 2)]
+    path = tmp_path / "r.csv"
+    _id_file(path, users)
+    fast, slow = _both(monkeypatch, load_ratings, path)
+    assert_same(fast, slow)
+    assert fast.n_users == 52
+    np.testing.assert_array_equal(fast.users.ids[fast.user_index], np.array(users))

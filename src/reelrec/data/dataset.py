@@ -92,10 +92,11 @@ def _ids_from_text(texts: Any) -> np.ndarray:
 
     Integers within ``int64`` (``"007"``, ``"+7"`` and ``"196.0"`` included, as pandas reads
     them) and other numbers that are integral within 2**53 (``"1.96e2"``) become ``int64``;
-    otherwise every id is its text, stripped (an id past ``int64`` such as ``10**30 + 1`` stays
+    otherwise every id is its text as written (an id past ``int64`` such as ``10**30 + 1`` stays
     ``"1000000000000000000000000000001"``), so no two ids ever merge.
     """
-    text = pd.Series(np.asarray(texts, dtype=str).ravel(), dtype=object).str.strip()
+    original = np.asarray(texts, dtype=str).ravel()
+    text = pd.Series(original, dtype=object).str.strip()
     keys = np.zeros(len(text), dtype=np.int64)
     integral = np.array(text.str.fullmatch(r"[+-]?\d+(?:\.0*)?"), dtype=bool)
     digits = text[integral].str.replace(r"\.0*$", "", regex=True)
@@ -113,7 +114,7 @@ def _ids_from_text(texts: Any) -> np.ndarray:
         keys[rest], ok[rest] = _integral(num)
     if ok.all():
         return keys
-    return text.to_numpy(dtype=str)
+    return original
 
 
 def _int_keys(arr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -188,10 +188,12 @@ def _read_text(
     header: bool,
     names: list[str] | None,
     text_cols: list[str] | None = None,
+    id_cols: list[str] | None = None,
 ) -> pd.DataFrame:
     """Read a delimited file with pandas' C parser (multi-character separators are rewritten).
 
-    ``text_cols`` are read as strings, with empty fields as ``""`` (so a title "NA" stays "NA").
+    ``text_cols`` are read as strings, with empty fields as ``""`` (so a title "NA" stays "NA");
+    ``id_cols`` as strings too, missing values staying missing (an id is never a float).
     """
     kwargs: dict[str, Any] = {
         "header": 0 if header else None,
@@ -199,8 +201,11 @@ def _read_text(
         "engine": "c",
         "skipinitialspace": True,
     }
+    if id_cols:
+        kwargs["dtype"] = dict.fromkeys(id_cols, str)
     if text_cols:
-        kwargs.update(dtype=dict.fromkeys(text_cols, str), keep_default_na=False, na_values={})
+        dtype = {**kwargs.get("dtype", {}), **dict.fromkeys(text_cols, str)}
+        kwargs.update(dtype=dtype, keep_default_na=False, na_values={})
     if len(sep) > 1:
         src: Any = io.BytesIO(_open_bytes(path).replace(sep.encode(), b"\x1f"))
         kwargs.update(sep="\x1f", quoting=csv.QUOTE_NONE)
@@ -315,11 +320,9 @@ def _load_frame(
                 f"{path}: the first line {columns} looks like data, not a header; add a header row"
             )
         positional = ["user", "item", "rating", "timestamp"][: len(columns)]
-        frame = _read_text(path, sep, header=False, names=positional)
+        frame = _read_text(path, sep, header=False, names=positional, id_cols=["user", "item"])
         mapping = {role: (role if role in positional else None) for role in wanted}
-        _exact_ids(
-            frame, mapping, lambda cols: _read_text(path, sep, header=False, names=positional, text_cols=cols)
-        )
+        _exact_ids(frame)
         return frame, mapping, sep
     mapping = {
         role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
@@ -327,11 +330,11 @@ def _load_frame(
     }
     _check_distinct(mapping, path)
     if frame is None:  # all columns, so that a row with too many fields is an error
-        frame = _read_text(path, sep, header=True, names=None)
+        ids = [c for c in (mapping["user"], mapping["item"]) if c is not None]
+        frame = _read_text(path, sep, header=True, names=None, id_cols=ids)
     out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
     if not parquet:
-        reread = lambda cols: _read_text(path, sep, header=True, names=None, text_cols=cols)  # noqa: E731
-        _exact_ids(out, mapping, reread)
+        _exact_ids(out)
     return out, mapping, sep
 
 
@@ -348,26 +351,15 @@ def _check_distinct(mapping: dict[str, str | None], path: Path) -> None:
             seen[col] = role
 
 
-def _exact_ids(
-    frame: pd.DataFrame,
-    mapping: dict[str, str | None],
-    read_text: Any,
-    roles: tuple[str, ...] = ("user", "item"),
-    key: Any = None,
-) -> None:
-    """Id columns that pandas read as floats or ``uint64`` (ids past 2**53 or 2**63 would merge or
-    wrap) read again as text and normalised exactly (:func:`~reelrec.data.dataset._ids_from_text`).
-
-    ``mapping``: role -> the file's column; ``key(role)``: the frame's column (default: the role).
-    """
-    key = key or (lambda role: role)
-    todo = [r for r in roles if frame[key(r)].dtype.kind in "fu" and not frame[key(r)].isna().any()]
-    if not todo:
-        return
-    text = read_text([mapping[r] for r in todo])
-    for role in todo:
-        codes, uniques = pd.factorize(text[mapping[role]].to_numpy(dtype=str))
-        frame[key(role)] = _ids_from_text(uniques)[codes]
+def _exact_ids(frame: pd.DataFrame, columns: tuple[str, ...] = ("user", "item")) -> None:
+    """Id columns read as text, normalised exactly as the fast reader does
+    (:func:`~reelrec.data.dataset._ids_from_text`: integers within int64 as ``int64``, ids past it
+    as their text, never floats that merge); a column with a missing id is left for its error."""
+    for col in columns:
+        if frame[col].isna().any():
+            continue
+        codes, uniques = pd.factorize(frame[col].to_numpy(dtype=object))
+        frame[col] = _ids_from_text(np.asarray(uniques, dtype=str))[codes]
 
 
 # ---------------------------------------------------------------------------- public loader
@@ -561,12 +553,11 @@ def _load_items(
     path: Path, id_col: str, title_col: str, genres_col: str | None, genres_sep: str
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame, columns, sep, has_header = _read_table(path, None)
-    reread: Any = None
+    parquet = frame is not None
     if frame is None and columns and _is_number(columns[0]) and len(columns) in (2, 3):
         # no header, MovieLens style (``1::Toy Story (1995)::Animation|...``): id, title[, genres]
         names = ["item", "title", "genres"][: len(columns)]
-        frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:])
-        reread = functools.partial(_read_text, path, sep, header=False, names=names)
+        frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:], id_cols=["item"])
         columns, has_header = names, True
         id_col, title_col = "item", "title"
         genres_col = "genres" if len(columns) == 3 else None
@@ -580,10 +571,9 @@ def _load_items(
     }
     if frame is None:
         text = [c for c in (mapping["title"], mapping["genres"]) if c is not None]
-        frame = _read_text(path, sep, header=True, names=None, text_cols=text)
-        reread = functools.partial(_read_text, path, sep, header=True, names=None)
-    if reread is not None:  # ids as exactly as the ratings' (past 2**53: text)
-        _exact_ids(frame, mapping, lambda cols: reread(text_cols=cols), ("item",), lambda _: mapping["item"])
+        frame = _read_text(path, sep, header=True, names=None, text_cols=text, id_cols=[mapping["item"]])
+    if not parquet:  # ids as exactly as the ratings' (past int64: their text)
+        _exact_ids(frame, (mapping["item"],))
     ids = frame[mapping["item"]]
     missing = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if missing.any():
