@@ -308,11 +308,21 @@ def test_id_lookup_memory_follows_the_rows_not_the_id_values(low: int) -> None:
 
 
 def test_a_200000_character_id_is_a_one_line_error(tmp_path: Path) -> None:
+    import tracemalloc
+
     path = tmp_path / "r.csv"
-    _id_file(path, ["1", "2", "x" * 200_000, "3"])
-    with pytest.raises(DataError, match=r"user id on data row 3 is 200,000 characters long") as err:
-        load_ratings(path)
+    users = [str(i % 40) for i in range(1000)]
+    users[2] = "x" * 200_000
+    _id_file(path, users)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"user id on data row 3 is 200,000 characters long") as err:
+            load_ratings(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert len(str(err.value)) < 300
+    assert peak < 100 << 20  # never an array of 1,000 ids 800 kB wide each
 
 
 def test_one_column_named_for_two_roles_is_a_one_line_error(tmp_path: Path) -> None:

@@ -46,6 +46,21 @@ def id_too_long(raw: Any) -> int | None:
     return int(long[0]) if long.size else None
 
 
+def check_id_lengths(raw: Any, role: str, source: str) -> None:
+    """Refuse, naming the data row, an id longer than :data:`MAX_ID_CHARS` characters.
+
+    Raises:
+        DataError: one line.
+    """
+    row = id_too_long(raw)
+    if row is not None:
+        length = len(str(np.asarray(raw).ravel()[row]))
+        raise DataError(
+            f"{source}: the {role} id on data row {row + 1} is {length:,} characters long; "
+            f"ids may have at most {MAX_ID_CHARS}"
+        )
+
+
 def short_repr(value: Any, width: int = 60) -> str:
     """``repr(value)``, cut to ``width`` characters (an id in a one-line message)."""
     text = repr(value)
@@ -392,12 +407,7 @@ class Dataset:
             if pd.api.types.is_bool_dtype(frame[column].dtype):
                 raise DataError(f"{name}: the {column} column holds true/false values, not {column}s")
         for role in ("user", "item"):
-            row = id_too_long(frame[role].to_numpy())
-            if row is not None:
-                raise DataError(
-                    f"{name}: the {role} id on data row {row + 1} is "
-                    f"{len(frame[role].iloc[row]):,} characters long; ids may have at most {MAX_ID_CHARS}"
-                )
+            check_id_lengths(frame[role].to_numpy(), role, name)
         users_raw = _normalise_ids(frame["user"].to_numpy())
         items_raw = _normalise_ids(frame["item"].to_numpy())
         rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from reelrec._files import sha256_file
 from reelrec.data.cache import cached_read
-from reelrec.data.dataset import Dataset, _ids_from_text, _normalise_ids
+from reelrec.data.dataset import Dataset, _ids_from_text, _normalise_ids, check_id_lengths
 from reelrec.data.fastio import RatingArrays, Unsupported, read_parquet_ratings, read_text_ratings
 from reelrec.errors import DataError
 
@@ -322,7 +322,7 @@ def _load_frame(
         positional = ["user", "item", "rating", "timestamp"][: len(columns)]
         frame = _read_text(path, sep, header=False, names=positional, id_cols=["user", "item"])
         mapping = {role: (role if role in positional else None) for role in wanted}
-        _exact_ids(frame)
+        _exact_ids(frame, path)
         return frame, mapping, sep
     mapping = {
         role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
@@ -334,7 +334,7 @@ def _load_frame(
         frame = _read_text(path, sep, header=True, names=None, id_cols=ids)
     out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
     if not parquet:
-        _exact_ids(out)
+        _exact_ids(out, path)
     return out, mapping, sep
 
 
@@ -351,14 +351,19 @@ def _check_distinct(mapping: dict[str, str | None], path: Path) -> None:
             seen[col] = role
 
 
-def _exact_ids(frame: pd.DataFrame, columns: tuple[str, ...] = ("user", "item")) -> None:
+def _exact_ids(
+    frame: pd.DataFrame, path: Path, columns: tuple[str, ...] = ("user", "item"), role: str | None = None
+) -> None:
     """Id columns read as text, normalised exactly as the fast reader does
     (:func:`~reelrec.data.dataset._ids_from_text`: integers within int64 as ``int64``, ids past it
-    as their text, never floats that merge); a column with a missing id is left for its error."""
+    as their text, never floats that merge); a column with a missing id is left for its error, an
+    id longer than 256 characters is refused before any array as wide as it is made."""
     for col in columns:
+        values = frame[col].to_numpy(dtype=object)
+        check_id_lengths(values, role or col, str(path))
         if frame[col].isna().any():
             continue
-        codes, uniques = pd.factorize(frame[col].to_numpy(dtype=object))
+        codes, uniques = pd.factorize(values)
         frame[col] = _ids_from_text(np.asarray(uniques, dtype=str))[codes]
 
 
@@ -573,7 +578,7 @@ def _load_items(
         text = [c for c in (mapping["title"], mapping["genres"]) if c is not None]
         frame = _read_text(path, sep, header=True, names=None, text_cols=text, id_cols=[mapping["item"]])
     if not parquet:  # ids as exactly as the ratings' (past int64: their text)
-        _exact_ids(frame, (mapping["item"],))
+        _exact_ids(frame, path, (mapping["item"],), "item")
     ids = frame[mapping["item"]]
     missing = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if missing.any():
