@@ -172,7 +172,9 @@ def _check_range(name: str, arr: np.ndarray, n_vocab: int) -> None:
     builds it: the ids that have ratings)."""
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n_vocab):
         raise ValueError(f"{name} points outside the vocabulary")
-    if np.count_nonzero(np.bincount(arr, minlength=n_vocab)) != n_vocab:
+    seen = np.zeros(n_vocab, dtype=bool)
+    seen[arr] = True  # buffered: no int64 copy of a 25M-entry index
+    if not seen.all():
         raise ValueError(f"{name} leaves ids of its vocabulary unused")
 
 
