@@ -6,8 +6,9 @@ a lookup table for integer ids in a compact range (MovieLens; the table spans th
 never their values), a sort otherwise, pyarrow's dictionary encoding for string ids. An id column
 the reader would take as floats or ``uint64`` (ids past 2**53 or 2**63, which would merge or wrap)
 is read as text and kept exactly (:func:`~reelrec.data.dataset._ids_from_text`); ids longer than
-256 characters go to the pandas path, which refuses them naming the row. Ratings become ``float32``, timestamps ``int64``. Peak memory
-is the raw columns (8 bytes a value) plus the result, about two to three times the final arrays.
+256 characters go to the pandas path, which refuses them naming the row. Ratings become
+``float32``, timestamps ``int64``. Peak memory is the raw columns (8 bytes a value) plus the
+result, about two to three times the final arrays.
 
 The result is exactly what the pandas path gives (:meth:`Dataset.from_frame` on the file read by
 pandas): the same sorted vocabularies (ids normalised by the same rule) and the same values.
