@@ -336,3 +336,24 @@ def test_evaluate_of_a_run_trained_with_no_cache_after_the_file_changed(
     assert main(["evaluate", str(run), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["rmse"] == pytest.approx(trained["test"]["rmse"])
+
+
+def test_a_file_of_whole_second_times_is_cached_only_once_it_is_old_enough(
+    tmp_path: Path, reads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a filesystem that keeps whole seconds, a write in the same second keeps the ctime: a
+    file that recent is not cached yet (git's racily-clean rule)."""
+    path = tmp_path / "r.csv"
+    _write(path)
+    real = cache_mod._identity
+    now = cache_mod.time.time_ns()
+
+    def coarse(p: Path) -> dict:
+        return {**real(p), "ctime_ns": now // 10**9 * 10**9}
+
+    monkeypatch.setattr(cache_mod, "_identity", coarse)
+    load_ratings(path)
+    assert _entries(tmp_path) == []
+    monkeypatch.setattr(cache_mod.time, "time_ns", lambda: now + 3 * 10**9)
+    load_ratings(path)
+    assert len(_entries(tmp_path)) == 1

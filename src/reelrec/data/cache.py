@@ -17,7 +17,8 @@ expanded. A large dataset's movie table is cached the same way, as Parquet.
   sees half of one. An entry is used only for the very file it was written from: its recorded
   identity (size, mtime, ctime, inode and a quick hash of the first and last MiB) must be the
   file's. Writing a file changes its ctime, which no user can set back (``touch -d`` restores the
-  mtime only), so a file changed in place, replaced or copied is read again. Each array's sha256
+  mtime only), so a file changed in place, replaced or copied is read again (on a filesystem of
+  whole-second times, a file is cached only once its ctime is two seconds old). Each array's sha256
   is recorded and checked on load, and the values are validated with the reader's own rules
   (ratings finite, within +-1e6 and the recorded scale; timestamps within +-2**62; every index
   within its vocabulary and every id used; vocabularies sorted and unique). An entry that is
@@ -117,6 +118,14 @@ def _identity(path: Path) -> dict[str, Any]:
         "inode": st.st_ino,
         "quick_sha256": quick_hash(path, st.st_size),
     }
+
+
+def _racy(identity: dict[str, Any]) -> bool:
+    """Whether a later write could leave the file's identity unchanged: on a filesystem that keeps
+    whole seconds, a change within the same second as the last one keeps the ctime (git's "racily
+    clean" case); such a file is cached only once its ctime is two seconds old."""
+    ctime = identity["ctime_ns"]
+    return ctime % 1_000_000_000 == 0 and time.time_ns() - ctime < 2_000_000_000
 
 
 def _entry(path: Path, params: dict[str, Any]) -> Path:
@@ -399,6 +408,10 @@ def _cached(
     value = read()
     if _identity(path) != identity:  # changed while being read: do not cache what may be a mix
         logger.warning("%s changed while it was read; not caching it", path)
+        return value
+    if _racy(identity):
+        logger.info("%s was written within the last seconds on a filesystem of whole-second times; "
+                    "not caching it yet", path.name)  # fmt: skip
         return value
     start = time.perf_counter()
     try:
