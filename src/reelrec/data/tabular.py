@@ -218,6 +218,7 @@ def _read_text(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed ids: read again as text
             try:
                 return pd.read_csv(src, encoding="utf-8", **kwargs)
             except UnicodeDecodeError:
@@ -320,9 +321,10 @@ def _load_frame(
                 f"{path}: the first line {columns} looks like data, not a header; add a header row"
             )
         positional = ["user", "item", "rating", "timestamp"][: len(columns)]
-        frame = _read_text(path, sep, header=False, names=positional, id_cols=["user", "item"])
+        frame = _read_text(path, sep, header=False, names=positional)
         mapping = {role: (role if role in positional else None) for role in wanted}
-        _exact_ids(frame, path)
+        reread = functools.partial(_read_text, path, sep, header=False, names=positional)
+        _exact_ids(frame, path, {"user": "user", "item": "item"}, reread)
         return frame, mapping, sep
     mapping = {
         role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
@@ -330,11 +332,11 @@ def _load_frame(
     }
     _check_distinct(mapping, path)
     if frame is None:  # all columns, so that a row with too many fields is an error
-        ids = [c for c in (mapping["user"], mapping["item"]) if c is not None]
-        frame = _read_text(path, sep, header=True, names=None, id_cols=ids)
+        frame = _read_text(path, sep, header=True, names=None)
     out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
     if not parquet:
-        _exact_ids(out, path)
+        reread = functools.partial(_read_text, path, sep, header=True, names=None)
+        _exact_ids(out, path, {"user": mapping["user"], "item": mapping["item"]}, reread)
     return out, mapping, sep
 
 
@@ -351,17 +353,35 @@ def _check_distinct(mapping: dict[str, str | None], path: Path) -> None:
             seen[col] = role
 
 
-def _exact_ids(
-    frame: pd.DataFrame, path: Path, columns: tuple[str, ...] = ("user", "item"), role: str | None = None
-) -> None:
-    """Id columns read as text, normalised exactly as the fast reader does
+def _exact_ids(frame: pd.DataFrame, path: Path, columns: dict[str, str | None], reread: Any) -> None:
+    """Id columns normalised exactly as the fast reader does
     (:func:`~reelrec.data.dataset._ids_from_text`: integers within int64 as ``int64``, ids past it
-    as their text, never floats that merge); a column with a missing id is left for its error, an
-    id longer than 256 characters is refused before any array as wide as it is made."""
+    as their text, never floats that merge).
+
+    ``columns`` maps the frame's id columns to the file's. Integer columns stay as pandas read them
+    (cheap); columns pandas read as floats, ``uint64`` or a mix of types are read again as text
+    (``reread(id_cols=...)``). A column with a missing id is left for its error; an id longer than
+    256 characters is refused before any array as wide as it is made.
+    """
+    todo = []
     for col in columns:
-        values = frame[col].to_numpy(dtype=object)
-        check_id_lengths(values, role or col, str(path))
-        if frame[col].isna().any():
+        values = frame[col]
+        if values.dtype.kind == "O":
+            check_id_lengths(values.to_numpy(), col, str(path))
+        if values.dtype.kind in "iO" and pd.api.types.infer_dtype(values) in ("integer", "string", "empty"):
+            if values.dtype.kind == "O" and not values.isna().any():
+                codes, uniques = pd.factorize(values.to_numpy())
+                frame[col] = _ids_from_text(np.asarray(uniques, dtype=str))[codes]
+            continue
+        if values.dtype.kind in "fuO" and not values.isna().any():
+            todo.append(col)
+    if not todo:
+        return
+    text = reread(id_cols=[columns[c] for c in todo])
+    for col in todo:
+        values = text[columns[col]].to_numpy(dtype=object)
+        check_id_lengths(values, col, str(path))
+        if pd.isna(values).any():  # an empty field read as a number before: left for its error
             continue
         codes, uniques = pd.factorize(values)
         frame[col] = _ids_from_text(np.asarray(uniques, dtype=str))[codes]
@@ -562,7 +582,8 @@ def _load_items(
     if frame is None and columns and _is_number(columns[0]) and len(columns) in (2, 3):
         # no header, MovieLens style (``1::Toy Story (1995)::Animation|...``): id, title[, genres]
         names = ["item", "title", "genres"][: len(columns)]
-        frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:], id_cols=["item"])
+        frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:])
+        reread = functools.partial(_read_text, path, sep, header=False, names=names)
         columns, has_header = names, True
         id_col, title_col = "item", "title"
         genres_col = "genres" if len(columns) == 3 else None
@@ -576,9 +597,13 @@ def _load_items(
     }
     if frame is None:
         text = [c for c in (mapping["title"], mapping["genres"]) if c is not None]
-        frame = _read_text(path, sep, header=True, names=None, text_cols=text, id_cols=[mapping["item"]])
+        frame = _read_text(path, sep, header=True, names=None, text_cols=text)
+        reread = functools.partial(_read_text, path, sep, header=True, names=None)
     if not parquet:  # ids as exactly as the ratings' (past int64: their text)
-        _exact_ids(frame, path, (mapping["item"],), "item")
+        item_col = mapping["item"]
+        ids = frame[[item_col]].rename(columns={item_col: "item"})
+        _exact_ids(ids, path, {"item": item_col}, reread)
+        frame[item_col] = ids["item"].to_numpy()
     ids = frame[mapping["item"]]
     missing = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if missing.any():
