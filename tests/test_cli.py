@@ -540,3 +540,14 @@ def test_threads_past_the_cores_are_cut_to_them(caplog) -> None:
         _bound_threads(args)
     assert args.threads == (os.cpu_count() or 1)
     assert "cores; using" in caplog.text
+
+
+def test_one_column_for_two_roles_is_one_line_not_an_internal_error(files, tmp_path, capsys) -> None:
+    ratings, _ = files
+    argv = ["train", "--ratings", str(ratings), "--rating-col", "userId", "--out", str(tmp_path / "run")]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"reelrec: error: {ratings}: column 'userId' is named for both the user and the rating; "
+        "each role needs its own column"
+    ]
