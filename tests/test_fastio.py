@@ -346,3 +346,10 @@ def test_ids_past_int64_after_the_first_block_are_kept_exactly(
     assert_same(fast, slow)
     assert fast.n_users == 52
     np.testing.assert_array_equal(fast.users.ids[fast.user_index], np.array(users))
+
+
+def test_a_column_named_twice_in_the_header_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating,rating\n1,2,3,4\n2,3,4,5\n")
+    with pytest.raises(DataError, match="the header names column 'rating' 2 times"):
+        load_ratings(path)

@@ -330,7 +330,7 @@ def _load_frame(
         role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
         for role, (want, req) in wanted.items()
     }
-    _check_distinct(mapping, path)
+    _check_distinct(mapping, path, columns)
     if frame is None:  # all columns, so that a row with too many fields is an error
         frame = _read_text(path, sep, header=True, names=None)
     out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
@@ -340,10 +340,13 @@ def _load_frame(
     return out, mapping, sep
 
 
-def _check_distinct(mapping: dict[str, str | None], path: Path) -> None:
-    """One column cannot play two roles (``--rating-col userId``)."""
+def _check_distinct(mapping: dict[str, str | None], path: Path, columns: list[str]) -> None:
+    """One column cannot play two roles (``--rating-col userId``), nor a column be named twice in the
+    header (which of the two would be read?)."""
     seen: dict[str, str] = {}
     for role, col in mapping.items():
+        if col is not None and columns.count(col) > 1:
+            raise DataError(f"{path}: the header names column {col!r} {columns.count(col)} times; rename one")
         if col is not None and col in seen:
             raise DataError(
                 f"{path}: column {col!r} is named for both the {seen[col]} and the {role}; "
@@ -542,7 +545,7 @@ def _fast_load(
                 role: _resolve(columns, w, role, path, required=r, default=_DEFAULT_COLUMNS.get(role))
                 for role, (w, r) in wanted.items()
             }
-            _check_distinct(mapping, path)
+            _check_distinct(mapping, path, columns)
             positions = {role: (None if col is None else columns.index(col)) for role, col in mapping.items()}
     except Exception as exc:  # the pandas path gives the proper error, if any
         logger.debug("%s: fast reader not used (%s)", path, exc)
