@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,7 @@ def test_damaged_cache_is_ignored_with_a_warning(
         (entry / "timestamp.npy").unlink()
     with caplog.at_level(logging.WARNING, logger="reelrec.data.cache"):
         again = load_ratings(path)
-    assert "ignoring the damaged cache" in caplog.text
+    assert "ignoring the cache of r.csv" in caplog.text
     assert len(reads) == 2
     assert_same(again, good)
     load_ratings(path)  # the entry was rewritten and is good again
@@ -228,3 +229,131 @@ def test_older_cache_versions_are_dropped(tmp_path: Path, monkeypatch: pytest.Mo
     (new,) = _entries(tmp_path)
     assert new not in (old, old_other)
     assert json.loads((new / "meta.json").read_text())["version"] == cache_mod.VERSION
+
+
+# ---------------------------------------------------------------------------- issue 23: stale or damaged
+def _big(path: Path) -> None:
+    """A file of ~5 MB: a change in its middle is beyond the quick hash's first and last MiB."""
+    _write(path, n=200_000)
+    assert path.stat().st_size > 4 * cache_mod._HASH_SPAN
+
+
+def _change_middle_keep_size_and_mtime(path: Path) -> None:
+    """What `sed` then `touch -d` does: other ratings in the middle, same size, same mtime."""
+    before = path.stat()
+    data = path.read_bytes()
+    a, b = len(data) // 3, 2 * len(data) // 3
+    middle = re.sub(rb",\d\.\d,", b",5.0,", data[a:b])  # every rating there is d.d
+    path.write_bytes(data[:a] + middle + data[b:])
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_file_changed_in_the_middle_with_size_and_mtime_restored_is_read_again(
+    tmp_path: Path, reads: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "r.csv"
+    _big(path)
+    old = load_ratings(path)
+    _change_middle_keep_size_and_mtime(path)
+    with caplog.at_level(logging.WARNING, logger="reelrec.data.cache"):
+        new = load_ratings(path)
+    assert len(reads) == 2
+    assert "ignoring the cache of r.csv (stale" in caplog.text
+    assert not np.array_equal(new.rating, old.rating)
+    truth = load_ratings(path, cache=False)
+    assert_same(new, truth)
+    assert new.source["sha256"] == truth.source["sha256"] != old.source["sha256"]
+
+
+def _rewrite(entry: Path, name: str, arr: np.ndarray, *, fix_checksum: bool) -> None:
+    np.save(entry / f"{name}.npy", arr)
+    if fix_checksum:  # a consistent-looking entry: only the value checks can tell
+        meta = json.loads((entry / "meta.json").read_text())
+        meta["checksums"][name] = cache_mod._digest(np.load(entry / f"{name}.npy"))
+        (entry / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("fix_checksum", [False, True], ids=["checksum", "values"])
+@pytest.mark.parametrize("damage", ["nan_rating", "huge_rating", "index_out_of_range_in_the_middle"])
+def test_damaged_cache_values_are_refused_and_the_file_read(
+    tmp_path: Path, reads: list[Path], caplog: pytest.LogCaptureFixture, damage: str, fix_checksum: bool
+) -> None:
+    path = tmp_path / "r.csv"
+    _write(path, n=30_000)
+    good = load_ratings(path)
+    (entry,) = _entries(tmp_path)
+    if damage == "index_out_of_range_in_the_middle":
+        idx = np.load(entry / "item_index.npy")
+        idx[len(idx) // 2] = len(good.items) + 5
+        _rewrite(entry, "item_index", idx, fix_checksum=fix_checksum)
+    else:
+        rating = np.load(entry / "rating.npy")
+        rating[len(rating) // 2] = np.nan if damage == "nan_rating" else np.float32(1e30)
+        _rewrite(entry, "rating", rating, fix_checksum=fix_checksum)
+    with caplog.at_level(logging.WARNING, logger="reelrec.data.cache"):
+        again = load_ratings(path)
+    assert len(reads) == 2
+    assert "ignoring the cache of r.csv" in caplog.text
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    assert_same(again, good)
+    assert np.isfinite(again.rating).all()
+
+
+def test_another_datasets_arrays_beside_the_right_meta_are_refused(
+    tmp_path: Path, reads: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path, other = tmp_path / "r.csv", tmp_path / "other" / "r.csv"
+    other.parent.mkdir()
+    _write(path, seed=0)
+    _write(other, seed=1)
+    good = load_ratings(path)
+    load_ratings(other)
+    (entry,), (other_entry,) = _entries(tmp_path), _entries(other.parent)
+    for npy in other_entry.glob("*.npy"):  # same shapes and ranges, other values
+        (entry / npy.name).write_bytes(npy.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="reelrec.data.cache"):
+        again = load_ratings(path)
+    assert "does not match its checksum" in caplog.text
+    assert len(reads) == 3
+    assert_same(again, good)
+
+
+def test_evaluate_of_a_run_trained_with_no_cache_after_the_file_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reelrec.cli import main
+
+    path = tmp_path / "r.csv"
+    _big(path)
+    load_ratings(path)  # the cache of the old content
+    _change_middle_keep_size_and_mtime(path)
+    run = tmp_path / "run"
+    argv = ["train", "--ratings", str(path), "--model", "bias", "--no-cache", "--no-progress"]
+    assert main([*argv, "--duplicates", "last", "--out", str(run), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["rmse"] == pytest.approx(trained["test"]["rmse"])
+
+
+def test_a_file_of_whole_second_times_is_cached_only_once_it_is_old_enough(
+    tmp_path: Path, reads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a filesystem that keeps whole seconds, a write in the same second keeps the ctime: a
+    file that recent is not cached yet (git's racily-clean rule)."""
+    path = tmp_path / "r.csv"
+    _write(path)
+    real = cache_mod._identity
+    now = cache_mod.time.time_ns()
+
+    def coarse(p: Path) -> dict:
+        return {**real(p), "ctime_ns": now // 10**9 * 10**9}
+
+    monkeypatch.setattr(cache_mod, "_identity", coarse)
+    load_ratings(path)
+    assert _entries(tmp_path) == []
+    monkeypatch.setattr(cache_mod.time, "time_ns", lambda: now + 3 * 10**9)
+    load_ratings(path)
+    assert len(_entries(tmp_path)) == 1

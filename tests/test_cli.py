@@ -466,3 +466,88 @@ def test_train_decode_thresholds_is_saved_with_the_run(files, tmp_path, capsys) 
     code, _out, err = run(capsys, *argv, "--decode", "thresholds", "--out", str(tmp_path / "run2"))
     assert code == 1
     assert "validation part" in err
+
+
+# ---------------------------------------------------------------------------- issue 23: counts
+@pytest.mark.parametrize("n", [10**8, 10**30])
+def test_list_length_past_the_catalogue_is_capped_not_allocated(mf_run, capsys, n) -> None:
+    import tracemalloc
+
+    user = "100"
+    tracemalloc.start()
+    try:
+        code, out, err = run(capsys, "recommend", str(mf_run), "--user", user, "-n", str(n), "--json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0, err
+    items = json.loads(out)["items"]
+    assert 0 < len(items) <= 30  # the catalogue
+    assert peak < 200 << 20  # not a list padded to n
+    code, out, err = run(capsys, "similar", str(mf_run), "--movie", "m1", "-n", str(n), "--json")
+    assert code == 0, err
+    assert 0 < len(json.loads(out)["items"]) < 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: must be a whole number from 1 to 10,000 (got 0)"),
+        (["--epochs", "100000"], "argument --epochs: must be a whole number from 1 to 10,000"),
+        (["--epochs", "1e3"], "argument --epochs: expected a whole number from 1 to 10,000, not '1e3'"),
+        (["--seed", "-1"], "argument --seed: must be a whole number from 0 to 4,294,967,295"),
+        (["--seed", str(10**23)], "argument --seed: must be a whole number from 0"),
+        (["--threads", "0"], "argument --threads: must be a whole number from 1 to 4,096"),
+        (["--threads", "100000"], "argument --threads: must be a whole number from 1 to 4,096"),
+        (["--batch-size", "0"], "argument --batch-size: must be a whole number from 1"),
+        (["--patience", "-1"], "argument --patience: must be a whole number from 0"),
+    ],
+)
+def test_counts_out_of_range_are_refused_in_one_line_before_any_work(tmp_path, capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--ratings", str(tmp_path / "none.csv"), "--out", str(tmp_path / "run"), *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"reelrec train: error: {message}")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "prefix"),
+    [
+        (["recommend", "run", "--n", "12", "--user", "1"], "--n"),  # was --novelty 12
+        (["train", "--ratings", "r.csv", "--out", "x", "--epoch", "3"], "--epoch"),
+        (["--verb", "datasets"], "--verb"),
+    ],
+)
+def test_option_prefixes_are_not_taken_for_other_options(capsys, argv, prefix) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {prefix}" in err
+
+
+def test_threads_past_the_cores_are_cut_to_them(caplog) -> None:
+    import argparse
+    import logging
+    import os
+
+    from reelrec.cli import _bound_threads
+
+    args = argparse.Namespace(threads=(os.cpu_count() or 1) + 100)
+    with caplog.at_level(logging.WARNING):
+        _bound_threads(args)
+    assert args.threads == (os.cpu_count() or 1)
+    assert "cores; using" in caplog.text
+
+
+def test_one_column_for_two_roles_is_one_line_not_an_internal_error(files, tmp_path, capsys) -> None:
+    ratings, _ = files
+    argv = ["train", "--ratings", str(ratings), "--rating-col", "userId", "--out", str(tmp_path / "run")]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"reelrec: error: {ratings}: column 'userId' is named for both the user and the rating; "
+        "each role needs its own column"
+    ]

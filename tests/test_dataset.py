@@ -73,3 +73,25 @@ def test_fingerprint_changes_with_data() -> None:
     a = Dataset.from_frame(frame, name="a").fingerprint()
     frame.loc[1, "rating"] = 5.0
     assert Dataset.from_frame(frame, name="a").fingerprint() != a
+
+
+def test_vocabulary_keeps_ids_past_int64_exactly() -> None:
+    """Python ints past int64 and uint64 past 2**63 stay distinct ids (text), never floats that merge."""
+    raw = [10**30 + 1, 10**30 + 2, 2**64 - 1, 5]
+    vocab = Vocabulary.from_raw(raw, "user")
+    assert len(vocab) == 4
+    assert sorted(vocab.ids.tolist()) == sorted(str(r) for r in raw)
+    assert vocab.index([10**30 + 2, "1000000000000000000000000000001", np.uint64(2**64 - 1)]).tolist() == [
+        vocab.index(str(10**30 + 2))[0],
+        vocab.index(str(10**30 + 1))[0],
+        vocab.index(str(2**64 - 1))[0],
+    ]
+    wide = Vocabulary.from_raw(np.array([2**64 - 1, 2**63, 3], dtype=np.uint64))
+    assert sorted(wide.ids.tolist()) == ["18446744073709551615", "3", "9223372036854775808"]
+
+
+def test_unknown_id_message_stays_one_short_line() -> None:
+    with pytest.raises(UnknownIdError) as err:
+        Vocabulary.from_raw(["a", "b"], "user").index("x" * 200_000)
+    assert len(str(err.value)) < 150
+    assert "200,000 characters" in str(err.value)

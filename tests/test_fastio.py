@@ -229,3 +229,127 @@ def test_dataset_arrays_are_compact_everywhere() -> None:
     split = make_split(ds, "holdout80", seed=0, valid_fraction=0.0)
     assert split.train.user_index.dtype == np.int32
     assert split.test.item_index.dtype == np.int32
+
+
+# ---------------------------------------------------------------------------- issue 23: ids of every shape
+def _id_file(path: Path, users: list[str], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    n = len(users)
+    lines = [
+        f"{u},{m},{r}" for u, m, r in zip(users, rng.integers(1, 300, n), rng.integers(1, 6, n), strict=True)
+    ]
+    path.write_text("userId,movieId,rating\n" + "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda i: str(10**30 + i),  # past int64: pyarrow and pandas read floats
+        lambda i: str(2**64 - 1 - i),  # near 2**64: uint64
+        lambda i: str(2**63 + 7 * i),  # just past int64
+        lambda i: str(2**53 + i),  # past 2**53, within int64: stays int64
+        lambda i: str(10**30 + i) if i % 2 else str(i),  # mixed with small ids
+    ],
+    ids=["1e30", "near_2_64", "past_int64", "past_2_53", "mixed"],
+)
+def test_ids_past_int64_are_kept_exactly_by_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, make
+) -> None:
+    users = [make(i) for i in range(3000)]
+    path = tmp_path / "r.csv"
+    _id_file(path, users)
+    fast, slow = _both(monkeypatch, load_ratings, path)
+    assert_same(fast, slow)
+    assert len(fast) == 3000
+    assert fast.n_users == 3000
+    raw = fast.users.ids[fast.user_index]
+    if fast.users.is_integer:
+        assert [int(v) for v in raw] == [int(u) for u in users]
+    else:
+        np.testing.assert_array_equal(raw, np.array(users))
+    assert fast.deduplicate("error") is not None  # no "repeated ratings" from merged ids
+    assert fast.users.index([users[17]])[0] == fast.user_index[17]
+
+
+def test_ids_written_as_numbers_keep_their_old_meaning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leading zeros, a sign and integral decimals name the integer, as pandas reads them."""
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating\n007,1,4\n+8,2,3\n196.0,3,5\n9,1.0,2\n")
+    fast, slow = _both(monkeypatch, load_ratings, path)
+    assert_same(fast, slow)
+    assert fast.users.ids.tolist() == [7, 8, 9, 196]
+    assert fast.items.ids.tolist() == [1, 2, 3]
+
+
+def test_parquet_uint64_ids_past_int64_do_not_wrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.parquet"
+    users = np.array([2**64 - 1, 2**63, 5], dtype=np.uint64)
+    pd.DataFrame({"user": users, "item": [1, 2, 3], "rating": [1.0, 2.0, 3.0]}).to_parquet(path)
+    fast, slow = _both(monkeypatch, load_ratings, path)
+    assert_same(fast, slow)
+    assert sorted(fast.users.ids.tolist()) == sorted(str(int(u)) for u in users)
+
+
+@pytest.mark.parametrize("low", [3 * 10**8, 2**53 + 1, 2**62])
+def test_id_lookup_memory_follows_the_rows_not_the_id_values(low: int) -> None:
+    import tracemalloc
+
+    raw = low + np.arange(3000, dtype=np.int64) * 97
+    tracemalloc.start()
+    try:
+        uniques, codes = factorize(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(uniques[codes], raw)
+    assert peak < 64 << 20  # a table of the span (4M entries at most), not of the largest id
+
+
+def test_a_200000_character_id_is_a_one_line_error(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "r.csv"
+    users = [str(i % 40) for i in range(1000)]
+    users[2] = "x" * 200_000
+    _id_file(path, users)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"user id on data row 3 is 200,000 characters long") as err:
+            load_ratings(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(str(err.value)) < 300
+    assert peak < 100 << 20  # never an array of 1,000 ids 800 kB wide each
+
+
+def test_one_column_named_for_two_roles_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    _id_file(path, ["1", "2", "3"])
+    with pytest.raises(DataError, match="column 'userId' is named for both the user and the rating"):
+        load_ratings(path, rating_col="userId")
+
+
+def test_ids_past_int64_after_the_first_block_are_kept_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader infers int64 from the first block; a later id past int64 is still exact."""
+    from reelrec.data import fastio
+
+    monkeypatch.setattr(fastio, "BLOCK_BYTES", 4096)
+    users = [str(i % 50) for i in range(2000)] + [str(10**30 + 1), str(10**30 + 2)]
+    path = tmp_path / "r.csv"
+    _id_file(path, users)
+    fast, slow = _both(monkeypatch, load_ratings, path)
+    assert_same(fast, slow)
+    assert fast.n_users == 52
+    np.testing.assert_array_equal(fast.users.ids[fast.user_index], np.array(users))
+
+
+def test_a_column_named_twice_in_the_header_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId,rating,rating\n1,2,3,4\n2,3,4,5\n")
+    with pytest.raises(DataError, match="the header names column 'rating' 2 times"):
+        load_ratings(path)

@@ -591,3 +591,42 @@ def test_running_out_of_memory_is_one_line_that_says_so(monkeypatch, capsys) -> 
     code, _, err = run(capsys, "datasets")
     assert code == 1
     assert err == "reelrec: error: out of memory; use a smaller model, batch or dataset\n"
+
+
+# ------------------------------------------------------------------------ issue 23: MovieLens ids
+_BIG = str(10**30 + 1)
+_ML_FOLDERS = {
+    "csv": {
+        "ratings.csv": f"userId,movieId,rating,timestamp\n{_BIG},1,4,978300760\n5,2,3,978300761\n",
+        "movies.csv": "movieId,title,genres\n1,A (1999),Drama\n2,B (2000),Drama\n",
+    },
+    "dat": {
+        "ratings.dat": f"{_BIG}::1::4::978300760\n5::2::3::978300761\n",
+        "movies.dat": "1::A (1999)::Drama\n2::B (1999)::Drama\n",
+    },
+    "dat_fraction": {
+        "ratings.dat": "1.5::1::4::978300760\n5::2::3::978300761\n",
+        "movies.dat": "1::A (1999)::Drama\n2::B (1999)::Drama\n",
+    },
+    "100k": {
+        "u.data": f"{_BIG}\t1\t4\t978300760\n5\t2\t3\t978300761\n",
+        "u.item": "".join(f"{i}|F{i} (1999)|01-Jan-1999||http://x" + "|0" * 19 + "\n" for i in (1, 2)),
+        "u.user": f"{_BIG}|24|M|technician|85711\n5|53|F|other|94043\n",
+    },
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_ML_FOLDERS))
+def test_movielens_folder_ids_past_int64_are_refused_not_wrapped(tmp_path, layout) -> None:
+    """A MovieLens-layout folder whose ids do not fit int64 (or are not whole) is a one-line error:
+    astype(int64) would wrap 10**30 to -2**63 (merging users) and cut 1.5 to 1."""
+    from reelrec.data.movielens import load_movielens
+    from reelrec.errors import DataError
+
+    folder = tmp_path / layout
+    folder.mkdir()
+    for name, text in _ML_FOLDERS[layout].items():
+        (folder / name).write_text(text)
+    with pytest.raises(DataError, match="cannot parse") as err:
+        load_movielens(folder, cache=False)
+    assert "\n" not in str(err.value)

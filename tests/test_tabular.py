@@ -352,3 +352,18 @@ def test_real_ml1m_ratings_csv(ml1m_ratings_csv: Path) -> None:
     assert ds.timestamp is None
     assert ds.source["sha256"] == "dcb0869214bc51f7e0903d48acde4c2ae88f2fe126a121865a39594d16b35a57"
     assert np.bincount(ds.rating.astype(np.int64)).tolist() == [0, 56174, 107557, 261197, 348971, 226310]
+
+
+def test_item_ids_past_int64_match_their_titles(tmp_path: Path) -> None:
+    """Ratings and items files with ids past int64: each movie keeps its own id and title."""
+    ids = [str(10**30 + k) for k in range(40)]
+    ratings = tmp_path / "r.csv"
+    rows = [f"{u},{ids[(u * 7 + k) % 40]},{1 + (u + k) % 5}" for u in range(30) for k in range(6)]
+    ratings.write_text("userId,movieId,rating\n" + "\n".join(rows) + "\n")
+    movies = tmp_path / "movies.csv"
+    movies.write_text("movieId,title\n" + "\n".join(f"{i},Film {k} (1999)" for k, i in enumerate(ids)) + "\n")
+    ds = load_ratings(ratings, items_path=movies)
+    assert ds.n_items == 40
+    assert sorted(ds.items.ids.tolist()) == sorted(ids)
+    titles = ds.item_info.loc[ds.items.ids, "title"].tolist()
+    assert titles == [f"Film {ids.index(i)}" for i in ds.items.ids]

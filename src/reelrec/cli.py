@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -245,14 +246,16 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--rate {pair!r}: expected MOVIE_ID=RATING") from None
             if not sep:
                 raise ConfigError(f"--rate {pair!r}: expected MOVIE_ID=RATING")
-        items = rec.recommend_for_ratings(ratings, n=args.n, novelty=args.novelty)
+        items = rec.recommend_for_ratings(ratings, n=_list_length(args, rec), novelty=args.novelty)
         who = (
             f"a new user with {len(ratings)} ratings" if ratings else "a new user (no ratings: most popular)"
         )
         label = "predicted" if ratings else "count"
         user_json: Any = None
     else:
-        items = rec.recommend(args.user, n=args.n, exclude_rated=not args.include_seen, novelty=args.novelty)
+        items = rec.recommend(
+            args.user, n=_list_length(args, rec), exclude_rated=not args.include_seen, novelty=args.novelty
+        )
         who = f"user {args.user}"
         label = (
             # rating models show predicted ratings; popularity its training counts; ranking models scores
@@ -276,7 +279,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     from reelrec.recommender import Recommender
 
     rec = Recommender.load(args.run_dir)
-    items = rec.similar_items(args.movie, n=args.n)
+    items = rec.similar_items(args.movie, n=_list_length(args, rec))
     _emit(
         args,
         {"item_id": args.movie, "items": [i.to_json() for i in items]},
@@ -416,6 +419,22 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bound_threads(args: argparse.Namespace) -> None:
+    """``--threads`` past this machine's cores is cut to them, with a one-line warning (thousands
+    of threads only fail to start)."""
+    cores = os.cpu_count() or 1
+    if getattr(args, "threads", None) is not None and args.threads > cores:
+        logging.getLogger("reelrec").warning(
+            "--threads %d: this machine has %d cores; using %d", args.threads, cores, cores
+        )
+        args.threads = cores
+
+
+def _list_length(args: argparse.Namespace, rec: Any) -> int:
+    """``-n`` capped at the catalogue: a longer list cannot exist (and must not be allocated)."""
+    return max(1, min(args.n, len(rec.items)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -424,8 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
-        parser.exit(2, "reelrec: error: -n must be at least 1\n")
+    _bound_threads(args)
     try:
         if args.command != "serve" and hasattr(args, "threads"):
             from reelrec.threads import available_cores, set_threads

@@ -9,13 +9,64 @@ needs are imported inside the functions that build its values.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from reelrec._defaults import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, LIST_NOVELTY
 from reelrec._version import __version__
 from reelrec.errors import ConfigError
+
+#: bounds of the counts a user gives (the training ones are TrainConfig's, checked here before any
+#: data is read); the list lengths -n are capped at the catalogue by the commands
+MAX_EPOCHS = 10_000
+MAX_BATCH = 10_000_000
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 4096
+MAX_TAGS = 10_000
+MAX_TRIALS = 1_000_000
+
+
+def count(low: int, high: int | None = None) -> Any:
+    """An argparse ``type``: a whole number from ``low`` (to ``high``), else a one-line error."""
+
+    def parse(text: str) -> int:
+        bound = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
+        what = f"a whole number {bound}"
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text[:40]!r}") from None
+        if value < low or (high is not None and value > high):
+            shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+            raise argparse.ArgumentTypeError(f"must be {what} (got {shown})")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def real(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> Any:
+    """An argparse ``type``: a finite number within the bounds given, else a one-line error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text[:40]!r}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            lo = "" if low is None else f"{'above' if low_open else 'at least'} {low:g}"
+            hi = "" if high is None else f"at most {high:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {' and '.join(filter(None, (lo, hi)))} (got {text[:40]})"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -125,14 +176,14 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
             default=0.05,
             help="part of the training data held out for early stopping (0: none)",
         )
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=count(0, MAX_SEED), default=42)
+    p.add_argument("--epochs", type=count(1, MAX_EPOCHS))
+    p.add_argument("--batch-size", type=count(1, MAX_BATCH))
     p.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
     p.add_argument("--optimizer", choices=["adam", "adamw", "adamax", "sgd", "adagrad", "sparse_adam"])
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--lr-schedule", choices=["constant", "cosine", "step", "plateau"])
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--patience", type=count(0, MAX_EPOCHS), help="early-stopping patience in epochs (0: off)")
     p.add_argument(
         "--row-sparse",
         choices=["auto", "on", "off"],
@@ -146,7 +197,7 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
     )
     p.add_argument(
         "--refit-models",
-        type=int,
+        type=int,  # 1..16, checked by TrainConfig
         metavar="N",
         help="with --refit, retrain N differently seeded models and average them (mf: 2, merged into one MF)",
     )
@@ -173,7 +224,7 @@ def _add_train_options(p: argparse.ArgumentParser, with_split: bool = True) -> N
 def _add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
-        type=int,
+        type=count(1, MAX_THREADS),
         metavar="N",
         help="CPU threads for training and scoring (default: the cores idle when the command starts)",
     )
@@ -213,7 +264,7 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tags",
-        type=int,
+        type=count(1, MAX_TAGS),
         nargs="?",
         const=100,
         metavar="N",
@@ -256,11 +307,19 @@ def _add_model_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelrec", description="Neural-network movie recommender.")
+    parser = argparse.ArgumentParser(
+        prog="reelrec", description="Neural-network movie recommender.", allow_abbrev=False
+    )
     parser.add_argument("--version", action="version", version=f"reelrec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # no prefix matching anywhere: `recommend --n 12` must not mean --novelty 12
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False),
+    )
 
     p = sub.add_parser("datasets", help="list the MovieLens datasets and which are present")
     _add_data_options(p)
@@ -292,10 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_option(p)
     _add_train_options(p)
     _add_data_options(p)
-    p.add_argument("--trials", type=int, default=100, help="at most this many trials (default 100)")
-    p.add_argument("--timeout", type=float, default=1800, help="search budget in seconds (default 1800)")
+    p.add_argument(
+        "--trials", type=count(1, MAX_TRIALS), default=100, help="at most this many trials (default 100)"
+    )
+    p.add_argument(
+        "--timeout", type=real(0, low_open=True), default=1800, help="search budget in seconds (default 1800)"
+    )
     p.add_argument("--space", help="search space TOML ([model] and [train] tables; default: built in)")
-    p.add_argument("--max-epochs", type=int, help="cap on each trial's epochs")
+    p.add_argument("--max-epochs", type=count(1, MAX_EPOCHS), help="cap on each trial's epochs")
     p.add_argument("--out", required=True, help="folder for trials.csv/json, best.json and the run")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -341,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MOVIE=RATING",
         help="a new user's rating (repeatable; folded in without retraining)",
     )
-    p.add_argument("-n", type=int, default=10)
+    p.add_argument("-n", type=count(1), default=10, help="list length (capped at the catalogue)")
     p.add_argument("--include-seen", action="store_true", help="also rank movies the user already rated")
     p.add_argument(
         "--novelty",
@@ -355,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("similar", help="movies with the most similar embeddings")
     p.add_argument("run_dir")
     p.add_argument("--movie", required=True)
-    p.add_argument("-n", type=int, default=10)
+    p.add_argument("-n", type=count(1), default=10, help="list length (capped at the catalogue)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("experiment", help="train several configurations and compare them (table + plots)")

@@ -27,6 +27,48 @@ logger = logging.getLogger(__name__)
 #: ratings must be finite numbers within +-RATING_LIMIT (ratings are float32, exact to ~7
 #: digits; no rating scale comes near it, so a value past it is a corrupt or misplaced field)
 RATING_LIMIT = 1e6
+#: timestamps (epoch seconds) must lie within +-TIMESTAMP_LIMIT
+TIMESTAMP_LIMIT = 2**62
+#: the longest id a data file may hold, in characters (numpy keeps every id of a vocabulary at the
+#: width of the longest: one 200,000-character id would make each 800 kB)
+MAX_ID_CHARS = 256
+
+
+def id_too_long(raw: Any) -> int | None:
+    """The position of the first id of ``raw`` longer than :data:`MAX_ID_CHARS`, else ``None``."""
+    arr = np.asarray(raw)
+    if arr.dtype.kind not in "OUS" or not arr.size:
+        return None
+    if arr.dtype.kind in "US" and arr.dtype.itemsize <= MAX_ID_CHARS * (4 if arr.dtype.kind == "U" else 1):
+        return None
+    lengths = pd.Series(arr.ravel(), dtype=object).astype(str).str.len().to_numpy()
+    long = np.flatnonzero(lengths > MAX_ID_CHARS)
+    return int(long[0]) if long.size else None
+
+
+def check_id_lengths(raw: Any, role: str, source: str) -> None:
+    """Refuse, naming the data row, an id longer than :data:`MAX_ID_CHARS` characters.
+
+    Raises:
+        DataError: one line.
+    """
+    row = id_too_long(raw)
+    if row is not None:
+        length = len(str(np.asarray(raw).ravel()[row]))
+        raise DataError(
+            f"{source}: the {role} id on data row {row + 1} is {length:,} characters long; "
+            f"ids may have at most {MAX_ID_CHARS}"
+        )
+
+
+def short_repr(value: Any, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters (an id in a one-line message)."""
+    text = repr(value)
+    return (
+        text if len(text) <= width else f"{text[: width - 5]}...{text[-2:]} ({len(str(value)):,} characters)"
+    )
+
+
 #: a discrete scale has at most this many levels (``low, low+step, ..., high``); a wider one is
 #: treated as continuous, so nothing ever allocates in proportion to a rating value
 MAX_SCALE_LEVELS = 1000
@@ -37,6 +79,8 @@ def _normalise_ids(raw: Any) -> np.ndarray:
     arr = np.asarray(raw)
     if arr.ndim == 0:
         arr = arr.reshape(1)
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        return arr.astype(str)  # past int64: kept exactly, as text
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64, copy=False)
     if arr.dtype.kind == "b":
@@ -55,6 +99,37 @@ def _normalise_ids(raw: Any) -> np.ndarray:
         if np.array_equal(as_int.astype(str), np.char.strip(as_str)):
             return as_int
     return as_str
+
+
+def _ids_from_text(texts: Any) -> np.ndarray:
+    """Ids that a text file writes as numbers, read exactly from their text (for the id columns a
+    reader would otherwise take as ``float64`` or ``uint64``, merging ids past 2**53).
+
+    Integers within ``int64`` (``"007"``, ``"+7"`` and ``"196.0"`` included, as pandas reads
+    them) and other numbers that are integral within 2**53 (``"1.96e2"``) become ``int64``;
+    otherwise every id is its text as written (an id past ``int64`` such as ``10**30 + 1`` stays
+    ``"1000000000000000000000000000001"``), so no two ids ever merge.
+    """
+    original = np.asarray(texts, dtype=str).ravel()
+    text = pd.Series(original, dtype=object).str.strip()
+    keys = np.zeros(len(text), dtype=np.int64)
+    integral = np.array(text.str.fullmatch(r"[+-]?\d+(?:\.0*)?"), dtype=bool)
+    digits = text[integral].str.replace(r"\.0*$", "", regex=True)
+    body = digits.str.lstrip("+-").str.lstrip("0")
+    width = body.str.len().to_numpy()
+    limit = np.where(digits.str.startswith("-").to_numpy(dtype=bool), str(2**63), str(2**63 - 1))
+    fits = (width < 19) | ((width == 19) & (body.to_numpy(dtype=str) <= limit))
+    ok = integral.copy()
+    ok[integral] = fits
+    if fits.any():
+        keys[np.flatnonzero(integral)[fits]] = digits[fits].astype(np.int64).to_numpy()
+    rest = ~integral
+    if rest.any():
+        num = pd.to_numeric(text[rest], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        keys[rest], ok[rest] = _integral(num)
+    if ok.all():
+        return keys
+    return original
 
 
 def _int_keys(arr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -178,7 +253,7 @@ class Vocabulary:
         if missing == "error" and not np.all(found):
             bad = arr[~found][0]
             bad = bad.item() if isinstance(bad, np.generic) else bad
-            raise UnknownIdError(f"unknown {self.name} id {bad!r} (not in the training data)")
+            raise UnknownIdError(f"unknown {self.name} id {short_repr(bad)} (not in the training data)")
         return np.where(found, pos, -1).astype(np.int64)
 
     def __contains__(self, raw: object) -> bool:
@@ -331,6 +406,8 @@ class Dataset:
         for column in ("user", "item", "rating"):
             if pd.api.types.is_bool_dtype(frame[column].dtype):
                 raise DataError(f"{name}: the {column} column holds true/false values, not {column}s")
+        for role in ("user", "item"):
+            check_id_lengths(frame[role].to_numpy(), role, name)
         users_raw = _normalise_ids(frame["user"].to_numpy())
         items_raw = _normalise_ids(frame["item"].to_numpy())
         rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
@@ -355,7 +432,7 @@ class Dataset:
             if ts_num.isna().any():
                 row = int(np.flatnonzero(ts_num.isna().to_numpy())[0])
                 raise DataError(f"{name}: timestamp on data row {row + 1} is not a number")
-            huge = (ts_num.abs() > 2**62).to_numpy()
+            huge = (ts_num.abs() > TIMESTAMP_LIMIT).to_numpy()
             if huge.any():
                 row = int(np.flatnonzero(huge)[0])
                 raise DataError(f"{name}: timestamp on data row {row + 1} is out of range (seconds expected)")

@@ -2,9 +2,13 @@
 
 pyarrow's streaming CSV reader (parsing in parallel threads) or its Parquet reader gives the user,
 item, rating and timestamp columns; raw ids become dense ``int32`` indices with vectorised numpy:
-a lookup table for integer ids in a compact range (MovieLens), a sort otherwise, pyarrow's
-dictionary encoding for string ids. Ratings become ``float32``, timestamps ``int64``. Peak memory
-is the raw columns (8 bytes a value) plus the result, about two to three times the final arrays.
+a lookup table for integer ids in a compact range (MovieLens; the table spans the ids' range,
+never their values), a sort otherwise, pyarrow's dictionary encoding for string ids. An id column
+the reader would take as floats or ``uint64`` (ids past 2**53 or 2**63, which would merge or wrap)
+is read as text and kept exactly (:func:`~reelrec.data.dataset._ids_from_text`); ids longer than
+256 characters go to the pandas path, which refuses them naming the row. Ratings become
+``float32``, timestamps ``int64``. Peak memory is the raw columns (8 bytes a value) plus the
+result, about two to three times the final arrays.
 
 The result is exactly what the pandas path gives (:meth:`Dataset.from_frame` on the file read by
 pandas): the same sorted vocabularies (ids normalised by the same rule) and the same values.
@@ -29,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from reelrec._files import byte_progress
-from reelrec.data.dataset import RATING_LIMIT, RatingScale, _normalise_ids
+from reelrec.data.dataset import (
+    MAX_ID_CHARS,
+    RATING_LIMIT,
+    TIMESTAMP_LIMIT,
+    RatingScale,
+    _ids_from_text,
+    _normalise_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +103,18 @@ def factorize(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = int(raw.min()), int(raw.max())
         span = hi - lo + 1
         if span <= max(n, LUT_MIN_SPAN):
-            shifted = raw if lo >= 0 else raw - lo  # a table from 0 avoids a copy of the ids
-            size = hi + 1 if lo >= 0 else span
+            # a table from 0 avoids a copy of the ids, where it is no larger than the span allows;
+            # else the table covers lo..hi only: memory follows the rows, never the ids' values
+            from_zero = lo >= 0 and hi < max(n, LUT_MIN_SPAN)
+            shifted = raw if from_zero else raw - lo
+            size = hi + 1 if from_zero else span
             present = np.zeros(size, dtype=bool)
             present[shifted] = True
             uniques = np.flatnonzero(present)
             lut = np.cumsum(present, dtype=np.int32)
             lut -= 1
             codes = lut[shifted]
-            return (uniques if lo >= 0 else uniques + lo).astype(raw.dtype), codes
+            return (uniques if from_zero else uniques + lo).astype(raw.dtype), codes
     order = np.argsort(raw, kind="stable")
     ordered = raw[order]
     first = np.empty(n, dtype=bool)
@@ -111,10 +125,13 @@ def factorize(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[first], codes
 
 
-def _vocabulary(uniques: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _vocabulary(
+    uniques: np.ndarray, codes: np.ndarray, *, numeric_text: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The vocabulary and dense indices from raw uniques and codes, normalising the ids exactly as
-    :meth:`Dataset.from_frame` does (``"12"`` and ``12.0`` become the integer 12)."""
-    norm = _normalise_ids(uniques)
+    :meth:`Dataset.from_frame` does (``"12"`` and ``12.0`` become the integer 12); ``numeric_text``:
+    the uniques are the text of numbers (:func:`~reelrec.data.dataset._ids_from_text`)."""
+    norm = _ids_from_text(uniques) if numeric_text else _normalise_ids(uniques)
     if norm.dtype.kind == "i" and uniques.dtype.kind in "iu":
         return norm, codes  # integers: already sorted and unique
     vocab = np.unique(norm)
@@ -150,7 +167,10 @@ def _compact(role: str, arr: Any) -> Any:
     if role == "timestamp":
         if not is_int:
             raise Unsupported(f"timestamp column of type {typ}")
-        return arr.to_numpy().astype(np.int64, copy=False)
+        ts = arr.to_numpy().astype(np.int64, copy=False)
+        if ts.size and max(abs(int(ts.min())), abs(int(ts.max()))) > TIMESTAMP_LIMIT:
+            raise Unsupported("timestamps out of range")  # the pandas path names the row
+        return ts
     if not (is_int or pa.types.is_floating(typ)):
         raise Unsupported(f"rating column of type {typ}")
     values = arr.to_numpy().astype(np.float64, copy=False)
@@ -166,8 +186,9 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _id_column(role: str, parts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Vocabulary and ``int32`` indices of an id column from its compact batches."""
+def _id_column(role: str, parts: list[Any], numeric_text: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Vocabulary and ``int32`` indices of an id column from its compact batches (``numeric_text``:
+    numbers read as text, to keep them exact)."""
     if isinstance(parts[0], np.ndarray):
         return _vocabulary(*factorize(_concat(parts)))
     import pyarrow as pa
@@ -176,18 +197,23 @@ def _id_column(role: str, parts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     encoded = pc.dictionary_encode(pa.chunked_array(parts))
     parts.clear()
     encoded = pa.table({"c": encoded}).unify_dictionaries().column("c")
-    uniques = encoded.chunk(0).dictionary.to_numpy(zero_copy_only=False)
+    dictionary = encoded.chunk(0).dictionary
+    if len(dictionary) and pc.max(pc.utf8_length(dictionary)).as_py() > MAX_ID_CHARS:
+        raise Unsupported(f"{role} ids longer than {MAX_ID_CHARS} characters")  # pandas names the row
+    uniques = dictionary.to_numpy(zero_copy_only=False)
     if any(s[:1].isspace() for s in uniques):
         raise Unsupported(f"{role} ids with leading blanks")
     codes = np.concatenate([c.indices.to_numpy() for c in encoded.chunks]).astype(np.int32, copy=False)
-    return _vocabulary(uniques.astype(str), codes)
+    return _vocabulary(uniques.astype(str), codes, numeric_text=numeric_text)
 
 
 class _Columns:
-    """The compact batches of each role, collected while a file is read."""
+    """The compact batches of each role, collected while a file is read (``numeric_text``: the id
+    roles whose numbers are read as text)."""
 
-    def __init__(self, roles: list[str]) -> None:
+    def __init__(self, roles: list[str], numeric_text: frozenset[str] = frozenset()) -> None:
         self.parts: dict[str, list[Any]] = {role: [] for role in roles}
+        self.numeric_text = numeric_text
 
     def add(self, role: str, arr: Any) -> None:
         self.parts[role].append(_compact(role, arr))
@@ -197,8 +223,8 @@ class _Columns:
         if not parts["rating"] or sum(len(p) for p in parts["rating"]) == 0:
             raise Unsupported("no rows")
         start = time.perf_counter()
-        users, user_index = _id_column("user", parts["user"])
-        items, item_index = _id_column("item", parts["item"])
+        users, user_index = _id_column("user", parts["user"], "user" in self.numeric_text)
+        items, item_index = _id_column("item", parts["item"], "item" in self.numeric_text)
         rating = _concat(parts["rating"])
         scale = RatingScale.infer(rating)  # from the float32 values, as Dataset does
         timestamp = _concat(parts["timestamp"]) if "timestamp" in parts else None
@@ -234,6 +260,32 @@ def _first_data_fields(path: Path, sep: str, header: bool, quoting: bool) -> lis
     if sep == "::":
         return line.split(":")
     return next(csv.reader([line], delimiter=sep, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE))
+
+
+def _numeric_text_roles(path: Path, names: dict[str, str], *options: Any) -> frozenset[str]:
+    """The id roles whose column the CSV reader infers (from the first block) as numbers other
+    than ``int64``: floats and ``uint64`` would merge ids past 2**53 or wrap those past 2**63."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    read_opts, parse_opts, convert_opts = options
+    with path.open("rb") as raw:
+        source: Any = pa.PythonFile(raw, mode="r")
+        if path.suffix == ".gz":
+            source = pa.CompressedInputStream(source, "gzip")
+        try:
+            reader = pacsv.open_csv(
+                source, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
+            )
+        except (pa.ArrowException, OSError, EOFError) as exc:
+            raise Unsupported(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
+        schema = reader.schema
+    out = set()
+    for role in ("user", "item"):
+        typ = schema.field(names[role]).type
+        if pa.types.is_floating(typ) or pa.types.is_uint64(typ) or pa.types.is_decimal(typ):
+            out.add(role)
+    return frozenset(out)
 
 
 def read_text_ratings(
@@ -292,13 +344,20 @@ def read_text_ratings(
         skip_rows=1 if header else 0, autogenerate_column_names=True, block_size=BLOCK_BYTES
     )
     parse_opts = pacsv.ParseOptions(delimiter=":" if double else sep, quote_char='"' if quoting else False)
-    convert_opts = pacsv.ConvertOptions(
-        column_types=types,
-        include_columns=None if double else list(names.values()),
-        null_values=list(NA_VALUES),
-        strings_can_be_null=True,
-    )
-    columns = _Columns(list(names))
+
+    def convert(column_types: dict[str, Any]) -> Any:
+        return pacsv.ConvertOptions(
+            column_types=column_types,
+            include_columns=None if double else list(names.values()),
+            null_values=list(NA_VALUES),
+            strings_can_be_null=True,
+        )
+
+    exact = frozenset() if typed else _numeric_text_roles(path, names, read_opts, parse_opts, convert(types))
+    for role in exact:  # ids that would be floats (or uint64): read them as text, exactly
+        types[names[role]] = pa.string()
+    convert_opts = convert(types)
+    columns = _Columns(list(names), exact)
     size = path.stat().st_size
     start = time.perf_counter()
     show = progress and size >= PROGRESS_MIN_BYTES

@@ -123,18 +123,41 @@ def _read_ratings(path: Path, layout: Layout) -> pd.DataFrame:
     """Ratings as a frame ``user, item, rating, timestamp`` in file order."""
     try:
         if layout.format == "100k":
-            return pd.read_csv(path, sep="\t", header=None, names=_RATING_COLUMNS, dtype=_RATING_DTYPES)
+            frame = pd.read_csv(path, sep="\t", header=None, names=_RATING_COLUMNS)
+            return _as_int64(frame, path).astype(_RATING_DTYPES)
         if layout.format == "dat":
             # "1::1193::5::978300760" split on ":" gives the fields at 0, 2, 4, 6 (no copy, C parser)
             frame = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6])
             frame.columns = _RATING_COLUMNS
-            return frame.astype(_RATING_DTYPES)
+            return _as_int64(frame, path).astype(_RATING_DTYPES)
         frame = pd.read_csv(path, usecols=["userId", "movieId", "rating", "timestamp"])
         frame = frame[["userId", "movieId", "rating", "timestamp"]]
         frame.columns = _RATING_COLUMNS
-        return frame.astype(_RATING_DTYPES)
-    except (ValueError, pd.errors.ParserError) as exc:
+        return _as_int64(frame, path).astype(_RATING_DTYPES)
+    except (ValueError, OverflowError, pd.errors.ParserError) as exc:
         raise _parse_error(path, exc) from exc
+
+
+def _as_int64(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Refuse, naming the row, an id or timestamp that is not a whole number within ``int64``
+    (``astype`` would wrap 10**30 or 2**64 - 1 silently, and cut 1.5 to 1)."""
+    for col in ("user", "item", "timestamp"):
+        values = frame[col].to_numpy()
+        if values.dtype.kind == "i":
+            continue
+        if values.dtype.kind == "u":
+            bad = values > np.iinfo(np.int64).max
+        else:
+            num = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = ~np.isfinite(num) | (np.abs(num) >= 2.0**53)
+            bad[~bad] = num[~bad] != np.round(num[~bad])
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}: cannot parse (the {col} on data row {row + 1}, {frame[col].iloc[row]!r:.40}, is "
+                "not a whole number within 64 bits, as in MovieLens files; load it with --ratings instead)"
+            )
+    return frame
 
 
 def _genre_names(folder: Path) -> list[str]:
@@ -231,11 +254,11 @@ def _read_users(path: Path, layout: Layout) -> pd.DataFrame:
                 raise DataError(f"{path}: line {row + 1} has unknown occupation code {code[row]}")
             frame["occupation"] = np.asarray(ML1M_OCCUPATIONS, dtype=object)[code]
             frame["age"] = frame["age"].astype(np.int64)
+        frame["user"] = frame["user"].astype(np.int64)  # an id past int64: a parse error, not a wrap
     except DataError:
         raise
-    except (ValueError, pd.errors.ParserError) as exc:
+    except (ValueError, OverflowError, pd.errors.ParserError) as exc:
         raise _parse_error(path, exc) from exc
-    frame["user"] = frame["user"].astype(np.int64)
     return frame.set_index("user")[["age", "gender", "occupation", "zip"]]
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from reelrec._files import sha256_file
 from reelrec.data.cache import cached_read
-from reelrec.data.dataset import Dataset, _normalise_ids
+from reelrec.data.dataset import Dataset, _ids_from_text, _normalise_ids, check_id_lengths
 from reelrec.data.fastio import RatingArrays, Unsupported, read_parquet_ratings, read_text_ratings
 from reelrec.errors import DataError
 
@@ -188,10 +188,12 @@ def _read_text(
     header: bool,
     names: list[str] | None,
     text_cols: list[str] | None = None,
+    id_cols: list[str] | None = None,
 ) -> pd.DataFrame:
     """Read a delimited file with pandas' C parser (multi-character separators are rewritten).
 
-    ``text_cols`` are read as strings, with empty fields as ``""`` (so a title "NA" stays "NA").
+    ``text_cols`` are read as strings, with empty fields as ``""`` (so a title "NA" stays "NA");
+    ``id_cols`` as strings too, missing values staying missing (an id is never a float).
     """
     kwargs: dict[str, Any] = {
         "header": 0 if header else None,
@@ -199,8 +201,11 @@ def _read_text(
         "engine": "c",
         "skipinitialspace": True,
     }
+    if id_cols:
+        kwargs["dtype"] = dict.fromkeys(id_cols, str)
     if text_cols:
-        kwargs.update(dtype=dict.fromkeys(text_cols, str), keep_default_na=False, na_values={})
+        dtype = {**kwargs.get("dtype", {}), **dict.fromkeys(text_cols, str)}
+        kwargs.update(dtype=dtype, keep_default_na=False, na_values={})
     if len(sep) > 1:
         src: Any = io.BytesIO(_open_bytes(path).replace(sep.encode(), b"\x1f"))
         kwargs.update(sep="\x1f", quoting=csv.QUOTE_NONE)
@@ -213,6 +218,7 @@ def _read_text(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed ids: read again as text
             try:
                 return pd.read_csv(src, encoding="utf-8", **kwargs)
             except UnicodeDecodeError:
@@ -307,6 +313,7 @@ def _load_frame(
     ``wanted`` maps role -> (requested column name, required).
     """
     frame, columns, sep, has_header = _read_table(path, sep)
+    parquet = frame is not None
     if not has_header:
         # a first line of numbers: no header; columns are user, item, rating[, timestamp] by position
         if len(columns) not in (3, 4):
@@ -316,15 +323,71 @@ def _load_frame(
         positional = ["user", "item", "rating", "timestamp"][: len(columns)]
         frame = _read_text(path, sep, header=False, names=positional)
         mapping = {role: (role if role in positional else None) for role in wanted}
+        reread = functools.partial(_read_text, path, sep, header=False, names=positional)
+        _exact_ids(frame, path, {"user": "user", "item": "item"}, reread)
         return frame, mapping, sep
     mapping = {
         role: _resolve(columns, want, role, path, required=req, default=_DEFAULT_COLUMNS.get(role))
         for role, (want, req) in wanted.items()
     }
+    _check_distinct(mapping, path, columns)
     if frame is None:  # all columns, so that a row with too many fields is an error
         frame = _read_text(path, sep, header=True, names=None)
     out = pd.DataFrame({role: frame[col] for role, col in mapping.items() if col is not None})
+    if not parquet:
+        reread = functools.partial(_read_text, path, sep, header=True, names=None)
+        _exact_ids(out, path, {"user": mapping["user"], "item": mapping["item"]}, reread)
     return out, mapping, sep
+
+
+def _check_distinct(mapping: dict[str, str | None], path: Path, columns: list[str]) -> None:
+    """One column cannot play two roles (``--rating-col userId``), nor a column be named twice in the
+    header (which of the two would be read?)."""
+    seen: dict[str, str] = {}
+    for role, col in mapping.items():
+        if col is not None and columns.count(col) > 1:
+            raise DataError(f"{path}: the header names column {col!r} {columns.count(col)} times; rename one")
+        if col is not None and col in seen:
+            raise DataError(
+                f"{path}: column {col!r} is named for both the {seen[col]} and the {role}; "
+                "each role needs its own column"
+            )
+        if col is not None:
+            seen[col] = role
+
+
+def _exact_ids(frame: pd.DataFrame, path: Path, columns: dict[str, str | None], reread: Any) -> None:
+    """Id columns normalised exactly as the fast reader does
+    (:func:`~reelrec.data.dataset._ids_from_text`: integers within int64 as ``int64``, ids past it
+    as their text, never floats that merge).
+
+    ``columns`` maps the frame's id columns to the file's. Integer columns stay as pandas read them
+    (cheap); columns pandas read as floats, ``uint64`` or a mix of types are read again as text
+    (``reread(id_cols=...)``). A column with a missing id is left for its error; an id longer than
+    256 characters is refused before any array as wide as it is made.
+    """
+    todo = []
+    for col in columns:
+        values = frame[col]
+        if values.dtype.kind == "O":
+            check_id_lengths(values.to_numpy(), col, str(path))
+        if values.dtype.kind in "iO" and pd.api.types.infer_dtype(values) in ("integer", "string", "empty"):
+            if values.dtype.kind == "O" and not values.isna().any():
+                codes, uniques = pd.factorize(values.to_numpy())
+                frame[col] = _ids_from_text(np.asarray(uniques, dtype=str))[codes]
+            continue
+        if values.dtype.kind in "fuO" and not values.isna().any():
+            todo.append(col)
+    if not todo:
+        return
+    text = reread(id_cols=[columns[c] for c in todo])
+    for col in todo:
+        values = text[columns[col]].to_numpy(dtype=object)
+        check_id_lengths(values, col, str(path))
+        if pd.isna(values).any():  # an empty field read as a number before: left for its error
+            continue
+        codes, uniques = pd.factorize(values)
+        frame[col] = _ids_from_text(np.asarray(uniques, dtype=str))[codes]
 
 
 # ---------------------------------------------------------------------------- public loader
@@ -482,6 +545,7 @@ def _fast_load(
                 role: _resolve(columns, w, role, path, required=r, default=_DEFAULT_COLUMNS.get(role))
                 for role, (w, r) in wanted.items()
             }
+            _check_distinct(mapping, path, columns)
             positions = {role: (None if col is None else columns.index(col)) for role, col in mapping.items()}
     except Exception as exc:  # the pandas path gives the proper error, if any
         logger.debug("%s: fast reader not used (%s)", path, exc)
@@ -517,10 +581,12 @@ def _load_items(
     path: Path, id_col: str, title_col: str, genres_col: str | None, genres_sep: str
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame, columns, sep, has_header = _read_table(path, None)
+    parquet = frame is not None
     if frame is None and columns and _is_number(columns[0]) and len(columns) in (2, 3):
         # no header, MovieLens style (``1::Toy Story (1995)::Animation|...``): id, title[, genres]
         names = ["item", "title", "genres"][: len(columns)]
         frame = _read_text(path, sep, header=False, names=names, text_cols=names[1:])
+        reread = functools.partial(_read_text, path, sep, header=False, names=names)
         columns, has_header = names, True
         id_col, title_col = "item", "title"
         genres_col = "genres" if len(columns) == 3 else None
@@ -535,6 +601,12 @@ def _load_items(
     if frame is None:
         text = [c for c in (mapping["title"], mapping["genres"]) if c is not None]
         frame = _read_text(path, sep, header=True, names=None, text_cols=text)
+        reread = functools.partial(_read_text, path, sep, header=True, names=None)
+    if not parquet:  # ids as exactly as the ratings' (past int64: their text)
+        item_col = mapping["item"]
+        ids = frame[[item_col]].rename(columns={item_col: "item"})
+        _exact_ids(ids, path, {"item": item_col}, reread)
+        frame[item_col] = ids["item"].to_numpy()
     ids = frame[mapping["item"]]
     missing = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if missing.any():
@@ -590,4 +662,9 @@ def reload_source(source: dict[str, Any]) -> Dataset:
             genres_col=icols.get("genres"),
             genres_sep=items.get("genres_sep", "|"),
         )
-    return load_ratings(path, **kwargs)
+    ds = load_ratings(path, **kwargs)
+    if source.get("sha256") and ds.source.get("sha256") != source["sha256"]:
+        # the file is the recorded one (checked above): whatever gave other data, read it itself
+        logger.warning("%s: the array cache gave other data than the file; reading the file", path.name)
+        ds = load_ratings(path, cache=False, **kwargs)
+    return ds
