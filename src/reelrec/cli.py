@@ -379,7 +379,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     token = args.admin_token or os.environ.get("REELREC_ADMIN_TOKEN") or None
     store = args.store or default_store_url(args.run_dir)
-    config = ServeConfig(run_dir=args.run_dir, store=store, ann=args.ann, threads=max(1, args.threads))
+    config = ServeConfig(
+        run_dir=args.run_dir,
+        store=store,
+        ann=args.ann,
+        threads=max(1, args.threads),
+        store_explicit=args.store is not None,
+    )
     serve(
         config,
         workers=workers,

@@ -54,6 +54,7 @@ def create_app(
     max_body: int = MAX_BODY,
     ann: bool = False,
     fast_lane: bool = True,
+    store_explicit: bool | None = None,
 ) -> FastAPI:
     """The service for run directory ``run_dir`` (verified and loaded once, here) with ratings
     kept in ``store_url`` (default: ``ratings.sqlite`` beside the run directory).
@@ -63,10 +64,13 @@ def create_app(
     ``ann`` serves known-user lists and similar movies from faiss HNSW indexes (approximate;
     for catalogues far larger than MovieLens') instead of exact full-catalogue scoring.
     ``fast_lane=False`` leaves the known-user fast lane out (every request through FastAPI: the
-    reference the fast lane is tested against); production keeps it.
+    reference the fast lane is tested against); production keeps it. ``store_explicit``: the
+    store was named by the user (default: when ``store_url`` is given); a database at the default
+    place that is not a reelrec store is refused untouched.
     """
     served = Served.load(run_dir, ann=ann)
-    store = RatingStore(store_url or default_store_url(run_dir))
+    explicit = store_url is not None if store_explicit is None else store_explicit
+    store = RatingStore(store_url or default_store_url(run_dir), explicit=explicit)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

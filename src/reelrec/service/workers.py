@@ -75,6 +75,7 @@ class ServeConfig:
     ann: bool = False
     threads: int = 1
     state_dir: str | None = None  # where the generation file lives (several workers only)
+    store_explicit: bool = True  # named by --store (else the default place: only a reelrec store)
 
 
 def default_workers() -> int:
@@ -207,7 +208,9 @@ def build_app(config: ServeConfig, admin_token: str | None) -> Any:
     published = RunSync.read(config.state_dir) if config.state_dir else {}
     run_dir = published.get("run") or config.run_dir
     limiter = limit_threads(config.threads)
-    app = create_app(run_dir, config.store, admin_token=admin_token, ann=config.ann)
+    app = create_app(
+        run_dir, config.store, admin_token=admin_token, ann=config.ann, store_explicit=config.store_explicit
+    )
     app.state.thread_limits = limiter
     app.add_middleware(WorkerHeader)
     if config.state_dir:
@@ -382,7 +385,7 @@ def _check_before_fork(config: ServeConfig) -> tuple[str, str]:
     name = rec.model.name
     del rec
     gc.collect()
-    store = RatingStore(config.store)
+    store = RatingStore(config.store, explicit=config.store_explicit)
     store.close()
     return name, store.url
 
