@@ -3,10 +3,13 @@ strict body types, rating messages, 5xx telemetry and the OpenAPI document)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import small_dataset
+from reelrec.data.dataset import Dataset
 from reelrec.recommender import Recommender
 from reelrec.service.app import MAX_BODY, create_app
 from reelrec.service.store import sqlite_url
@@ -166,21 +169,65 @@ def test_openapi_documents_errors_and_the_rating_range(client) -> None:
     assert (ratings["minimum"], ratings["maximum"]) == (1.0, 5.0)
 
 
-def test_ids_in_any_spelling_name_the_same_user_and_movie(client, run_dir) -> None:
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{id}.0",
+        "%20{id}",
+        "{id}%20",
+        "0{id}",
+        "+{id}",
+        "{id}%00",
+        "{id}e0",
+        "{id}_0",
+        "%EF%BC%91{id}",
+        "{id}%0A",
+    ],
+)
+def test_ids_in_paths_must_match_a_catalogue_id_exactly(client, run_dir, spelling) -> None:
+    """Issue 23: ``/movies/1e3`` answered movie 1000 and ``/movies/1%00`` movie 1. An id names a
+    movie or user only when its text is the catalogue's id exactly; anything else is a 404 with
+    the JSON body, never another entry."""
     rec = Recommender.load(run_dir)
     user = int(rec.users.ids[0])
-    plain = client.get(f"/users/{user}/recommendations").json()
-    for spelling in (f"{user}.0", f"%20{user}"):
-        r = client.get(f"/users/{spelling}/recommendations")
-        assert r.status_code == 200, (spelling, r.text)
-        assert r.json() == plain
-    r = client.post(
-        "/predict", json={"pairs": [{"user": f"{user}.0", "movie": "m1"}, {"user": user, "movie": "m1"}]}
-    )
-    assert r.status_code == 200, r.text
-    first, second = r.json()["predictions"]
-    assert first == second
+    r = client.get(f"/users/{spelling.format(id=user)}/recommendations")
+    assert r.status_code == 404, (spelling, r.text)
+    assert r.json()["detail"].startswith("unknown user id")
+    assert client.get(f"/users/{spelling.format(id=user)}/ratings").status_code == 404
+    r = client.post("/predict", json={"pairs": [{"user": spelling.format(id=user), "movie": "m1"}]})
+    assert r.status_code in (404, 422), r.text
+    for movie in (spelling.format(id="m1"), spelling.format(id="1")):
+        r = client.get(f"/movies/{movie}")
+        assert r.status_code == 404, (movie, r.text)
+        assert r.json()["detail"].startswith("unknown movie id")
+        assert client.get(f"/movies/{movie}/similar").status_code == 404
     profile = client.post("/profiles").json()["id"]
     assert client.put(f"/profiles/{profile}/ratings/m1", json={"rating": 4}).status_code == 200
-    assert client.delete(f"/profiles/{profile}/ratings/%20m1").status_code == 200
-    assert client.get(f"/profiles/{profile}").json()["ratings"] == []
+    r = client.put(f"/profiles/{profile}/ratings/{spelling.format(id='m1')}", json={"rating": 2})
+    assert r.status_code == 404, r.text
+    assert client.delete(f"/profiles/{profile}/ratings/{spelling.format(id='m1')}").status_code == 404
+    assert [x["rating"] for x in client.get(f"/profiles/{profile}").json()["ratings"]] == [4.0]
+
+
+def test_a_numeric_catalogue_id_is_its_digits_only(tmp_path) -> None:
+    """With integer movie ids, ``/movies/1e3`` is not movie 1000 and ``/movies/1%00`` not movie 1;
+    a JSON integer in a body is the id itself."""
+    frame = pd.DataFrame(
+        {
+            "user": np.repeat(np.arange(1, 21), 5),
+            "item": np.tile([1, 2, 10, 1000, 7], 20),
+            "rating": np.tile([1.0, 2.0, 3.0, 4.0, 5.0], 20),
+        }
+    )
+    path = tmp_path / "run"
+    Recommender.train("bias", Dataset.from_frame(frame, name="ints")).save(str(path))
+    with TestClient(create_app(str(path), sqlite_url(tmp_path / "r.sqlite"))) as c:
+        assert c.get("/movies/1000").json()["movie_id"] == 1000
+        for odd in ("1e3", "1000.0", "1%00", "01", "%201", "1_000", "%EF%BC%91", "0x3e8", "1%2E0"):
+            r = c.get(f"/movies/{odd}")
+            assert r.status_code == 404, (odd, r.text)
+            assert r.json() == {"detail": r.json()["detail"]}
+        r = c.post("/recommendations", json={"ratings": {"1e3": 5}})
+        assert r.status_code == 404, r.text
+        r = c.post("/recommendations", json={"ratings": {"1000": 5}})
+        assert r.status_code == 200, r.text

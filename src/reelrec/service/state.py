@@ -14,20 +14,22 @@ from typing import Any
 import numpy as np
 
 from reelrec.artifacts import SCHEMA_VERSION
-from reelrec.data.dataset import Vocabulary
 from reelrec.errors import UnknownIdError
 from reelrec.recommender import Recommender
 from reelrec.topn import Ann
 
 
-def _lookup(table: dict[str, int], vocab: Vocabulary, raw: Any) -> int | None:
-    """The dense index of ``raw``: the exact text first (the hot path), then the vocabulary's
-    own reading of other spellings."""
-    idx = table.get(str(raw))
-    if idx is None:
-        found = int(vocab.index([raw], missing="negative")[0])
-        idx = found if found >= 0 else None
-    return idx
+def _lookup(table: dict[str, int], raw: Any) -> int | None:
+    """The dense index of the id ``raw``: its text must be a catalogue id exactly (an integer
+    from a JSON body as its digits). No other spelling names an id: ``"1e3"``, ``"1.0"``,
+    ``" 1"``, ``"01"``, ``"1\x00"`` or ``"１"`` are not movie 1 (or 1000), they are unknown."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        return table.get(raw)
+    if isinstance(raw, (int, np.integer)):
+        return table.get(str(int(raw)))
+    return None
 
 
 @dataclass
@@ -126,15 +128,16 @@ class Served:
 
     # ------------------------------------------------------------------ ids
     def item(self, movie_id: Any) -> int:
-        """Dense index of a movie id given as text or a number (any spelling the vocabulary
-        accepts: ``"50"``, ``50``, ``"50.0"`` and ``" 50"`` name one movie)."""
-        idx = _lookup(self.item_lookup, self.rec.items, movie_id)
+        """Dense index of a movie id given exactly as the catalogue writes it (``"50"``, or the
+        JSON integer ``50``); any other text is an unknown id (404), never another movie."""
+        idx = _lookup(self.item_lookup, movie_id)
         if idx is None:
             raise UnknownIdError(f"unknown movie id {movie_id!r}")
         return idx
 
     def user(self, user_id: Any) -> int:
-        idx = _lookup(self.user_lookup, self.rec.users, user_id)
+        """Dense index of a trained user's id, given exactly (as :meth:`item`)."""
+        idx = _lookup(self.user_lookup, user_id)
         if idx is None or self.rec.user_counts[idx] == 0:
             raise UnknownIdError(f"unknown user id {user_id!r} (not a user the model was trained on)")
         return idx
