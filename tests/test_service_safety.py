@@ -231,3 +231,127 @@ def test_a_numeric_catalogue_id_is_its_digits_only(tmp_path) -> None:
         assert r.status_code == 404, r.text
         r = c.post("/recommendations", json={"ratings": {"1000": 5}})
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    "run",
+    ["a" * 255, "é" * 255, "/tmp/" + "b" * 255 + "/run", "x/" * 2000, "missing/run", "\U0001f4a5" * 100],
+)
+def test_a_reload_path_valid_by_the_schema_is_never_refused_by_validation(client, app, run) -> None:
+    """Issue 23: a reload path valid by the OpenAPI schema was a 422 (validation counted bytes per
+    component, which the schema did not say). Now the schema states the rule (a pattern) and a
+    path it accepts reaches the handler: 403 without the token, and with it a clear 422 from
+    loading (nothing there), never a validation error."""
+    import re
+
+    schema = app.openapi()["components"]["schemas"]["ReloadRequest"]["properties"]["run"]
+    pattern = next(s for s in schema.get("anyOf", [schema]) if s.get("type") == "string")
+    assert re.fullmatch(pattern["pattern"], run)
+    assert pattern["minLength"] <= len(run) <= pattern["maxLength"]
+    r = client.post("/admin/reload", json={"run": run})
+    assert r.status_code == 403, r.text
+    r = client.post("/admin/reload", json={"run": run}, headers={"X-Admin-Token": "wrong"})
+    assert r.status_code == 403, r.text
+    r = client.post("/admin/reload", json={"run": run}, headers={"X-Admin-Token": TOKEN})
+    assert r.status_code == 422, r.text
+    assert not r.json()["detail"].startswith("run: String should match")
+    for invalid in (run + "\x00", "c" * 256):  # outside the schema: refused by validation
+        assert not re.fullmatch(pattern["pattern"], invalid)
+        r = client.post("/admin/reload", json={"run": invalid})
+        assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/profiles/abc/ratings/m1", {"PUT", "DELETE", "OPTIONS"}),
+        ("/profiles/abc", {"GET", "OPTIONS"}),
+        ("/users/100/recommendations", {"GET", "OPTIONS"}),
+        ("/recommendations", {"POST", "OPTIONS"}),
+        ("/admin/reload", {"POST", "OPTIONS"}),
+    ],
+)
+def test_options_and_405_list_every_method_of_the_url(client, path, allowed) -> None:
+    """Issue 23: OPTIONS on a rating's URL said ``Allow: PUT`` (the first route of the path), though
+    DELETE works there too. The Allow list is every route's methods, on OPTIONS (204) and on
+    a 405 (with the JSON body)."""
+    r = client.options(path)
+    assert r.status_code == 204, r.text
+    assert set(r.headers["allow"].split(", ")) == allowed
+    wrong = next(m for m in ("PATCH", "GET", "POST") if m not in allowed)
+    r = client.request(wrong, path)
+    assert r.status_code == 405, r.text
+    assert set(r.headers["allow"].split(", ")) == allowed
+    assert r.json() == {"detail": "Method Not Allowed"}
+    assert client.options("/no/such/route").status_code == 404
+
+
+def test_a_bug_is_a_500_with_the_json_body(run_dir, tmp_path, monkeypatch) -> None:
+    """Every error answer carries the documented body, a server error included (Starlette's own
+    is plain text)."""
+    from reelrec.service import handlers
+
+    app = create_app(run_dir, sqlite_url(tmp_path / "r.sqlite"))
+    monkeypatch.setattr(handlers, "movie", lambda *_: 1 / 0)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/movies/m1")
+        assert r.status_code == 500
+        assert r.json() == {"detail": "internal server error"}
+
+
+def _serve_in_thread(app, http):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=http, log_level="critical", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server, thread, sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_a_request_the_http_parser_cannot_read_gets_the_json_body(app, parser) -> None:
+    """Issue 23: a 100,000-character URL got uvicorn's plain-text 400 (``Invalid HTTP request
+    received.``). The service's protocols answer the parser's errors with the JSON body too."""
+    import http.client
+    import json
+    import socket
+
+    from reelrec.service.protocols import http_protocol
+
+    if parser == "httptools":
+        pytest.importorskip("httptools")
+    server, thread, port = _serve_in_thread(app, http_protocol(parser))
+    try:
+        requests = [
+            b"GET /movies/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /movies?query=" + b"%41" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GARBAGE\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        ]
+        for raw in requests:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(raw)
+                answer = b""
+                while chunk := s.recv(65536):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            assert 400 <= status < 500, head
+            assert b"content-type: application/json" in head.lower(), head
+            assert set(json.loads(body)) == {"detail"}, body
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health")
+        assert conn.getresponse().status == 200  # the server goes on
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

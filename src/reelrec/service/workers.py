@@ -281,6 +281,7 @@ def run_worker() -> None:
     service instead of restarting the worker."""
     import uvicorn
 
+    from reelrec.service.protocols import http_protocol
     from reelrec.service.supervisor import LISTEN_ENV, STARTUP_FAILURE
 
     listen = json.loads(os.environ[LISTEN_ENV])
@@ -294,6 +295,7 @@ def run_worker() -> None:
         log_level=str(listen["log_level"]),
         access_log=bool(listen["access_log"]),
         backlog=LISTEN_BACKLOG,
+        http=http_protocol(),
     )
     try:
         config.load()
@@ -324,6 +326,7 @@ def serve(
 
     import uvicorn
 
+    from reelrec.service.protocols import http_protocol
     from reelrec.service.supervisor import LISTEN_ENV, port_error
 
     problem = port_error(host, port)
@@ -332,7 +335,9 @@ def serve(
     if workers <= 1:
         app = build_app(config, admin_token)
         _announce(app.state.served.rec.model.name, config, app.state.store.url, host, port, admin_token, 1)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, access_log=access_log, http=http_protocol()
+        )
         return
     model, store_url = _check_before_fork(config)
     _announce(model, config, store_url, host, port, admin_token, workers)
