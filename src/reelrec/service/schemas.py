@@ -139,6 +139,9 @@ class Health(BaseModel):
     dataset: str | None
     schema_version: int
     run: str
+    run_sha256: str | None = Field(
+        None, description="sha256 of the run's manifest: the model served (the same on every worker)"
+    )
     loaded_at: str
     n_users: int
     n_items: int

@@ -6,6 +6,7 @@ reference, so a request that started on the old run finishes on it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from reelrec.artifacts import SCHEMA_VERSION
-from reelrec.errors import UnknownIdError
+from reelrec.artifacts import MANIFEST, SCHEMA_VERSION
+from reelrec.errors import ArtifactError, UnknownIdError
 from reelrec.recommender import Recommender
 from reelrec.topn import Ann
 
@@ -32,6 +33,15 @@ def _lookup(table: dict[str, int], raw: Any) -> int | None:
     return None
 
 
+def run_fingerprint(run_dir: str | Path) -> str | None:
+    """The sha256 of a run's manifest (which holds the sha256 of every file of the run): the
+    identity of the model a run directory holds now; ``None`` when it has no readable manifest."""
+    try:
+        return hashlib.sha256((Path(run_dir) / MANIFEST).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 @dataclass
 class Served:
     """One loaded run and its lookup tables (raw id text -> dense index, lower-case titles)."""
@@ -46,12 +56,21 @@ class Served:
     popularity_order: np.ndarray = field(repr=False)
     genres: list[str] = field(repr=False)
     ann: Any = field(default=None, repr=False)
+    #: the sha256 of the loaded run's manifest (:func:`run_fingerprint`): which model this is
+    manifest_sha256: str | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, ann: bool = False) -> Served:
         """Verify and load a run directory (manifest, hashes, schema) and index it; with
         ``ann``, also build approximate nearest-neighbour indexes (faiss HNSW)."""
-        rec = Recommender.load(str(run_dir))
+        for _ in range(3):  # a run replaced while it was read is read again
+            before = run_fingerprint(run_dir)
+            rec = Recommender.load(str(run_dir))
+            fingerprint = run_fingerprint(run_dir)
+            if fingerprint is not None and fingerprint == before:
+                break
+        else:
+            raise ArtifactError(f"{run_dir} kept changing while it was loaded; try again")
         raw, titles, _, genres = rec.catalogue()
         item_lookup = {str(x): i for i, x in enumerate(raw)}
         user_lookup = {str(x): i for i, x in enumerate(rec.users.ids.tolist())}
@@ -81,6 +100,7 @@ class Served:
             genre_matrix=genre_matrix[:, order],
             popularity_order=order,
             genres=all_genres,
+            manifest_sha256=fingerprint,
         )
 
     def top_n_for_user(
@@ -153,6 +173,7 @@ class Served:
             "dataset": dataset.get("name") if isinstance(dataset, dict) else None,
             "schema_version": SCHEMA_VERSION,
             "run": str(self.run_dir),
+            "run_sha256": self.manifest_sha256,
             "loaded_at": self.loaded_at,
             "n_users": len(rec.users),
             "n_items": len(rec.items),
