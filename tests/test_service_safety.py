@@ -299,7 +299,7 @@ def test_a_bug_is_a_500_with_the_json_body(run_dir, tmp_path, monkeypatch) -> No
         assert r.json() == {"detail": "internal server error"}
 
 
-def _serve_in_thread(app, http):
+def _serve_in_thread(app, options):
     import socket
     import threading
     import time
@@ -308,7 +308,7 @@ def _serve_in_thread(app, http):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=http, log_level="critical", lifespan="off")
+    config = uvicorn.Config(app, **options, log_level="critical", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -326,17 +326,18 @@ def test_a_request_the_http_parser_cannot_read_gets_the_json_body(app, parser) -
     import json
     import socket
 
-    from reelrec.service.protocols import http_protocol
+    from reelrec.service.protocols import server_options
 
     if parser == "httptools":
         pytest.importorskip("httptools")
-    server, thread, port = _serve_in_thread(app, http_protocol(parser))
+    server, thread, port = _serve_in_thread(app, server_options(parser))
     try:
         requests = [
-            b"GET /movies/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"GET /movies?query=" + b"%41" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /movies/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /movies?query=" + b"%41" * 40_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             b"GARBAGE\r\n\r\n",
-            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n",
+            b"GET /movies/nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\r\n",
         ]
         for raw in requests:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:

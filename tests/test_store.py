@@ -203,11 +203,15 @@ def test_an_unrelated_database_at_the_default_place_is_refused_untouched(tmp_pat
         con.commit()
         con.close()
         before = path.read_bytes()
-    with pytest.raises(StoreError, match=r"not a reelrec ratings store|not an SQLite database") as err:
+    with pytest.raises(StoreError, match=r"not a reelrec ratings store|not an SQLite database|that is not reelrec.s") as err:
         RatingStore(sqlite_url(path), explicit=False)
     assert "\n" not in str(err.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.sqlite"]  # no -wal, no -shm
+    if kind == "only a ratings table":  # even named: a table of reelrec's name that is not reelrec's
+        with pytest.raises(StoreError, match="already has a table 'ratings' that is not reelrec's"):
+            RatingStore(sqlite_url(path), explicit=True)
+        assert path.read_bytes() == before
     if kind == "other tables":  # named explicitly: the user's choice, reelrec's tables added
         store = RatingStore(sqlite_url(path), explicit=True)
         store.set_rating("p", "m1", 4.0)

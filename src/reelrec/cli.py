@@ -400,13 +400,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from reelrec.service.retrain import retrain
-    from reelrec.service.store import default_store_url
 
-    store = args.store or default_store_url(args.run_dir)
     start = time.perf_counter()
     _, metrics = retrain(
         args.run_dir,
-        store,
+        args.store,  # None: the default place, where only a reelrec store is used
         args.out,
         data_home=args.data_home,
         device=args.device,

@@ -5,7 +5,8 @@ the parser takes: a 100,000-character URL, say) never reaches the app: uvicorn a
 plain-text ``400 Invalid HTTP request received.``. The subclasses here answer the same status with
 the documented JSON body, ``{"detail": "<one line>"}``, so every error of the service is JSON.
 :func:`http_protocol` picks the parser as uvicorn's ``http="auto"`` does (httptools where it is
-installed, else h11); :func:`reelrec.service.workers.serve` and the workers pass it to uvicorn.
+installed, else h11); :func:`reelrec.service.workers.serve` and the workers pass
+:func:`server_options` to uvicorn.
 """
 
 from __future__ import annotations
@@ -83,3 +84,10 @@ def http_protocol(kind: str = "auto") -> Any:
             if kind == "httptools":
                 raise
     return _h11_protocol()
+
+
+def server_options(kind: str = "auto") -> dict[str, Any]:
+    """uvicorn options every server of the service runs with: the JSON-answering protocol, and
+    no websocket handling (the service has no websocket route; an ``Upgrade: websocket`` request
+    is plain HTTP, not the websockets library's plain-text 400)."""
+    return {"http": http_protocol(kind), "ws": "none"}

@@ -215,7 +215,16 @@ class RatingStore:
     @staticmethod
     def _check_owner(tables: dict[str, set[str]], where: str, explicit: bool) -> None:
         kind = _ownership(tables)
-        if kind in ("ours", "legacy") or explicit:
+        if kind in ("ours", "legacy"):
+            return
+        for table in metadata.sorted_tables:  # named: reelrec's tables go in beside the user's
+            have = tables.get(table.name)
+            if have is not None and not have >= {c.name for c in table.columns}:
+                raise StoreError(
+                    f"{where} already has a table {table.name!r} that is not reelrec's (columns "
+                    f"{', '.join(sorted(have))}); give another --store"
+                )
+        if explicit:
             return
         what = (
             "an empty file"

@@ -329,7 +329,7 @@ def run_worker() -> None:
     service instead of restarting the worker."""
     import uvicorn
 
-    from reelrec.service.protocols import http_protocol
+    from reelrec.service.protocols import server_options
     from reelrec.service.supervisor import LISTEN_ENV, STARTUP_FAILURE
 
     listen = json.loads(os.environ[LISTEN_ENV])
@@ -343,7 +343,7 @@ def run_worker() -> None:
         log_level=str(listen["log_level"]),
         access_log=bool(listen["access_log"]),
         backlog=LISTEN_BACKLOG,
-        http=http_protocol(),
+        **server_options(),
     )
     try:
         config.load()
@@ -372,7 +372,7 @@ def serve(
     (one shared socket) elsewhere."""
     import uvicorn
 
-    from reelrec.service.protocols import http_protocol
+    from reelrec.service.protocols import server_options
     from reelrec.service.supervisor import LISTEN_ENV, clean_stale_state_dirs, make_state_dir, port_error
 
     clean_stale_state_dirs()  # of services killed with SIGKILL before
@@ -384,7 +384,12 @@ def serve(
         app = build_app(config, admin_token)
         _announce(app.state.served.rec.model.name, config, app.state.store.url, host, port, admin_token, 1)
         uvicorn.run(
-            app, host=host, port=port, log_level=log_level, access_log=access_log, http=http_protocol()
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            **server_options(),
         )
         return
     model, store_url, fingerprint = _check_before_fork(config)
