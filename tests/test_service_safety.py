@@ -269,6 +269,7 @@ def test_a_reload_path_valid_by_the_schema_is_never_refused_by_validation(client
         ("/users/100/recommendations", {"GET", "OPTIONS"}),
         ("/recommendations", {"POST", "OPTIONS"}),
         ("/admin/reload", {"POST", "OPTIONS"}),
+        ("/static/app.js", {"GET", "HEAD", "OPTIONS"}),
     ],
 )
 def test_options_and_405_list_every_method_of_the_url(client, path, allowed) -> None:

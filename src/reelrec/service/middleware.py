@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelrec.service.schemas import MAX_BODY
@@ -223,6 +224,8 @@ def _method_routes(routes: list[Any], prefix: str) -> Any:
     for route in routes:
         if isinstance(route, Route) and route.methods:
             yield prefix, route.path_regex, frozenset(route.methods)
+        elif isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            yield prefix, route.path_regex, frozenset({"GET", "HEAD"})
         inner = getattr(route, "original_router", None)
         if inner is not None:
             context = getattr(route, "include_context", None)
