@@ -149,6 +149,8 @@ def _sqlite_tables(path: Path) -> dict[str, set[str]]:
     try:
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {n: {r[1] for r in con.execute(f'PRAGMA table_info("{n}")')} for n in names}
+    except sqlite3.OperationalError as exc:  # locked past the timeout, unreadable, ...
+        raise StoreError(f"cannot read the ratings store {path} ({exc})") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not an SQLite database ({exc}); give another --store") from None
     finally:
