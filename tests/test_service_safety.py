@@ -338,7 +338,8 @@ def test_a_request_the_http_parser_cannot_read_gets_the_json_body(app, parser) -
             b"GET /movies?query=" + b"%41" * 40_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             b"GARBAGE\r\n\r\n",
             b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n",
-            b"GET /movies/nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\r\n",
+            b"GET /movies/nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade, close\r\n\r\n",
         ]
         for raw in requests:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:

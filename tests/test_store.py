@@ -203,7 +203,8 @@ def test_an_unrelated_database_at_the_default_place_is_refused_untouched(tmp_pat
         con.commit()
         con.close()
         before = path.read_bytes()
-    with pytest.raises(StoreError, match=r"not a reelrec ratings store|not an SQLite database|that is not reelrec.s") as err:
+    refusal = r"not a reelrec ratings store|not an SQLite database|that is not reelrec.s"
+    with pytest.raises(StoreError, match=refusal) as err:
         RatingStore(sqlite_url(path), explicit=False)
     assert "\n" not in str(err.value)
     assert path.read_bytes() == before
