@@ -122,8 +122,8 @@ def rating_to_store(s: Served, movie_id: str, rating: float) -> tuple[Any, float
 
 
 def stored_movie_id(s: Served, movie_id: str) -> Any:
-    """``DELETE /profiles/{id}/ratings/{movie}``: the id as stored (any spelling of a catalogue
-    movie), else as given (a movie a run switch dropped)."""
+    """``DELETE /profiles/{id}/ratings/{movie}``: the id as stored (a catalogue movie's id),
+    else as given (a movie a run switch dropped)."""
     try:
         return s.rec.catalogue()[0][s.item(movie_id)]
     except UnknownIdError:
