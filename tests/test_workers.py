@@ -314,3 +314,38 @@ def test_the_state_folder_of_a_killed_supervisor_is_removed_on_the_next_start(tm
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+class _Exited:
+    def __init__(self, code: int) -> None:
+        self.returncode = code
+        self.pid = 4242
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+def test_a_replacement_that_cannot_load_the_run_gets_three_tries(monkeypatch) -> None:
+    """A worker failing at the service's start stops the service at once (uvicorn's status 3); a
+    replacement failing so (the run being rewritten) is tried again, and the service stops only
+    after three quick failures in a row."""
+    from reelrec.service import supervisor as sup
+
+    boss = sup.Supervisor(1, None)
+    spawned: list[int] = []
+    monkeypatch.setattr(boss, "_spawn", lambda slot: spawned.append(slot))
+    boss.procs = [_Exited(sup.STARTUP_FAILURE)]
+    boss._check()
+    assert boss.stopping  # the first start failed
+    assert boss.status == 1
+    boss = sup.Supervisor(1, None)
+    monkeypatch.setattr(boss, "_spawn", lambda slot: spawned.append(slot))
+    boss.started = [time.monotonic() - 3600]  # served an hour, then died
+    boss.procs = [_Exited(-9)]
+    boss._check()
+    assert not boss.stopping
+    for attempt in range(3):  # its replacement cannot load the run, three times
+        boss.started = [time.monotonic()]
+        boss.procs = [_Exited(sup.STARTUP_FAILURE)]
+        boss._check()
+        assert boss.stopping == (attempt == 2)

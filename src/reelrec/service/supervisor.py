@@ -16,9 +16,10 @@ supervisor holds no copy of torch or the run. It
   silently sharing a port;
 * starts the workers (:func:`reelrec.service.workers.run_worker`: load the app, bind, serve) in
   its own process group, each asking the kernel to end it when the supervisor dies;
-* restarts a worker that dies, unless it failed while starting (uvicorn's exit status 3, or
-  exits within :data:`EARLY_EXIT_S` of its start three times in a row): then it stops the
-  service and exits with status 1, as uvicorn does;
+* restarts a worker that dies, unless it failed while starting (uvicorn's exit status 3 at the
+  service's start, or exits within :data:`EARLY_EXIT_S` of its start three times in a row: a
+  replacement that cannot load the run, say while it is being rewritten, gets three tries): then
+  it stops the service and exits with status 1, as uvicorn does;
 * on SIGTERM, SIGINT or SIGHUP stops the workers (SIGTERM, then SIGKILL after
   :data:`STOP_GRACE_S`), removes the service's private state folder and exits.
 
@@ -147,6 +148,7 @@ class Supervisor:
         self.procs: list[subprocess.Popen | None] = [None] * workers
         self.started = [0.0] * workers
         self.early_exits = [0] * workers
+        self.replacing = [False] * workers  # the slot's worker died once the service was up
         self.stopping = False
         self.status = 0
 
@@ -181,12 +183,14 @@ class Supervisor:
             code = proc.returncode
             early = time.monotonic() - self.started[slot] < EARLY_EXIT_S
             self.early_exits[slot] = self.early_exits[slot] + 1 if early else 0
-            if code == STARTUP_FAILURE or self.early_exits[slot] >= 3:
+            first_start = code == STARTUP_FAILURE and not self.replacing[slot]
+            if first_start or self.early_exits[slot] >= 3:
                 _say(f"a worker failed to start (exit status {code}); stopping")
                 self.status = 1
                 self.stopping = True
                 return
             _say(f"worker {proc.pid} exited (status {code}); starting another")
+            self.replacing[slot] = True
             self._spawn(slot)
 
     def _shutdown(self) -> None:
