@@ -358,3 +358,28 @@ def test_a_request_the_http_parser_cannot_read_gets_the_json_body(app, parser) -
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_refused_rating_and_the_scale_are_shown_exactly(tmp_path) -> None:
+    """Issue 23 (smaller): the refusal of 1000000.01 showed "1000000". The refused value and the
+    scale's ends are printed exactly, never rounded to 7 digits or to ``1e+06``."""
+    frame = pd.DataFrame(
+        {
+            "user": np.repeat(np.arange(1, 21), 3),
+            "item": np.tile([1, 2, 3], 20),
+            "rating": np.tile([1.0, 500000.0, 1000000.0], 20),
+        }
+    )
+    path = tmp_path / "run"
+    Recommender.train("bias", Dataset.from_frame(frame, name="wide")).save(str(path))
+    with TestClient(create_app(str(path), sqlite_url(tmp_path / "r.sqlite"))) as c:
+        pid = c.post("/profiles").json()["id"]
+        for given in ("1000000.01", "1000000.5", "0.999999999"):
+            body = '{"rating": ' + given + "}"
+            r = c.put(
+                f"/profiles/{pid}/ratings/1", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"] == f"rating {given} is outside the rating scale 1..1000000.0"
+        ok = c.put(f"/profiles/{pid}/ratings/1", json={"rating": 1000000})
+        assert ok.status_code == 200, ok.text

@@ -422,6 +422,21 @@ def _cleanup_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGTERM and SIGHUP held back (POSIX) until the block is done: two renames that must both
+    happen (or neither) are not cut between."""
+    held = {signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def clean_dead_downloads(data_home: str | Path | None = None) -> list[Path]:
     """Remove what downloads killed with SIGKILL left in the data home (their ``.part`` files
     and extraction folders, named by :func:`reelrec.safeio.temp_name` with the writer's pid):
@@ -500,8 +515,11 @@ def _download(
                     f"{target} holds {foreign[0]}, which is not part of {name}; move it away and retry "
                     "(--force replaces only the dataset's own files)"
                 )
-            os.replace(target, workdir / ".old")
-        os.replace(extracted, target)
+            with _signals_deferred():  # the old copy is never left in the folder cleanup removes
+                os.replace(target, workdir / ".old")
+                os.replace(extracted, target)
+        else:
+            os.replace(extracted, target)
     except OSError as exc:
         raise DownloadError(f"{name}: cannot unpack into {home} ({exc})") from exc
     finally:
