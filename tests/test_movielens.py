@@ -464,6 +464,82 @@ def test_interrupted_download_leaves_nothing(
     assert leftovers(home) == []
 
 
+SLOW_DOWNLOAD = """
+import io, sys, time
+from reelrec.data import grouplens as gl
+
+class Slow:
+    headers = {"Content-Length": "100000000"}
+    def __enter__(self): return self
+    def __exit__(self, *exc): return None
+    def read(self, n):
+        time.sleep(0.05)
+        return b"x" * 1000
+
+spec = gl.MovieLensSpec(name="ml-test", url="http://example.invalid/ml-test.zip", folder="ml-test",
+    layout=gl.ML100K_LAYOUT, checksum="0" * 64, algorithm="sha256", size=None, description="slow")
+gl.DATASETS["ml-test"] = spec
+print("started", flush=True)
+gl.download("ml-test", sys.argv[1], progress=False, opener=lambda url: Slow())
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_download_ended_by_a_signal_leaves_no_part_file(home: Path, sig: str) -> None:
+    """Issue 23: a killed download left a 0-byte ``.part`` until the next download. A download
+    ended by SIGTERM, SIGHUP or Ctrl+C removes its temporary files, then ends as the signal asks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DOWNLOAD, str(home)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        while not any(p.name.endswith(".part") for p in home.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(p.name.endswith(".part") for p in home.iterdir())
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code != 0
+    if sig != "SIGINT":
+        assert code == -getattr(signal, sig)  # ended by the signal, as without reelrec
+    assert leftovers(home) == []
+
+
+def test_what_a_download_killed_with_sigkill_left_is_removed_on_the_next_start(home: Path) -> None:
+    """SIGKILL cannot be caught: the next listing or load of a dataset removes the ``.part`` file
+    and extraction folder of a writer that is gone, never those of a live download or files
+    reelrec did not name."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    stale_part = home / f".ml-100k.{dead_pid}.0123abcd.zip.part"
+    stale_part.write_bytes(b"")
+    stale_dir = home / f".ml-1m.{dead_pid}.0123abcd.extract"
+    stale_dir.mkdir()
+    live_part = home / f".ml-100k.{os.getpid()}.89abcdef.zip.part"  # a download running now
+    live_part.write_bytes(b"partial")
+    mine = home / "ml-100k.zip.part"  # not a name reelrec makes
+    mine.write_bytes(b"user's")
+    ml.list_datasets(home)
+    assert leftovers(home) == sorted([live_part.name, mine.name])
+    stale_part.write_bytes(b"")
+    with pytest.raises(DataError):
+        ml.load_movielens("ml-100k", data_home=home)  # not there: the load still cleans up
+    assert leftovers(home) == sorted([live_part.name, mine.name])
+
+
 def test_no_network_message(home: Path) -> None:
     def offline(url: str) -> None:
         raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))

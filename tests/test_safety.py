@@ -271,6 +271,25 @@ def test_bad_rating_values_are_refused_in_one_line(column, values, message) -> N
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["1000000.01", "-1000000.01", "1000000.5", "12345678.9", "1e300"])
+def test_a_refused_rating_is_shown_as_given(tmp_path, value) -> None:
+    """Issue 23: the refusal of the rating 1000000.01 said "1000000" (printed to 7 digits), a
+    value within the limit. The message shows the value as given."""
+    from reelrec.data.dataset import Dataset
+    from reelrec.errors import DataError
+
+    path = tmp_path / "r.csv"
+    path.write_text(f"user,item,rating\n1,1,3\n2,2,{value}\n3,3,4\n")
+    frame = pd.read_csv(path)
+    with pytest.raises(DataError, match="outside the sane range") as info:
+        Dataset.from_frame(frame, name="r.csv")
+    assert f" is {float(value)!r}, outside" in str(info.value)
+    text = pd.read_csv(path, dtype={"rating": str})
+    with pytest.raises(DataError, match="outside the sane range") as info:
+        Dataset.from_frame(text, name="r.csv")
+    assert f" is {value}, outside" in str(info.value)
+
+
 # ---------------------------------------------------------------------- 3. batch prediction, row by row
 @pytest.fixture
 def bias_run(ratings_csv, tmp_path, capsys) -> Path:

@@ -405,3 +405,61 @@ def test_ctrl_c_stops_every_worker_quietly(cli_run, tmp_path) -> None:
     assert not list(tmp_path.glob("reelrec-serve-*"))
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_workers_serve_one_model_after_an_overwrite_and_a_killed_supervisor_leaves_nothing(
+    cli_run, tmp_path
+) -> None:
+    """Issue 23, with real processes: ``train --out RUN --overwrite`` on the served run, then a
+    worker killed and replaced: every worker ends on one model (the replacement says so in the
+    log), never one on each. Then the supervisor is killed with SIGKILL: its state folder is
+    left, and the next ``reelrec serve`` removes it."""
+    import shutil
+
+    from conftest import small_dataset
+    from reelrec.service.state import run_fingerprint
+
+    run = tmp_path / "runs" / "served"
+    shutil.copytree(cli_run, run)
+    store = sqlite_url(tmp_path / "ratings.sqlite")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(run, store, port, workers=2, tmp=tmp_path)
+    try:
+        states = list(tmp_path.glob("reelrec-serve-*"))
+        assert len(states) == 1
+        Recommender.train("bias", small_dataset()).save(str(run), overwrite=True)
+        new = run_fingerprint(run)
+        workers = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        seen: dict[str, tuple[str, str]] = {}
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"{base}/health", timeout=5)
+                seen[r.headers["x-reelrec-worker"]] = (r.json()["model"], r.json()["run_sha256"])
+            except httpx.TransportError:
+                pass
+            live = {pid: v for pid, v in seen.items() if pid != workers[0]}
+            if len(live) >= 2 and set(live.values()) == {("bias", new)}:
+                break
+            time.sleep(0.2)
+        assert set(live.values()) == {("bias", new)}, seen
+        os.kill(proc.pid, signal.SIGKILL)  # the supervisor alone
+        proc.wait(timeout=10)
+        assert "changed on disk since it was pinned" in proc.stdout.read()
+        assert [p.exists() for p in states] == [True]  # a SIGKILL leaves the folder
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    time.sleep(1)  # the workers end with their supervisor (SIGTERM from the kernel)
+    proc = _start(run, store, _free_port(), tmp=tmp_path)
+    try:
+        assert not states[0].exists()
+    finally:
+        _stop(proc)
+    assert list(tmp_path.glob("reelrec-serve-*")) == []

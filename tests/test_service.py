@@ -398,3 +398,45 @@ def test_sequence_model_reads_a_profile_in_the_order_it_was_rated(tmp_path) -> N
         for first, last, expected in (("m3", "m8", "m9"), ("m8", "m3", "m4")):
             body = {"ratings": {first: 4, last: 4}, "n": 1, "novelty": 0}
             assert c.post("/recommendations", json=body).json()["items"][0]["movie_id"] == expected
+
+
+def test_serve_and_retrain_refuse_an_unrelated_database_beside_the_run(run_dir, tmp_path, capsys) -> None:
+    """Issue 23: ``reelrec serve`` added its tables to an unrelated ``ratings.sqlite`` beside the
+    run and switched it to WAL. At the default place a database without reelrec's marker is
+    refused in one line and left as it was; named with ``--store`` it is the user's choice."""
+    import shutil
+    import socket
+    import sqlite3
+
+    from reelrec.cli import main
+    from reelrec.service.store import StoreError
+
+    run = tmp_path / "runs" / "mf"
+    shutil.copytree(run_dir, run)
+    theirs = run.parent / "ratings.sqlite"
+    con = sqlite3.connect(theirs)
+    con.execute("CREATE TABLE reviews (user TEXT, movie TEXT, stars INTEGER)")
+    con.execute("INSERT INTO reviews VALUES ('ann', 'Heat', 5)")
+    con.commit()
+    con.close()
+    before = theirs.read_bytes()
+    with pytest.raises(StoreError, match="not a reelrec ratings store"):
+        create_app(run)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for workers in ("1", "2"):
+        assert main(["serve", str(run), "--port", str(port), "--workers", workers]) != 0
+        err = capsys.readouterr().err
+        assert "not a reelrec ratings store" in err
+        assert err.strip().count("\n") == 0, err
+    assert main(["retrain", str(run), "--out", str(tmp_path / "again")]) != 0  # leaves the file too
+    capsys.readouterr()
+    assert theirs.read_bytes() == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["mf", "ratings.sqlite"]
+    with TestClient(create_app(run, sqlite_url(theirs))) as c:  # named: reelrec's tables added
+        pid = c.post("/profiles").json()["id"]
+        assert c.put(f"/profiles/{pid}/ratings/m1", json={"rating": 4}).status_code == 200
+    con = sqlite3.connect(theirs)
+    assert con.execute("SELECT user, movie, stars FROM reviews").fetchall() == [("ann", "Heat", 5)]
+    con.close()

@@ -3,10 +3,13 @@ strict body types, rating messages, 5xx telemetry and the OpenAPI document)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import small_dataset
+from reelrec.data.dataset import Dataset
 from reelrec.recommender import Recommender
 from reelrec.service.app import MAX_BODY, create_app
 from reelrec.service.store import sqlite_url
@@ -166,21 +169,217 @@ def test_openapi_documents_errors_and_the_rating_range(client) -> None:
     assert (ratings["minimum"], ratings["maximum"]) == (1.0, 5.0)
 
 
-def test_ids_in_any_spelling_name_the_same_user_and_movie(client, run_dir) -> None:
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{id}.0",
+        "%20{id}",
+        "{id}%20",
+        "0{id}",
+        "+{id}",
+        "{id}%00",
+        "{id}e0",
+        "{id}_0",
+        "%EF%BC%91{id}",
+        "{id}%0A",
+    ],
+)
+def test_ids_in_paths_must_match_a_catalogue_id_exactly(client, run_dir, spelling) -> None:
+    """Issue 23: ``/movies/1e3`` answered movie 1000 and ``/movies/1%00`` movie 1. An id names a
+    movie or user only when its text is the catalogue's id exactly; anything else is a 404 with
+    the JSON body, never another entry."""
     rec = Recommender.load(run_dir)
     user = int(rec.users.ids[0])
-    plain = client.get(f"/users/{user}/recommendations").json()
-    for spelling in (f"{user}.0", f"%20{user}"):
-        r = client.get(f"/users/{spelling}/recommendations")
-        assert r.status_code == 200, (spelling, r.text)
-        assert r.json() == plain
-    r = client.post(
-        "/predict", json={"pairs": [{"user": f"{user}.0", "movie": "m1"}, {"user": user, "movie": "m1"}]}
-    )
-    assert r.status_code == 200, r.text
-    first, second = r.json()["predictions"]
-    assert first == second
+    r = client.get(f"/users/{spelling.format(id=user)}/recommendations")
+    assert r.status_code == 404, (spelling, r.text)
+    assert r.json()["detail"].startswith("unknown user id")
+    assert client.get(f"/users/{spelling.format(id=user)}/ratings").status_code == 404
+    r = client.post("/predict", json={"pairs": [{"user": spelling.format(id=user), "movie": "m1"}]})
+    assert r.status_code in (404, 422), r.text
+    for movie in (spelling.format(id="m1"), spelling.format(id="1")):
+        r = client.get(f"/movies/{movie}")
+        assert r.status_code == 404, (movie, r.text)
+        assert r.json()["detail"].startswith("unknown movie id")
+        assert client.get(f"/movies/{movie}/similar").status_code == 404
     profile = client.post("/profiles").json()["id"]
     assert client.put(f"/profiles/{profile}/ratings/m1", json={"rating": 4}).status_code == 200
-    assert client.delete(f"/profiles/{profile}/ratings/%20m1").status_code == 200
-    assert client.get(f"/profiles/{profile}").json()["ratings"] == []
+    r = client.put(f"/profiles/{profile}/ratings/{spelling.format(id='m1')}", json={"rating": 2})
+    assert r.status_code == 404, r.text
+    assert client.delete(f"/profiles/{profile}/ratings/{spelling.format(id='m1')}").status_code == 404
+    assert [x["rating"] for x in client.get(f"/profiles/{profile}").json()["ratings"]] == [4.0]
+
+
+def test_a_numeric_catalogue_id_is_its_digits_only(tmp_path) -> None:
+    """With integer movie ids, ``/movies/1e3`` is not movie 1000 and ``/movies/1%00`` not movie 1;
+    a JSON integer in a body is the id itself."""
+    frame = pd.DataFrame(
+        {
+            "user": np.repeat(np.arange(1, 21), 5),
+            "item": np.tile([1, 2, 10, 1000, 7], 20),
+            "rating": np.tile([1.0, 2.0, 3.0, 4.0, 5.0], 20),
+        }
+    )
+    path = tmp_path / "run"
+    Recommender.train("bias", Dataset.from_frame(frame, name="ints")).save(str(path))
+    with TestClient(create_app(str(path), sqlite_url(tmp_path / "r.sqlite"))) as c:
+        assert c.get("/movies/1000").json()["movie_id"] == 1000
+        for odd in ("1e3", "1000.0", "1%00", "01", "%201", "1_000", "%EF%BC%91", "0x3e8", "1%2E0"):
+            r = c.get(f"/movies/{odd}")
+            assert r.status_code == 404, (odd, r.text)
+            assert r.json() == {"detail": r.json()["detail"]}
+        r = c.post("/recommendations", json={"ratings": {"1e3": 5}})
+        assert r.status_code == 404, r.text
+        r = c.post("/recommendations", json={"ratings": {"1000": 5}})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    "run",
+    ["a" * 255, "é" * 255, "/tmp/" + "b" * 255 + "/run", "x/" * 2000, "missing/run", "\U0001f4a5" * 100],
+)
+def test_a_reload_path_valid_by_the_schema_is_never_refused_by_validation(client, app, run) -> None:
+    """Issue 23: a reload path valid by the OpenAPI schema was a 422 (validation counted bytes per
+    component, which the schema did not say). Now the schema states the rule (a pattern) and a
+    path it accepts reaches the handler: 403 without the token, and with it a clear 422 from
+    loading (nothing there), never a validation error."""
+    import re
+
+    schema = app.openapi()["components"]["schemas"]["ReloadRequest"]["properties"]["run"]
+    pattern = next(s for s in schema.get("anyOf", [schema]) if s.get("type") == "string")
+    assert re.fullmatch(pattern["pattern"], run)
+    assert pattern["minLength"] <= len(run) <= pattern["maxLength"]
+    r = client.post("/admin/reload", json={"run": run})
+    assert r.status_code == 403, r.text
+    r = client.post("/admin/reload", json={"run": run}, headers={"X-Admin-Token": "wrong"})
+    assert r.status_code == 403, r.text
+    r = client.post("/admin/reload", json={"run": run}, headers={"X-Admin-Token": TOKEN})
+    assert r.status_code == 422, r.text
+    assert not r.json()["detail"].startswith("run: String should match")
+    for invalid in (run + "\x00", "c" * 256):  # outside the schema: refused by validation
+        assert not re.fullmatch(pattern["pattern"], invalid)
+        r = client.post("/admin/reload", json={"run": invalid})
+        assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/profiles/abc/ratings/m1", {"PUT", "DELETE", "OPTIONS"}),
+        ("/profiles/abc", {"GET", "OPTIONS"}),
+        ("/users/100/recommendations", {"GET", "OPTIONS"}),
+        ("/recommendations", {"POST", "OPTIONS"}),
+        ("/admin/reload", {"POST", "OPTIONS"}),
+        ("/static/app.js", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+def test_options_and_405_list_every_method_of_the_url(client, path, allowed) -> None:
+    """Issue 23: OPTIONS on a rating's URL said ``Allow: PUT`` (the first route of the path), though
+    DELETE works there too. The Allow list is every route's methods, on OPTIONS (204) and on
+    a 405 (with the JSON body)."""
+    r = client.options(path)
+    assert r.status_code == 204, r.text
+    assert set(r.headers["allow"].split(", ")) == allowed
+    wrong = next(m for m in ("PATCH", "GET", "POST") if m not in allowed)
+    r = client.request(wrong, path)
+    assert r.status_code == 405, r.text
+    assert set(r.headers["allow"].split(", ")) == allowed
+    assert r.json() == {"detail": "Method Not Allowed"}
+    assert client.options("/no/such/route").status_code == 404
+
+
+def test_a_bug_is_a_500_with_the_json_body(run_dir, tmp_path, monkeypatch) -> None:
+    """Every error answer carries the documented body, a server error included (Starlette's own
+    is plain text)."""
+    from reelrec.service import handlers
+
+    app = create_app(run_dir, sqlite_url(tmp_path / "r.sqlite"))
+    monkeypatch.setattr(handlers, "movie", lambda *_: 1 / 0)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/movies/m1")
+        assert r.status_code == 500
+        assert r.json() == {"detail": "internal server error"}
+
+
+def _serve_in_thread(app, options):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, **options, log_level="critical", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server, thread, sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_a_request_the_http_parser_cannot_read_gets_the_json_body(app, parser) -> None:
+    """Issue 23: a 100,000-character URL got uvicorn's plain-text 400 (``Invalid HTTP request
+    received.``). The service's protocols answer the parser's errors with the JSON body too."""
+    import http.client
+    import json
+    import socket
+
+    from reelrec.service.protocols import server_options
+
+    if parser == "httptools":
+        pytest.importorskip("httptools")
+    server, thread, port = _serve_in_thread(app, server_options(parser))
+    try:
+        requests = [
+            b"GET /movies/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /movies?query=" + b"%41" * 40_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GARBAGE\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\nConnection: close\r\n\r\n",
+            b"GET /movies/nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade, close\r\n\r\n",
+        ]
+        for raw in requests:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(raw)
+                answer = b""
+                while chunk := s.recv(65536):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            assert 400 <= status < 500, head
+            assert b"content-type: application/json" in head.lower(), head
+            assert set(json.loads(body)) == {"detail"}, body
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health")
+        assert conn.getresponse().status == 200  # the server goes on
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_refused_rating_and_the_scale_are_shown_exactly(tmp_path) -> None:
+    """Issue 23 (smaller): the refusal of 1000000.01 showed "1000000". The refused value and the
+    scale's ends are printed exactly, never rounded to 7 digits or to ``1e+06``."""
+    frame = pd.DataFrame(
+        {
+            "user": np.repeat(np.arange(1, 21), 3),
+            "item": np.tile([1, 2, 3], 20),
+            "rating": np.tile([1.0, 500000.0, 1000000.0], 20),
+        }
+    )
+    path = tmp_path / "run"
+    Recommender.train("bias", Dataset.from_frame(frame, name="wide")).save(str(path))
+    with TestClient(create_app(str(path), sqlite_url(tmp_path / "r.sqlite"))) as c:
+        pid = c.post("/profiles").json()["id"]
+        for given in ("1000000.01", "1000000.5", "0.999999999"):
+            body = '{"rating": ' + given + "}"
+            r = c.put(
+                f"/profiles/{pid}/ratings/1", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"] == f"rating {given} is outside the rating scale 1..1000000.0"
+        ok = c.put(f"/profiles/{pid}/ratings/1", json={"rating": 1000000})
+        assert ok.status_code == 200, ok.text

@@ -109,3 +109,138 @@ def test_the_service_keeps_ratings_in_the_store(url, small, tmp_path) -> None:
         assert [(r["movie_id"], r["rating"]) for r in c.get(f"/profiles/{pid}").json()["ratings"]] == [
             ("m3", 5.0)
         ]
+
+
+def test_a_write_holds_the_write_lock_from_its_first_statement(tmp_path, monkeypatch) -> None:
+    """Issue 23: 1 of 1,650 concurrent PUTs over two workers was a 500 ("database is locked"): a
+    write transaction that began as a read (the profile looked up first) and was upgraded to a
+    write cannot wait for the lock when another process wrote meanwhile. Every write now takes
+    the write lock as its transaction begins (where SQLite's busy timeout applies): while it
+    looks the profile up, no other process can start writing."""
+    import sqlite3
+
+    path = tmp_path / "ratings.sqlite"
+    store = RatingStore(sqlite_url(path))
+    original = RatingStore._ensure_profile
+    probes: list[str] = []
+
+    def ensure_and_probe(self, conn, profile_id) -> None:
+        original(self, conn, profile_id)
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)  # another worker
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            probes.append("another writer got in")
+        except sqlite3.OperationalError as exc:
+            probes.append(str(exc))
+        finally:
+            other.close()
+
+    monkeypatch.setattr(RatingStore, "_ensure_profile", ensure_and_probe)
+    try:
+        store.set_rating("first", "m1", 4.0)  # a new profile
+        store.set_rating("first", "m2", 3.0)  # an existing one
+        assert probes == ["database is locked"] * 2
+        assert store.get_ratings("first") == {"m1": 4.0, "m2": 3.0}
+    finally:
+        store.close()
+
+
+def test_a_locked_store_is_a_503_after_bounded_retries(tmp_path, monkeypatch) -> None:
+    """A database that stays locked past the busy timeout and the retries is a StoreError (the
+    service's 503 with the JSON body), never a server error."""
+    import sqlite3
+
+    import reelrec.service.store as store_module
+
+    path = tmp_path / "ratings.sqlite"
+    monkeypatch.setattr(store_module, "MAX_BACKOFF_S", 0.0)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 20)
+    store = RatingStore(sqlite_url(path))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process keeps the write lock
+    try:
+        with pytest.raises(StoreError, match="busy"):
+            store.set_rating("p", "m1", 4.0)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.set_rating("p", "m1", 4.0)  # the lock gone, writes work
+    assert store.get_ratings("p") == {"m1": 4.0}
+    store.close()
+
+
+def _foreign_sqlite(path) -> bytes:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    con.execute("INSERT INTO notes (text) VALUES ('mine')")
+    con.commit()
+    con.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["other tables", "empty file", "not sqlite", "only a ratings table"])
+def test_an_unrelated_database_at_the_default_place_is_refused_untouched(tmp_path, kind) -> None:
+    """Issue 23: ``reelrec serve`` added its tables to an unrelated ``ratings.sqlite`` beside the
+    run and switched it to WAL. Without reelrec's marker it is refused (one line) and unchanged,
+    unless named explicitly (``--store``)."""
+    import sqlite3
+
+    path = tmp_path / "ratings.sqlite"
+    if kind == "other tables":
+        before = _foreign_sqlite(path)
+    elif kind == "empty file":
+        path.write_bytes(b"")
+        before = b""
+    elif kind == "not sqlite":
+        path.write_text("user,item,rating\n1,2,3\n" * 100)
+        before = path.read_bytes()
+    else:
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE ratings (profile_id TEXT, item_id TEXT, rating FLOAT)")
+        con.commit()
+        con.close()
+        before = path.read_bytes()
+    refusal = r"not a reelrec ratings store|not an SQLite database|that is not reelrec.s"
+    with pytest.raises(StoreError, match=refusal) as err:
+        RatingStore(sqlite_url(path), explicit=False)
+    assert "\n" not in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.sqlite"]  # no -wal, no -shm
+    if kind == "only a ratings table":  # even named: a table of reelrec's name that is not reelrec's
+        with pytest.raises(StoreError, match="already has a table 'ratings' that is not reelrec's"):
+            RatingStore(sqlite_url(path), explicit=True)
+        assert path.read_bytes() == before
+    if kind == "other tables":  # named explicitly: the user's choice, reelrec's tables added
+        store = RatingStore(sqlite_url(path), explicit=True)
+        store.set_rating("p", "m1", 4.0)
+        store.close()
+        con = sqlite3.connect(path)
+        assert con.execute("SELECT text FROM notes").fetchall() == [("mine",)]
+        con.close()
+        again = RatingStore(sqlite_url(path), explicit=False)  # now marked: reelrec's own
+        assert again.get_ratings("p") == {"m1": 4.0}
+        again.close()
+
+
+def test_a_store_of_an_older_reelrec_is_adopted(tmp_path) -> None:
+    """A store made before the marker (exactly reelrec's two tables) still opens by default."""
+    import sqlite3
+
+    from reelrec.service.store import profiles, ratings
+
+    path = tmp_path / "ratings.sqlite"
+    from sqlalchemy import create_engine
+
+    engine = create_engine(sqlite_url(path))
+    profiles.create(engine)
+    ratings.create(engine)
+    engine.dispose()
+    store = RatingStore(sqlite_url(path), explicit=False)
+    store.set_rating("p", "m1", 3.0)
+    store.close()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM reelrec_store").fetchall() == [("reelrec ratings store",)]
+    con.close()

@@ -15,8 +15,9 @@ from conftest import small_dataset
 from reelrec.recommender import Recommender
 from reelrec.service.app import create_app
 from reelrec.service.hotpath import parse_query
+from reelrec.service.state import run_fingerprint
 from reelrec.service.store import sqlite_url
-from reelrec.service.workers import RunSync, ServeConfig, build_app
+from reelrec.service.workers import RunSync, ServeConfig, build_app, write_pin
 from reelrec.training import TrainConfig
 
 
@@ -138,7 +139,10 @@ def test_run_follower_switches_to_a_newer_generation_only(runs, tmp_path) -> Non
     with TestClient(leader) as c:
         r = c.post("/admin/reload", json={"run": bias}, headers={"X-Admin-Token": "tok"})
         assert r.status_code == 200
-    assert RunSync.read(state) == {"generation": 1, "run": str(Path(bias).resolve())}
+    published = RunSync.read(state)
+    assert published["generation"] == 1
+    assert published["run"] == str(Path(bias).resolve())
+    assert published["manifest"] == run_fingerprint(bias)
     assert sync.poll_once()
     assert follower.state.served.rec.model.name == "bias"
     assert not sync.poll_once()  # same generation: nothing to do
@@ -229,3 +233,119 @@ def test_supervisor_stops_when_workers_cannot_start(code, why, tmp_path, monkeyp
     assert time.monotonic() - start < 30
     assert not state.exists()
     assert "a worker failed to start" in capsys.readouterr().err
+
+
+def test_a_replacement_worker_never_serves_another_model_than_the_others(runs, tmp_path, caplog) -> None:
+    """Issue 23: ``train --out RUN --overwrite`` on a served run, then a worker restart, left the
+    old worker on the old model and its replacement on the new one (``/health`` alternated,
+    nothing logged). The service pins the run by its manifest's sha256; a replacement that
+    finds another model in the directory says so and publishes it, and every worker follows."""
+    import shutil
+
+    mf, bias = runs
+    run = tmp_path / "served"
+    shutil.copytree(mf, run)
+    state = tmp_path / "state"
+    state.mkdir()
+    write_pin(state, 0, run, run_fingerprint(run))  # what reelrec serve does before the workers
+    store = sqlite_url(tmp_path / "ratings.sqlite")
+    old = build_app(ServeConfig(str(run), store, state_dir=str(state)), None)
+    old_sync = RunSync(old, state, ann=False)  # polled by hand here
+    assert not old_sync.poll_once()
+    pinned = old.state.served.manifest_sha256
+    assert pinned == run_fingerprint(run)
+    Recommender.load(bias).save(str(run), overwrite=True)  # train --out RUN --overwrite
+    assert run_fingerprint(run) != pinned
+    with caplog.at_level("WARNING", logger="reelrec.service.workers"):
+        new = build_app(ServeConfig(str(run), store, state_dir=str(state)), None)  # a replacement
+    assert "changed on disk since it was pinned" in caplog.text
+    assert RunSync.read(state)["manifest"] == run_fingerprint(run)
+    assert old_sync.poll_once()  # the old worker follows within a poll
+    with TestClient(old) as a, TestClient(new) as b:
+        health = [a.get("/health").json(), b.get("/health").json()]
+    assert {h["model"] for h in health} == {"bias"}
+    assert {h["run_sha256"] for h in health} == {run_fingerprint(run)}
+    again = build_app(ServeConfig(str(run), store, state_dir=str(state)), None)  # nothing changed
+    assert again.state.served.manifest_sha256 == run_fingerprint(run)
+    assert RunSync.read(state)["generation"] == 1
+
+
+OWNER = """
+import os, sys, time
+from reelrec.service.supervisor import make_state_dir
+print(make_state_dir(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_state_folder_of_a_killed_supervisor_is_removed_on_the_next_start(tmp_path) -> None:
+    """Issue 23: kill -9 of the supervisor left its state folder for ever. The next start removes
+    the folders whose owner is gone (its lock free), and nothing else: a live service's folder,
+    a folder without reelrec's owner file, or one holding a file reelrec did not write, stay."""
+    import signal
+    import subprocess
+    import sys
+
+    from reelrec.service.supervisor import STATE_PREFIX, clean_stale_state_dirs
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OWNER], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    try:
+        dead, alive, foreign = (Path(p.stdout.readline().strip()) for p in procs)
+        (dead / "run.json").write_text("{}")
+        (dead / "run.json.123").write_text("{}")
+        (foreign / "notes.txt").write_text("not reelrec's")
+        for proc in (procs[0], procs[2]):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        unowned = tmp_path / f"{STATE_PREFIX}unowned"
+        unowned.mkdir()
+        (unowned / "run.json").write_text("{}")
+        assert clean_stale_state_dirs(str(tmp_path)) == [str(dead)]
+        assert not dead.exists()
+        assert (alive / "owner.lock").exists()
+        assert (foreign / "notes.txt").read_text() == "not reelrec's"
+        assert (unowned / "run.json").exists()
+        assert clean_stale_state_dirs(str(tmp_path)) == []
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+class _Exited:
+    def __init__(self, code: int) -> None:
+        self.returncode = code
+        self.pid = 4242
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+def test_a_replacement_that_cannot_load_the_run_gets_three_tries(monkeypatch) -> None:
+    """A worker failing at the service's start stops the service at once (uvicorn's status 3); a
+    replacement failing so (the run being rewritten) is tried again, and the service stops only
+    after three quick failures in a row."""
+    from reelrec.service import supervisor as sup
+
+    boss = sup.Supervisor(1, None)
+    spawned: list[int] = []
+    monkeypatch.setattr(boss, "_spawn", lambda slot: spawned.append(slot))
+    boss.procs = [_Exited(sup.STARTUP_FAILURE)]
+    boss._check()
+    assert boss.stopping  # the first start failed
+    assert boss.status == 1
+    boss = sup.Supervisor(1, None)
+    monkeypatch.setattr(boss, "_spawn", lambda slot: spawned.append(slot))
+    boss.started = [time.monotonic() - 3600]  # served an hour, then died
+    boss.procs = [_Exited(-9)]
+    boss._check()
+    assert not boss.stopping
+    for attempt in range(3):  # its replacement cannot load the run, three times
+        boss.started = [time.monotonic()]
+        boss.procs = [_Exited(sup.STARTUP_FAILURE)]
+        boss._check()
+        assert boss.stopping == (attempt == 2)

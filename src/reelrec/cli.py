@@ -382,7 +382,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     token = args.admin_token or os.environ.get("REELREC_ADMIN_TOKEN") or None
     store = args.store or default_store_url(args.run_dir)
-    config = ServeConfig(run_dir=args.run_dir, store=store, ann=args.ann, threads=max(1, args.threads))
+    config = ServeConfig(
+        run_dir=args.run_dir,
+        store=store,
+        ann=args.ann,
+        threads=max(1, args.threads),
+        store_explicit=args.store is not None,
+    )
     serve(
         config,
         workers=workers,
@@ -397,13 +403,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from reelrec.service.retrain import retrain
-    from reelrec.service.store import default_store_url
 
-    store = args.store or default_store_url(args.run_dir)
     start = time.perf_counter()
     _, metrics = retrain(
         args.run_dir,
-        store,
+        args.store,  # None: the default place, where only a reelrec store is used
         args.out,
         data_home=args.data_home,
         device=args.device,

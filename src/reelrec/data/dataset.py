@@ -420,9 +420,11 @@ class Dataset:
         bad = np.abs(rating) > RATING_LIMIT
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
+            given = frame["rating"].iloc[row]  # as given: 1000000.01 is not "1000000"
+            shown = given.strip() if isinstance(given, str) else repr(float(rating[row]))
             raise DataError(
-                f"{name}: rating on data row {row + 1} is {rating[row]:.7g}, outside the sane range "
-                f"-{RATING_LIMIT:.0e}..{RATING_LIMIT:.0e} (a corrupt value or the wrong --rating-col?)"
+                f"{name}: rating on data row {row + 1} is {shown}, outside the sane range "
+                f"-{RATING_LIMIT:.0f}..{RATING_LIMIT:.0f} (a corrupt value or the wrong --rating-col?)"
             )
         users = Vocabulary(np.unique(users_raw), "user")
         items = Vocabulary(np.unique(items_raw), "item")

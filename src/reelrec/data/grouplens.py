@@ -29,10 +29,12 @@ import logging
 import os
 import re
 import shutil
+import signal
+import threading
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -266,6 +268,7 @@ def list_datasets(data_home: str | Path | None = None) -> list[dict[str, Any]]:
     """One dict per registry dataset: ``name``, ``description``, ``size`` (zip bytes or ``None``),
     ``url``, ``present`` (bool) and ``path`` (where it is or would be)."""
     home = _data_home(data_home)
+    clean_dead_downloads(home)
     return [
         {
             "name": s.name,
@@ -377,6 +380,82 @@ def download(
         DownloadError: no network (the message says which URL to fetch and where to unzip it), a
             checksum or size mismatch, an unsafe or incomplete archive, or an unwritable data home.
     """
+    with _cleanup_on_signals():
+        return _download(name, data_home, progress=progress, force=force, opener=opener)
+
+
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP arrived during a download (raised where it was, so cleanup runs)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _cleanup_on_signals() -> Iterator[None]:
+    """While a download runs (in the main thread), SIGTERM and SIGHUP whose handler is the
+    default raise inside it, so its ``.part`` file and extraction folder are removed as on any
+    failure; then the process ends by the same signal, as it would have (exit status 128+n).
+    Ctrl+C already raises. SIGKILL cannot be caught: its leftovers are removed by the next run
+    (:func:`clean_dead_downloads`)."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def raise_here(signum: int, _frame: Any) -> None:
+            raise _Signalled(signum)
+
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, raise_here)
+    try:
+        yield
+    except _Signalled as exc:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        previous.clear()
+        logger.info("download interrupted by signal %d; its temporary files are removed", exc.signum)
+        os.kill(os.getpid(), exc.signum)  # the default action now: the process ends by the signal
+        raise SystemExit(128 + exc.signum) from None  # pragma: no cover - not reached
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGTERM and SIGHUP held back (POSIX) until the block is done: two renames that must both
+    happen (or neither) are not cut between."""
+    held = {signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def clean_dead_downloads(data_home: str | Path | None = None) -> list[Path]:
+    """Remove what downloads killed with SIGKILL left in the data home (their ``.part`` files
+    and extraction folders, named by :func:`reelrec.safeio.temp_name` with the writer's pid):
+    only those whose writer process is gone. Called by every download, listing and load of a
+    registry dataset; returns what it removed."""
+    home = _data_home(data_home)
+    removed: list[Path] = []
+    if home.is_dir():
+        for spec_name in DATASETS:
+            removed += clean_leftovers(home, spec_name)
+    for path in removed:
+        logger.info("removed %s, left by a download that was killed", path)
+    return removed
+
+
+def _download(
+    name: str, data_home: str | Path | None, *, progress: bool, force: bool, opener: Opener | None
+) -> Path:
+    """:func:`download` itself (its temporary files removed on any failure)."""
     spec = _get_spec(name)
     home = _data_home(data_home)
     target = home / spec.folder
@@ -436,8 +515,11 @@ def download(
                     f"{target} holds {foreign[0]}, which is not part of {name}; move it away and retry "
                     "(--force replaces only the dataset's own files)"
                 )
-            os.replace(target, workdir / ".old")
-        os.replace(extracted, target)
+            with _signals_deferred():  # the old copy is never left in the folder cleanup removes
+                os.replace(target, workdir / ".old")
+                os.replace(extracted, target)
+        else:
+            os.replace(extracted, target)
     except OSError as exc:
         raise DownloadError(f"{name}: cannot unpack into {home} ({exc})") from exc
     finally:
@@ -465,6 +547,7 @@ def _resolve(name_or_path: str | Path, data_home: str | Path | None) -> tuple[st
     key = str(name_or_path)
     if key in DATASETS:
         spec = DATASETS[key]
+        clean_dead_downloads(data_home)
         return spec.name, _data_home(data_home) / spec.folder, spec.layout, True
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():

@@ -7,12 +7,15 @@ Build it with :func:`create_app` (``reelrec serve`` does, through
 * :mod:`reelrec.service.routes`: one router per resource, each route calling a handler of
   :mod:`reelrec.service.handlers` (one plain function per kind of request);
 * :mod:`reelrec.service.hotpath`: the known-user fast lane, through the same handler;
-* :mod:`reelrec.service.middleware`: :class:`Guard` (body limit, telemetry once per request).
+* :mod:`reelrec.service.middleware`: :class:`Guard` (body limit, telemetry once per request) and
+  :class:`Methods` (``OPTIONS`` and ``405`` with every method of a URL);
+* :mod:`reelrec.service.protocols`: uvicorn's parser errors (a 100,000-character URL) with the
+  JSON error body too.
 
 Every input is validated by pydantic or by the id lookups; a bad request is a 4xx whose body is
-``{"detail": "<one line>"}``, never a 500. Model work (scoring, fold-in) runs on the event
-loop, one request at a time, so the model is never used from two threads; database work runs
-in the thread pool.
+``{"detail": "<one line>"}``, never a 500 (and every error answer, a 500 included, has that
+body). Model work (scoring, fold-in) runs on the event loop, one request at a time, so the model
+is never used from two threads; database work runs in the thread pool.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from fastapi.routing import APIRoute
 from reelrec._version import __version__
 from reelrec.errors import ReelrecError, UnknownIdError
 from reelrec.service.hotpath import HotPath
-from reelrec.service.middleware import Guard, Telemetry
+from reelrec.service.middleware import Guard, Methods, Telemetry
 from reelrec.service.routes import ROUTERS, page, recommendations
 from reelrec.service.schemas import MAX_BODY, errors, with_rating_range
 from reelrec.service.state import Served
@@ -54,6 +57,7 @@ def create_app(
     max_body: int = MAX_BODY,
     ann: bool = False,
     fast_lane: bool = True,
+    store_explicit: bool | None = None,
 ) -> FastAPI:
     """The service for run directory ``run_dir`` (verified and loaded once, here) with ratings
     kept in ``store_url`` (default: ``ratings.sqlite`` beside the run directory).
@@ -63,10 +67,13 @@ def create_app(
     ``ann`` serves known-user lists and similar movies from faiss HNSW indexes (approximate;
     for catalogues far larger than MovieLens') instead of exact full-catalogue scoring.
     ``fast_lane=False`` leaves the known-user fast lane out (every request through FastAPI: the
-    reference the fast lane is tested against); production keeps it.
+    reference the fast lane is tested against); production keeps it. ``store_explicit``: the
+    store was named by the user (default: when ``store_url`` is given); a database at the default
+    place that is not a reelrec store is refused untouched.
     """
     served = Served.load(run_dir, ann=ann)
-    store = RatingStore(store_url or default_store_url(run_dir))
+    explicit = store_url is not None if store_explicit is None else store_explicit
+    store = RatingStore(store_url or default_store_url(run_dir), explicit=explicit)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +99,7 @@ def create_app(
     app.mount("/static", page.static_files(), name="static")
     app.include_router(page.router)
     _add_error_handlers(app)
+    app.add_middleware(Methods, routes=app.routes)  # inside the fast lane: lists pay nothing
     if fast_lane:  # inside Guard: its answers are size-checked and counted like the route's
         app.add_middleware(HotPath, state=app.state, route=_known_user_route())
     app.add_middleware(Guard, telemetry=app.state.telemetry, max_body=max_body)
@@ -130,6 +138,12 @@ def _first_error(exc: RequestValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
+async def _server_error(_: Request, exc: Exception) -> JSONResponse:
+    """A bug's answer: the documented JSON body (Starlette's own is plain text); the traceback
+    is still logged by the server."""
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
 async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": _first_error(exc)}, status_code=422)
 
@@ -145,6 +159,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     """Every error a one-line ``{"detail": ...}``: the first validation error 422; of the user
     errors the most specific class wins: unknown ids 404, store trouble 503, any other 422."""
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _server_error)
     for error, status in ((UnknownIdError, 404), (StoreError, 503), (ReelrecError, 422)):
         app.add_exception_handler(error, _one_line(status))
 

@@ -122,8 +122,8 @@ def rating_to_store(s: Served, movie_id: str, rating: float) -> tuple[Any, float
 
 
 def stored_movie_id(s: Served, movie_id: str) -> Any:
-    """``DELETE /profiles/{id}/ratings/{movie}``: the id as stored (any spelling of a catalogue
-    movie), else as given (a movie a run switch dropped)."""
+    """``DELETE /profiles/{id}/ratings/{movie}``: the id as stored (a catalogue movie's id),
+    else as given (a movie a run switch dropped)."""
     try:
         return s.rec.catalogue()[0][s.item(movie_id)]
     except UnknownIdError:
@@ -135,8 +135,15 @@ def check_rating(s: Served, value: float) -> float:
     """``value`` as a float, refused (422) outside the run's rating scale."""
     low, high = s.rec.scale.low, s.rec.scale.high
     if not np.isfinite(value) or value < low or value > high:  # the value as given, not rounded
-        raise ReelrecError(f"rating {value!r} is outside the rating scale {low:g}..{high:g}")
+        raise ReelrecError(f"rating {value!r} is outside the rating scale {_exact(low)}..{_exact(high)}")
     return float(value)
+
+
+def _exact(x: float) -> str:
+    """``x`` short when that is exact (``5``, ``0.5``), else in full (``1000000.0``, never
+    ``1e+06``)."""
+    short = f"{x:g}"
+    return short if "e" not in short and float(short) == x else repr(float(x))
 
 
 def _on_catalogue(s: Served, stored: dict[str, float]) -> dict[int, float]:

@@ -1,5 +1,6 @@
 """The service's pure-ASGI middleware: :class:`Guard` (body limit and telemetry, around every
-request, the fast lane's included) and the :class:`Telemetry` it records into."""
+request, the fast lane's included), the :class:`Telemetry` it records into, and :class:`Methods`
+(``OPTIONS`` and ``405`` answers that list every method of a URL)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelrec.service.schemas import MAX_BODY
@@ -175,3 +178,55 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class Methods:
+    """Pure-ASGI middleware: the methods a URL allows are those of *every* route of its path.
+
+    Starlette answers a method a path's route lacks from the first route of that path alone, so
+    ``OPTIONS`` or ``GET`` on a rating's URL (one route for ``PUT``, another for ``DELETE``) said
+    ``Allow: PUT``. Here ``OPTIONS`` is answered ``204`` and any other method no route of the
+    path takes ``405`` (``{"detail": ...}``), both with the full ``Allow`` list; every other
+    request passes through untouched. It sits inside the fast lane, which never needs it."""
+
+    def __init__(self, app: ASGIApp, routes: list[Any]) -> None:
+        self.app = app
+        self.routes = list(_method_routes(routes, ""))
+
+    def allowed(self, path: str) -> set[str]:
+        """The methods of every route whose path matches ``path`` (empty: no such route)."""
+        methods: set[str] = set()
+        for prefix, regex, names in self.routes:
+            if path.startswith(prefix) and regex.match(path[len(prefix) :]):
+                methods |= names
+        return methods
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowed = self.allowed(scope["path"])
+        method = scope["method"]
+        if not allowed or method in allowed:
+            await self.app(scope, receive, send)
+            return
+        allow = ", ".join(sorted(allowed | {"OPTIONS"}))
+        if method == "OPTIONS":
+            await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+            return
+        answer = JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+        await answer(scope, receive, send)
+
+
+def _method_routes(routes: list[Any], prefix: str) -> Any:
+    """``(prefix, path regex, methods)`` of every route with methods, included routers' too
+    (FastAPI keeps an included router as one entry naming the original)."""
+    for route in routes:
+        if isinstance(route, Route) and route.methods:
+            yield prefix, route.path_regex, frozenset(route.methods)
+        elif isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            yield prefix, route.path_regex, frozenset({"GET", "HEAD"})
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from _method_routes(inner.routes, prefix + (getattr(context, "prefix", "") or ""))

@@ -23,7 +23,7 @@ from reelrec.data.split import Split
 from reelrec.errors import ConfigError, DataError
 from reelrec.runs.record import RunRecord, load_run_data, read_record, rebuild_split
 from reelrec.runs.train import train_run
-from reelrec.service.store import RatingStore
+from reelrec.service.store import RatingStore, default_store_url
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def stored_as_users(ds: Dataset, stored: pd.DataFrame) -> tuple[pd.DataFrame, di
 
 def retrain(
     run_dir: str | Path,
-    store_url: str,
+    store_url: str | None,
     out: str | Path,
     *,
     data_home: str | None = None,
@@ -86,7 +86,9 @@ def retrain(
     """Train ``run_dir``'s model again on its data plus the store's ratings; save to ``out``.
 
     The data is reloaded and split as the run recorded (a dataset that changed since is refused),
-    and the test metrics follow the run's protocol, so they compare with the old run's."""
+    and the test metrics follow the run's protocol, so they compare with the old run's.
+    ``store_url`` ``None``: ``ratings.sqlite`` beside the run, used only when it is a reelrec store
+    (an unrelated database there is refused untouched)."""
     from reelrec.training.recipe import recipe
 
     run_dir, out = Path(run_dir), Path(out)
@@ -99,7 +101,7 @@ def retrain(
     ds = load_run_data(record, data_home, side_data=True)
     split = rebuild_split(record, ds)
 
-    store = RatingStore(store_url)
+    store = RatingStore(store_url or default_store_url(run_dir), explicit=store_url is not None)
     try:
         stored = store.all_ratings()
     finally:

@@ -19,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
-    field_validator,
 )
 
 from reelrec._defaults import LIST_NOVELTY
@@ -105,8 +104,14 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": ERROR_TEXT[code]} for code in codes}
 
 
+#: a run path as the reload request's schema states it: no NUL, no component over 255 characters
+RUN_PATH = r"^(?:[^/\x00]{0,255}/)*[^/\x00]{0,255}$"
+
+
 def check_path(value: str | None) -> str | None:
-    """A run path within the file system's limits (checked before the path is used)."""
+    """A run path within the file system's limits: no NUL, components of at most 255 bytes (a
+    ``ValueError`` says which). The reload endpoint checks it after the token, so a request
+    valid by the schema (:data:`RUN_PATH`: 255 *characters*) is never refused by validation."""
     if value is None:
         return None
     if "\x00" in value:
@@ -134,6 +139,9 @@ class Health(BaseModel):
     dataset: str | None
     schema_version: int
     run: str
+    run_sha256: str | None = Field(
+        None, description="sha256 of the run's manifest: the model served (the same on every worker)"
+    )
     loaded_at: str
     n_users: int
     n_items: int
@@ -229,8 +237,7 @@ class ReloadRequest(Strict):
         None,
         min_length=1,
         max_length=4096,
+        pattern=RUN_PATH,
         description="run directory to switch to (default: reload the current one); at most 4096 "
-        "characters, 255 bytes per component",
+        "characters, no NUL, 255 characters (and bytes) per component",
     )
-
-    _path = field_validator("run")(check_path)

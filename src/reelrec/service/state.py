@@ -6,6 +6,7 @@ reference, so a request that started on the old run finishes on it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,21 +14,32 @@ from typing import Any
 
 import numpy as np
 
-from reelrec.artifacts import SCHEMA_VERSION
-from reelrec.data.dataset import Vocabulary
-from reelrec.errors import UnknownIdError
+from reelrec.artifacts import MANIFEST, SCHEMA_VERSION
+from reelrec.errors import ArtifactError, UnknownIdError
 from reelrec.recommender import Recommender
 from reelrec.topn import Ann
 
 
-def _lookup(table: dict[str, int], vocab: Vocabulary, raw: Any) -> int | None:
-    """The dense index of ``raw``: the exact text first (the hot path), then the vocabulary's
-    own reading of other spellings."""
-    idx = table.get(str(raw))
-    if idx is None:
-        found = int(vocab.index([raw], missing="negative")[0])
-        idx = found if found >= 0 else None
-    return idx
+def _lookup(table: dict[str, int], raw: Any) -> int | None:
+    """The dense index of the id ``raw``: its text must be a catalogue id exactly (an integer
+    from a JSON body as its digits). No other spelling names an id: ``"1e3"``, ``"1.0"``,
+    ``" 1"``, ``"01"``, ``"1\x00"`` or ``"１"`` are not movie 1 (or 1000), they are unknown."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        return table.get(raw)
+    if isinstance(raw, (int, np.integer)):
+        return table.get(str(int(raw)))
+    return None
+
+
+def run_fingerprint(run_dir: str | Path) -> str | None:
+    """The sha256 of a run's manifest (which holds the sha256 of every file of the run): the
+    identity of the model a run directory holds now; ``None`` when it has no readable manifest."""
+    try:
+        return hashlib.sha256((Path(run_dir) / MANIFEST).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 @dataclass
@@ -44,12 +56,21 @@ class Served:
     popularity_order: np.ndarray = field(repr=False)
     genres: list[str] = field(repr=False)
     ann: Any = field(default=None, repr=False)
+    #: the sha256 of the loaded run's manifest (:func:`run_fingerprint`): which model this is
+    manifest_sha256: str | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, ann: bool = False) -> Served:
         """Verify and load a run directory (manifest, hashes, schema) and index it; with
         ``ann``, also build approximate nearest-neighbour indexes (faiss HNSW)."""
-        rec = Recommender.load(str(run_dir))
+        for _ in range(3):  # a run replaced while it was read is read again
+            before = run_fingerprint(run_dir)
+            rec = Recommender.load(str(run_dir))
+            fingerprint = run_fingerprint(run_dir)
+            if fingerprint is not None and fingerprint == before:
+                break
+        else:
+            raise ArtifactError(f"{run_dir} kept changing while it was loaded; try again")
         raw, titles, _, genres = rec.catalogue()
         item_lookup = {str(x): i for i, x in enumerate(raw)}
         user_lookup = {str(x): i for i, x in enumerate(rec.users.ids.tolist())}
@@ -79,6 +100,7 @@ class Served:
             genre_matrix=genre_matrix[:, order],
             popularity_order=order,
             genres=all_genres,
+            manifest_sha256=fingerprint,
         )
 
     def top_n_for_user(
@@ -126,15 +148,16 @@ class Served:
 
     # ------------------------------------------------------------------ ids
     def item(self, movie_id: Any) -> int:
-        """Dense index of a movie id given as text or a number (any spelling the vocabulary
-        accepts: ``"50"``, ``50``, ``"50.0"`` and ``" 50"`` name one movie)."""
-        idx = _lookup(self.item_lookup, self.rec.items, movie_id)
+        """Dense index of a movie id given exactly as the catalogue writes it (``"50"``, or the
+        JSON integer ``50``); any other text is an unknown id (404), never another movie."""
+        idx = _lookup(self.item_lookup, movie_id)
         if idx is None:
             raise UnknownIdError(f"unknown movie id {movie_id!r}")
         return idx
 
     def user(self, user_id: Any) -> int:
-        idx = _lookup(self.user_lookup, self.rec.users, user_id)
+        """Dense index of a trained user's id, given exactly (as :meth:`item`)."""
+        idx = _lookup(self.user_lookup, user_id)
         if idx is None or self.rec.user_counts[idx] == 0:
             raise UnknownIdError(f"unknown user id {user_id!r} (not a user the model was trained on)")
         return idx
@@ -150,6 +173,7 @@ class Served:
             "dataset": dataset.get("name") if isinstance(dataset, dict) else None,
             "schema_version": SCHEMA_VERSION,
             "run": str(self.run_dir),
+            "run_sha256": self.manifest_sha256,
             "loaded_at": self.loaded_at,
             "n_users": len(rec.users),
             "n_items": len(rec.items),

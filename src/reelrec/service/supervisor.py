@@ -16,22 +16,32 @@ supervisor holds no copy of torch or the run. It
   silently sharing a port;
 * starts the workers (:func:`reelrec.service.workers.run_worker`: load the app, bind, serve) in
   its own process group, each asking the kernel to end it when the supervisor dies;
-* restarts a worker that dies, unless it failed while starting (uvicorn's exit status 3, or
-  exits within :data:`EARLY_EXIT_S` of its start three times in a row): then it stops the
-  service and exits with status 1, as uvicorn does;
+* restarts a worker that dies, unless it failed while starting (uvicorn's exit status 3 at the
+  service's start, or exits within :data:`EARLY_EXIT_S` of its start three times in a row: a
+  replacement that cannot load the run, say while it is being rewritten, gets three tries): then
+  it stops the service and exits with status 1, as uvicorn does;
 * on SIGTERM, SIGINT or SIGHUP stops the workers (SIGTERM, then SIGKILL after
   :data:`STOP_GRACE_S`), removes the service's private state folder and exits.
+
+The private state folder (``reelrec-serve-*`` in the temporary folder, made by
+:func:`make_state_dir` before ``reelrec serve`` becomes the supervisor) holds the pinned run
+(``run.json``: generation, run path, manifest sha256) and ``owner.lock``, which the supervisor
+holds locked (``flock``) for as long as it lives. A supervisor killed with SIGKILL cannot remove
+its folder; the next ``reelrec serve`` does (:func:`clean_stale_state_dirs`): only folders of
+this user with reelrec's owner file whose lock nobody holds, and in them only reelrec's files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 #: uvicorn's exit status for a worker that failed before serving (``uvicorn.config.STARTUP_FAILURE``)
@@ -44,6 +54,73 @@ STOP_GRACE_S = 15.0
 WORKER_CODE = "from reelrec.service.workers import run_worker; run_worker()"
 #: environment variable carrying the listening options (JSON), to the supervisor and its workers
 LISTEN_ENV = "REELREC_SERVE_LISTEN"
+
+
+#: the name of a service's private state folder starts so (in the temporary folder)
+STATE_PREFIX = "reelrec-serve-"
+#: the owner file of a state folder, held locked by its supervisor, and the text it starts with
+OWNER_FILE = "owner.lock"
+OWNER_MARK = b"reelrec serve state folder"
+#: the files reelrec writes in a state folder (the only ones a clean-up removes)
+_STATE_FILES = re.compile(r"(owner\.lock|run\.json|run\.lock|run\.json\.\d+)")
+
+
+def make_state_dir() -> str:
+    """A new private state folder, its owner file locked by this process for as long as it (or
+    the program it becomes with ``exec``: the descriptor is inheritable) lives; workers do not inherit
+    it (``close_fds``)."""
+    import fcntl
+
+    path = tempfile.mkdtemp(prefix=STATE_PREFIX)
+    fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, OWNER_MARK + f" {os.getpid()}\n".encode())
+    os.set_inheritable(fd, True)
+    return path
+
+
+def clean_stale_state_dirs(root: str | None = None) -> list[str]:
+    """Remove the state folders of services whose supervisor is gone (killed with SIGKILL):
+    folders in ``root`` (default: the temporary folder) named :data:`STATE_PREFIX`, owned by this
+    user, holding reelrec's owner file that no process holds locked. Only reelrec's own files are
+    removed, and the folder once empty. Returns the folders removed."""
+    import fcntl
+
+    root = root or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(root) if e.name.startswith(STATE_PREFIX)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if (
+                not entry.is_dir(follow_symlinks=False)
+                or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+            ):
+                continue
+            fd = os.open(os.path.join(entry.path, OWNER_FILE), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue  # not a folder reelrec made (or one being made): left alone
+        try:
+            if os.read(fd, len(OWNER_MARK)) != OWNER_MARK:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its supervisor is alive
+            for name in os.listdir(entry.path):
+                if _STATE_FILES.fullmatch(name):
+                    os.unlink(os.path.join(entry.path, name))
+            os.rmdir(entry.path)
+            removed.append(entry.path)
+        except OSError:
+            continue  # something not reelrec's is inside: the folder stays
+        finally:
+            os.close(fd)
+    for path in removed:
+        _say(f"removed the state folder {path} of a service that was killed")
+    return removed
 
 
 def _say(message: str) -> None:
@@ -71,6 +148,7 @@ class Supervisor:
         self.procs: list[subprocess.Popen | None] = [None] * workers
         self.started = [0.0] * workers
         self.early_exits = [0] * workers
+        self.replacing = [False] * workers  # the slot's worker died once the service was up
         self.stopping = False
         self.status = 0
 
@@ -105,12 +183,14 @@ class Supervisor:
             code = proc.returncode
             early = time.monotonic() - self.started[slot] < EARLY_EXIT_S
             self.early_exits[slot] = self.early_exits[slot] + 1 if early else 0
-            if code == STARTUP_FAILURE or self.early_exits[slot] >= 3:
+            first_start = code == STARTUP_FAILURE and not self.replacing[slot]
+            if first_start or self.early_exits[slot] >= 3:
                 _say(f"a worker failed to start (exit status {code}); stopping")
                 self.status = 1
                 self.stopping = True
                 return
             _say(f"worker {proc.pid} exited (status {code}); starting another")
+            self.replacing[slot] = True
             self._spawn(slot)
 
     def _shutdown(self) -> None:

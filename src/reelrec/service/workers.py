@@ -17,12 +17,17 @@ What the workers share:
 * **the ratings store**: SQLite in WAL mode with ``synchronous=FULL`` and a busy timeout, so
   writes from several processes queue for the lock and each is on disk before its answer
   leaves (a server database works the same way);
-* **the served run**: ``POST /admin/reload`` lands on one worker, which loads the run, swaps
-  it in and then publishes it in a small generation file (``run.json`` in a private
-  temporary folder of the parent). Every worker polls that file every
+* **the served run**, pinned by the sha256 of its manifest: ``reelrec serve`` writes the run
+  it checked, with that hash, as generation 0 of a small generation file (``run.json`` in the
+  service's private state folder, :func:`reelrec.service.supervisor.make_state_dir`).
+  ``POST /admin/reload`` lands on one worker, which loads the run, swaps it in and then
+  publishes it as the next generation. Every worker polls that file every
   :data:`POLL_SECONDS` and loads a newer generation aside before swapping it in, so the
-  others follow within about a second without dropping requests; a worker that uvicorn
-  restarts starts on the latest generation.
+  others follow within about a second without dropping requests. A worker started later
+  (a replacement) loads the published run; when that directory no longer holds the pinned
+  model (``train --out RUN --overwrite`` while serving), it says so in the log and publishes
+  what it loaded as the next generation, so every worker switches to it: the workers never
+  serve two models past a poll.
 
 ``/metrics`` counts the requests of the worker that answers it; every answer carries the
 worker's process id in the ``X-Reelrec-Worker`` header.
@@ -39,6 +44,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +70,8 @@ HEALTHCHECK_SECONDS = 60
 LISTEN_BACKLOG = 2048
 #: Linux ``prctl`` option: the signal a process gets when its parent dies
 PR_SET_PDEATHSIG = 1
+#: tries of a (replacement) worker to load the service's run, half a second apart
+LOAD_ATTEMPTS = 10
 
 
 @dataclass
@@ -75,6 +83,7 @@ class ServeConfig:
     ann: bool = False
     threads: int = 1
     state_dir: str | None = None  # where the generation file lives (several workers only)
+    store_explicit: bool = True  # named by --store (else the default place: only a reelrec store)
 
 
 def default_workers() -> int:
@@ -130,7 +139,8 @@ class RunSync:
 
     @staticmethod
     def read(state_dir: str | Path) -> dict[str, Any]:
-        """The published ``{"generation": int, "run": path}`` (empty before the first reload)."""
+        """The published ``{"generation": int, "run": path, "manifest": sha256}`` (empty when
+        nothing is pinned)."""
         try:
             data = json.loads((Path(state_dir) / "run.json").read_text())
         except (OSError, ValueError):
@@ -151,9 +161,7 @@ class RunSync:
         with self.mutex, open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             generation = int(self.read(self.path.parent).get("generation", 0)) + 1
-            tmp = self.path.with_name(f"run.json.{os.getpid()}")
-            tmp.write_text(json.dumps({"generation": generation, "run": str(fresh.run_dir)}))
-            os.replace(tmp, self.path)
+            write_pin(self.path.parent, generation, fresh.run_dir, fresh.manifest_sha256)
             self.generation = generation
             self.stamp = self._stamp()
             self.app.state.served = fresh  # a follower's older swap may have landed meanwhile
@@ -185,6 +193,25 @@ class RunSync:
             self.generation = generation
             self.app.state.served = fresh
         log.info("worker %d now serving %s (generation %d)", os.getpid(), fresh.run_dir, generation)
+        self.check_pin(fresh, data)
+        return True
+
+    def check_pin(self, served: Any, pinned: dict[str, Any]) -> bool:
+        """When ``served`` (just loaded from the pinned run's directory) is not the pinned model
+        (the directory was overwritten), say so and publish it: every worker switches to it.
+        ``True`` when it published."""
+        want = pinned.get("manifest")
+        if not want or served.manifest_sha256 == want:
+            return False
+        log.warning(
+            "worker %d: run %s changed on disk since it was pinned (manifest sha256 %s, now %s); "
+            "every worker switches to the new model",
+            os.getpid(),
+            served.run_dir,
+            str(want)[:12],
+            str(served.manifest_sha256)[:12],
+        )
+        self.publish(served)
         return True
 
     def _loop(self) -> None:
@@ -207,14 +234,38 @@ def build_app(config: ServeConfig, admin_token: str | None) -> Any:
     published = RunSync.read(config.state_dir) if config.state_dir else {}
     run_dir = published.get("run") or config.run_dir
     limiter = limit_threads(config.threads)
-    app = create_app(run_dir, config.store, admin_token=admin_token, ann=config.ann)
+    for attempt in range(LOAD_ATTEMPTS):
+        try:
+            app = create_app(
+                run_dir,
+                config.store,
+                admin_token=admin_token,
+                ann=config.ann,
+                store_explicit=config.store_explicit,
+            )
+            break
+        except ReelrecError:  # the run directory may be being replaced (train --overwrite)
+            if not config.state_dir or attempt == LOAD_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5)
     app.state.thread_limits = limiter
     app.add_middleware(WorkerHeader)
     if config.state_dir:
         sync = RunSync(app, config.state_dir, config.ann, int(published.get("generation", 0)))
         app.state.after_reload = sync.publish
+        sync.check_pin(app.state.served, published)
         sync.start()
     return app
+
+
+def write_pin(state_dir: str | Path, generation: int, run_dir: str | Path, manifest: str | None) -> None:
+    """Publish ``run_dir`` (its model: ``manifest``, the sha256 of its manifest) as
+    ``generation`` of the service's run (atomically: a temporary file renamed over ``run.json``)."""
+    path = Path(state_dir) / "run.json"
+    tmp = path.with_name(f"run.json.{os.getpid()}")
+    body = {"generation": generation, "run": str(Path(run_dir).resolve()), "manifest": manifest}
+    tmp.write_text(json.dumps(body))
+    os.replace(tmp, path)
 
 
 def app_from_env() -> Any:
@@ -278,6 +329,7 @@ def run_worker() -> None:
     service instead of restarting the worker."""
     import uvicorn
 
+    from reelrec.service.protocols import server_options
     from reelrec.service.supervisor import LISTEN_ENV, STARTUP_FAILURE
 
     listen = json.loads(os.environ[LISTEN_ENV])
@@ -291,6 +343,7 @@ def run_worker() -> None:
         log_level=str(listen["log_level"]),
         access_log=bool(listen["access_log"]),
         backlog=LISTEN_BACKLOG,
+        **server_options(),
     )
     try:
         config.load()
@@ -317,11 +370,12 @@ def serve(
     (``exec``) a lean supervisor of ``workers`` worker processes (same pid and process group):
     :mod:`reelrec.service.supervisor`, each worker with its own socket, on Linux; uvicorn's
     (one shared socket) elsewhere."""
-    import tempfile
-
     import uvicorn
 
-    from reelrec.service.supervisor import LISTEN_ENV, port_error
+    from reelrec.service.protocols import server_options
+    from reelrec.service.supervisor import LISTEN_ENV, clean_stale_state_dirs, make_state_dir, port_error
+
+    clean_stale_state_dirs()  # of services killed with SIGKILL before
 
     problem = port_error(host, port)
     if problem is not None:
@@ -329,12 +383,20 @@ def serve(
     if workers <= 1:
         app = build_app(config, admin_token)
         _announce(app.state.served.rec.model.name, config, app.state.store.url, host, port, admin_token, 1)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            **server_options(),
+        )
         return
-    model, store_url = _check_before_fork(config)
+    model, store_url, fingerprint = _check_before_fork(config)
     _announce(model, config, store_url, host, port, admin_token, workers)
     env = dict(os.environ)
-    state_dir = tempfile.mkdtemp(prefix="reelrec-serve-")
+    state_dir = make_state_dir()  # its owner lock is kept across the exec below
+    write_pin(state_dir, 0, config.run_dir, fingerprint)  # every worker serves this model
     env[CONFIG_ENV] = json.dumps(asdict(ServeConfig(**{**asdict(config), "state_dir": state_dir})))
     if admin_token:
         env[TOKEN_ENV] = admin_token
@@ -369,22 +431,26 @@ def serve(
     os.execve(sys.executable, argv, env)
 
 
-def _check_before_fork(config: ServeConfig) -> tuple[str, str]:
+def _check_before_fork(config: ServeConfig) -> tuple[str, str, str | None]:
     """Load the run once and open the store in the parent, so a bad run or store is one line
     here (not a traceback per worker) and the store's tables exist before workers race to them.
-    Returns the model's name and the store's URL."""
+    Returns the model's name, the store's URL and the run's manifest sha256 (the pin)."""
     import gc
 
     from reelrec.recommender import Recommender
+    from reelrec.service.state import run_fingerprint
     from reelrec.service.store import RatingStore
 
+    fingerprint = run_fingerprint(config.run_dir)
     rec = Recommender.load(config.run_dir)
+    if run_fingerprint(config.run_dir) != fingerprint:
+        raise ReelrecError(f"{config.run_dir} changed while it was loaded; try again")
     name = rec.model.name
     del rec
     gc.collect()
-    store = RatingStore(config.store)
+    store = RatingStore(config.store, explicit=config.store_explicit)
     store.close()
-    return name, store.url
+    return name, store.url, fingerprint
 
 
 def _announce(

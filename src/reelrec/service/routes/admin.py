@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reelrec.errors import ReelrecError
 from reelrec.service.routes.common import served, store
-from reelrec.service.schemas import Health, ReloadRequest, errors
+from reelrec.service.schemas import Health, ReloadRequest, check_path, errors
 from reelrec.service.state import Served
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ async def reload(
     refusal = token_refusal(state.admin_token, x_admin_token)
     if refusal is not None:
         return JSONResponse({"detail": refusal}, status_code=403)
-    target = Path(body.run) if body and body.run else served(request).run_dir
+    try:
+        target = Path(check_path(body.run)) if body and body.run else served(request).run_dir
+    except ValueError as exc:
+        return JSONResponse({"detail": f"run: {exc}"}, status_code=422)
 
     def load() -> Served:
         with state.reload_lock:
