@@ -67,6 +67,15 @@ def test_recommend_validates_n(small) -> None:
     assert len(rec.recommend(small.users.ids[0], n=1000)) <= small.n_items
 
 
+def test_a_huge_n_is_capped_at_the_catalogue_not_allocated(small) -> None:
+    """``n`` far beyond the catalogue (1e12 would ask for terabytes if lists were padded to n)."""
+    rec = Recommender.train("popularity", small)
+    assert len(rec.recommend(small.users.ids[0], n=10**12)) <= small.n_items
+    assert len(rec.recommend_for_ratings({}, n=10**12)) <= small.n_items
+    with pytest.raises(ReelrecError, match="n must be at least 1"):
+        rec.recommend_for_ratings({}, n=0)
+
+
 def test_accuracy_is_exact_match_of_the_predicted_level(small) -> None:
     rec = Recommender.train("bias", small.subset(np.arange(300)))
     test = small.subset(np.arange(300, len(small)))

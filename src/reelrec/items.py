@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reelrec.errors import ReelrecError
+
 __all__ = ["Catalogue", "RankedItems", "ScoredItem"]
 
 
@@ -96,3 +98,11 @@ def describe(
     pairs = zip(np.asarray(idx).tolist(), np.asarray(scores).tolist(), strict=True)
     items = [ScoredItem(raw[i], float(s), titles[i], years[i], genres[i]) for i, s in pairs]
     return RankedItems(items, ranked_by, personalised)
+
+
+def list_length(n: int, n_items: int) -> int:
+    """The length of a top-``n`` list from ``n_items`` items: ``n`` capped at the catalogue (a
+    list is never longer, so a huge ``n`` costs nothing); ``n < 1`` is a one-line error."""
+    if n < 1:
+        raise ReelrecError(f"n must be at least 1, got {n}")
+    return min(int(n), n_items)

@@ -19,7 +19,7 @@ from reelrec import persistence, prediction, similar
 from reelrec._defaults import LIST_NOVELTY
 from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
 from reelrec.errors import ConfigError, ReelrecError, UnknownIdError
-from reelrec.items import Catalogue, RankedItems, ScoredItem, describe
+from reelrec.items import Catalogue, RankedItems, ScoredItem, describe, list_length
 from reelrec.models.base import RatingModel
 from reelrec.prediction import Fallback
 from reelrec.similar import best_first
@@ -278,8 +278,7 @@ class Recommender:
         (clipped to the scale), the training count for popularity. ``novelty`` re-ranks
         against popularity; the list's ``ranked_by`` says how it was ordered.
         """
-        if n < 1:
-            raise ReelrecError(f"n must be at least 1, got {n}")
+        n = list_length(n, len(self.items))
         u = int(self.users.index(user_id)[0])
         if self.user_counts[u] == 0:
             raise UnknownIdError(f"user {user_id!r} has no training ratings; no personal recommendations")
@@ -318,8 +317,7 @@ class Recommender:
         movies the model learned), the list is the most-rated movies (popularity), scored by
         their training count.
         """
-        if n < 1:
-            raise ReelrecError(f"n must be at least 1, got {n}")
+        n = list_length(n, len(self.items))
         items = self.items.index(list(ratings.keys())) if ratings else np.zeros(0, dtype=np.int64)
         values = np.asarray(list(ratings.values()), dtype=np.float64)
         r = self.new_user_ranked(items, values, n, novelty)
