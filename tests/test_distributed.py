@@ -118,19 +118,22 @@ def _ranks(pids: set[int]) -> list[int]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"reelrec" in argv and b"train" in argv and b"--nproc" not in argv:
+        launcher = b"--nproc" in argv or b"torch.distributed.run" in argv
+        if b"reelrec" in argv and b"train" in argv and not launcher:
             found.append(pid)
     return found
 
 
 def _start_job(csv: Path, out: Path, tmp: Path) -> tuple[subprocess.Popen, set[int]]:
-    """A long ``train --nproc 2`` in its own session; returns once rank 0 started training."""
+    """A long ``train --nproc 2`` in its own session (stderr into ``launcher.err`` beside ``out``);
+    returns once rank 0 has started training, with the processes it started."""
     cmd = [sys.executable, "-m", "reelrec", "train", "--ratings", str(csv), "--out", str(out)]
     cmd += ["--epochs", "2000", "--patience", "0", "--no-refit", "--no-progress", "--threads", "1"]
     cmd += ["--nproc", "2"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(tmp), start_new_session=True
-    )
+    with (out.parent / "launcher.err").open("wb") as err:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, env=_clean_env(tmp), start_new_session=True
+        )
     seen, deadline = b"", time.monotonic() + 120
     while b"split " not in seen and time.monotonic() < deadline and proc.poll() is None:
         ready, _, _ = select.select([proc.stdout], [], [], 1.0)
@@ -138,23 +141,25 @@ def _start_job(csv: Path, out: Path, tmp: Path) -> tuple[subprocess.Popen, set[i
             seen += os.read(proc.stdout.fileno(), 4096)
     time.sleep(1.0)  # into the epochs
     pids = _descendants(proc.pid)
-    assert proc.poll() is None, seen.decode()
-    assert len(_ranks(pids)) == 2, seen.decode()
+    if proc.poll() is not None or len(_ranks(pids)) != 2:
+        _finish(proc, pids, out)
+        pytest.fail(f"the job did not start 2 ranks: {seen.decode()}")
     return proc, pids
 
 
-def _finish(proc: subprocess.Popen, pids: set[int]) -> tuple[int, str, list[int]]:
-    """The launcher's exit status, its stderr and the processes it left running (then killed)."""
+def _finish(proc: subprocess.Popen, pids: set[int], out: Path) -> tuple[int, str, list[int]]:
+    """The launcher's exit status, its stderr and the processes still running the moment it
+    exited (then killed)."""
     try:
-        _, err = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    time.sleep(0.5)  # orphans reaped by init
+        proc.wait()
     left = [p for p in pids | _descendants(proc.pid) if _alive(p)]
     for pid in left:
         os.kill(pid, signal.SIGKILL)
-    return proc.returncode, err.decode(), left
+    proc.stdout.close()
+    return proc.returncode, (out.parent / "launcher.err").read_text(), left
 
 
 def _one_line(err: str) -> str:
@@ -176,7 +181,7 @@ def test_a_stopped_job_stops_every_rank_and_writes_nothing(planted_csv, tmp_path
         os.killpg(proc.pid, sig)  # as Ctrl+C does
     else:
         os.kill(proc.pid, sig)
-    status, err, left = _finish(proc, pids)
+    status, err, left = _finish(proc, pids, out)
     assert not left, f"processes left running after {sig.name}: {left}"
     assert status == 128 + sig
     assert sig.name in _one_line(err)
@@ -192,7 +197,7 @@ def test_a_failed_rank_is_one_line_and_stops_the_job(planted_csv, tmp_path, sig)
     out, tmp = tmp_path / "run", tmp_path / "tmp"
     proc, pids = _start_job(planted_csv, out, tmp)
     os.kill(_ranks(pids)[-1], sig)
-    status, err, left = _finish(proc, pids)
+    status, err, left = _finish(proc, pids, out)
     assert not left, f"processes left running after {sig.name} of a rank: {left}"
     assert status != 0
     assert re.fullmatch(rf"reelrec: error: rank [01] of 2 .*{sig.name}.*", _one_line(err))
@@ -210,7 +215,7 @@ def test_a_killed_launcher_takes_its_ranks_with_it(planted_csv, tmp_path) -> Non
     deadline = time.monotonic() + 30
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    _, _, left = _finish(proc, pids)
+    _, _, left = _finish(proc, pids, out)
     assert not left, f"ranks left running after kill -9 of the launcher: {left}"
     assert not out.exists()
 

@@ -106,17 +106,15 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
 
 
 def _check_run(args: argparse.Namespace) -> None:
-    """Everything a rank of ``train --nproc`` would refuse, checked once before any starts: the
-    device, ``--out``, the model and its settings, the data (loaded: columns, values; this also
-    writes its array cache once for the ranks), the split and protocol, the training values."""
+    """Everything a rank of ``train --nproc`` would refuse, checked once before any starts:
+    ``--out``, the model and its settings, the data (loaded: columns, values; this also writes its
+    array cache once for the ranks), the split and protocol, the training values."""
     from reelrec.artifacts import check_target
     from reelrec.cli_args import data_source
     from reelrec.runs.source import load_dataset
     from reelrec.runs.train import make_run_split, refuse_early
     from reelrec.training.recipe import recipe
-    from reelrec.training.trainer import resolve_device
 
-    resolve_device(args.device)
     check_target(args.out, args.overwrite)
     options = run_options(args, args.model, quiet=True)
     recipe(options.model, options.params, overrides=options.train)  # before reading the data
@@ -132,7 +130,9 @@ def _launch_ranks(args: argparse.Namespace) -> int:
     """``train --nproc N`` (N > 1): check once, then run N ranks until they have all ended."""
     from reelrec.training import distributed  # launch_local looked up now, so a test may replace it
     from reelrec.training.launcher import check_nproc
+    from reelrec.training.trainer import resolve_device
 
+    resolve_device(args.device)  # a device this machine has, before counting its GPUs
     check_nproc(args.nproc, args.device)
     _check_run(args)
     end = distributed.launch_local(args.argv, args.nproc, debug=args.debug)

@@ -103,9 +103,8 @@ def max_ranks(device: str = "auto") -> tuple[int, str]:
 
     from reelrec.models.registry import available_memory
     from reelrec.threads import available_cores
-    from reelrec.training.trainer import resolve_device
 
-    if resolve_device(device).type == "cuda":  # an unknown device, or CUDA without a GPU: refused
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         gpus = torch.cuda.device_count()
         return gpus, f"{gpus} CUDA GPU{'s' if gpus != 1 else ''}"
     cores = available_cores()
@@ -117,7 +116,8 @@ def max_ranks(device: str = "auto") -> tuple[int, str]:
 
 
 def check_nproc(nproc: int, device: str = "auto") -> None:
-    """Refuse, in one line, a rank count below 1 or above what this machine runs (:func:`max_ranks`)."""
+    """Refuse, in one line, a rank count below 1 or above what this machine runs (:func:`max_ranks`;
+    check ``device`` itself first: ``reelrec.training.trainer.resolve_device``)."""
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1 (got {nproc})")
     limit, why = max_ranks(device)
