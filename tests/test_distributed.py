@@ -170,9 +170,9 @@ def _one_line(err: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
 def test_a_stopped_job_stops_every_rank_and_writes_nothing(planted_csv, tmp_path, sig) -> None:
-    """SIGTERM, Ctrl+C (SIGINT to the terminal's process group) and SIGHUP of ``train --nproc 2``
+    """SIGTERM, Ctrl+C (SIGINT to the terminal's process group), SIGHUP and SIGQUIT of ``train --nproc 2``
     reach every rank; the command exits ``128 + signal`` only once they have all ended, in one
     line, with no run written, no process left and its temporary folder gone."""
     out, tmp = tmp_path / "run", tmp_path / "tmp"
@@ -305,3 +305,57 @@ def test_a_bad_option_with_nproc_prints_one_line_and_no_traceback(planted_csv, t
     assert proc.returncode == 1
     assert "embedding_size" in _one_line(proc.stderr)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_failed_job_removes_only_its_ranks_half_written_runs(tmp_path) -> None:
+    """A rank killed while saving leaves ``.run.PID.RANDOM.tmp``: the launcher removes the copies
+    its ranks wrote, and nothing else (another writer's, another run's, the run itself)."""
+    from reelrec.training.launcher import remove_partial_writes
+
+    out = tmp_path / "run"
+    out.mkdir()
+    ours = tmp_path / ".run.4242.0a1b2c3d.tmp"
+    ours.mkdir()
+    (ours / "weights.safetensors").write_bytes(b"half")
+    kept = [
+        tmp_path / ".run.4343.0a1b2c3d.tmp",  # another process's
+        tmp_path / ".run.4242.0a1b2c3d.old",  # a run set aside, not a copy being written
+        tmp_path / ".other.4242.0a1b2c3d.tmp",  # another run's
+        tmp_path / ".run.4242.notes.tmp",  # not a name reelrec makes
+    ]
+    for path in kept:
+        path.mkdir()
+    assert remove_partial_writes(out, [4242, 4244]) == [ours]
+    assert not ours.exists()
+    assert all(path.exists() for path in kept)
+    assert out.is_dir()
+
+
+def test_a_stop_swallowed_inside_a_c_callback_is_raised_again() -> None:
+    """A stop signal that lands in a C callback (numba's compiler calls back into Python; there
+    an exception is only reported as unraisable) still stops the rank, quietly (``128 + 15``)."""
+    import ctypes
+
+    from reelrec.training.launcher import rank_guard
+
+    def compile_step() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100):  # the handler runs here, and its exception is swallowed
+            time.sleep(0.001)
+
+    callback = ctypes.CFUNCTYPE(None)(compile_step)
+    went_on = []
+
+    def rank_work() -> None:
+        with rank_guard(0, 2, None) as stop:
+            try:
+                callback()
+                time.sleep(3.0)  # the stop arrives again in here
+                went_on.append(True)
+            finally:
+                stop.cancel()
+
+    with pytest.raises(SystemExit) as stopped:
+        rank_work()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert not went_on

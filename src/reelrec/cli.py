@@ -135,7 +135,7 @@ def _launch_ranks(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # a device this machine has, before counting its GPUs
     check_nproc(args.nproc, args.device)
     _check_run(args)
-    end = distributed.launch_local(args.argv, args.nproc, debug=args.debug)
+    end = distributed.launch_local(args.argv, args.nproc, out=args.out, debug=args.debug)
     if end.message:
         print(f"reelrec: {end.message}", file=sys.stderr)
     return end.status

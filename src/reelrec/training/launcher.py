@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import glob
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,10 +60,20 @@ __all__ = [
     "launch_local",
     "max_ranks",
     "rank_guard",
+    "remove_partial_writes",
 ]
 
 #: the signals that stop the job (passed on to every rank as SIGTERM)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: (the signals whose default would end the launcher and leave its ranks to run on)
+STOP_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
 #: seconds the ranks get to end after a stop before they are killed
 STOP_GRACE = 10.0
 #: memory one CPU rank takes besides its data (the interpreter, torch, the training buffers)
@@ -134,7 +146,8 @@ def rank_guard(rank: int, world: int, report_dir: str | None, *, debug: bool = F
     """The context a rank's work runs in: a stop signal raises :class:`Stopped` (once), which ends
     the rank quietly with ``128 + signal``; any other error is written, as the one line the CLI
     would print, to ``report_dir`` for the launcher, and the rank exits 1 without printing
-    (``report_dir`` ``None``, as under a torchrun of the user's, or ``debug``: raised as it is)."""
+    (``report_dir`` ``None``, as under a torchrun of the user's, or ``debug``: raised as it is).
+    Yields the rank's stop state."""
     return _guard(rank, world, report_dir, debug)
 
 
@@ -148,11 +161,12 @@ class _StopState:
         self.signum: int | None = None
         self.swallowed = False
         self.previous_hook = sys.unraisablehook
+        self.hard_stop: threading.Timer | None = None
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
-            threading.Thread(target=self._hard_stop, name="reelrec-stop", daemon=True).start()
+            self.hard_stop = _daemon_timer(RANK_HARD_STOP, os._exit, 128 + signum)
         elif not self.swallowed:
             return  # once: a second signal must not break the clean-up of the first
         self.swallowed = False
@@ -160,24 +174,32 @@ class _StopState:
 
     def on_unraisable(self, info: Any) -> None:
         if isinstance(info.exc_value, Stopped):
-            self.swallowed = True
-            _thread.interrupt_main(info.exc_value.signum)  # raise it again, somewhere better
+            self.swallowed = True  # raise it again soon, from another thread: not inside this hook
+            _daemon_timer(0.05, _thread.interrupt_main, info.exc_value.signum)
         else:
             self.previous_hook(info)
 
-    def _hard_stop(self) -> None:
-        time.sleep(RANK_HARD_STOP)
-        os._exit(128 + (self.signum or signal.SIGTERM))
+    def cancel(self) -> None:
+        """Call off the hard stop (a rank that goes on: tests)."""
+        if self.hard_stop is not None:
+            self.hard_stop.cancel()
+
+
+def _daemon_timer(seconds: float, call: Callable[..., Any], *args: Any) -> threading.Timer:
+    timer = threading.Timer(seconds, call, args)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 @contextlib.contextmanager
-def _guard(rank: int, world: int, report_dir: str | None, debug: bool) -> Iterator[None]:
+def _guard(rank: int, world: int, report_dir: str | None, debug: bool) -> Iterator[_StopState]:
     parent = os.getppid()
     stop = _StopState()
     previous = {s: signal.signal(s, stop.on_signal) for s in STOP_SIGNALS}
     sys.unraisablehook = stop.on_unraisable
     try:
-        yield
+        yield stop
     except BaseException as exc:
         if isinstance(exc, SystemExit) and not exc.code:
             raise
@@ -238,16 +260,44 @@ def rank_argv(argv: list[str], report_dir: str) -> list[str]:
     return [*out, f"{RANK_DIR_OPTION}={report_dir}"]
 
 
-def launch_local(argv: list[str], nproc: int, *, debug: bool = False, grace: float = STOP_GRACE) -> JobEnd:
+def launch_local(
+    argv: list[str],
+    nproc: int,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    debug: bool = False,
+    grace: float = STOP_GRACE,
+) -> JobEnd:
     """``reelrec train --nproc N``: the same command line (``argv``) as ``nproc`` local ranks;
     returns when every rank has ended. Raises :class:`RankFailed` (one line) when a rank fails;
-    a stop signal ends the job with ``128 + signal`` (see the module)."""
+    a stop signal ends the job with ``128 + signal`` (see the module). A job that did not end
+    well leaves no half-written copy of the run ``out`` (:func:`remove_partial_writes`)."""
     folder = tempfile.mkdtemp(prefix="reelrec-nproc-")
+    job = _Job(rank_argv(argv, folder), nproc, Path(folder), debug=debug, grace=grace)
+    ended = None
     try:
-        job = _Job(rank_argv(argv, folder), nproc, Path(folder), debug=debug, grace=grace)
-        return job.run()
+        ended = job.run()
+        return ended
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if out is not None and (ended is None or ended.status != 0):
+            remove_partial_writes(Path(out), [p.pid for p in job.procs])
+
+
+def remove_partial_writes(out: Path, pids: list[int]) -> list[Path]:
+    """Remove the temporary copies of run ``out`` (``.NAME.PID.RANDOM.tmp``, as the atomic save
+    names them) that the processes ``pids`` (the job's ranks, all ended) were writing when they
+    were killed; nothing else. Returns what was removed."""
+    removed = []
+    for entry in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        pid, _, rest = entry.name[len(out.name) + 2 :].partition(".")
+        if pid.isdigit() and int(pid) in pids and re.fullmatch(r"[0-9a-f]{8}\.tmp", rest):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def _die_with(parent: int) -> Callable[[], None]:
@@ -285,6 +335,8 @@ class _Job:
 
         store = TCPStore("127.0.0.1", 0, self.nproc, is_master=True, wait_for_workers=False)
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, self._on_suspend)
+        previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, self._on_resume)
         try:
             self._start(store.port)
             self._wait()
@@ -343,15 +395,29 @@ class _Job:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signal.SIGCONT)  # a suspended rank must run to end
+
+    def _on_suspend(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl+Z: suspend the ranks (in their own process group, the terminal's does not reach
+        them), then the launcher; both resume together on ``fg``, ``bg`` or SIGCONT."""
+        self._signal_group(signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    def _on_resume(self, signum: int, frame: FrameType | None) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, sig: int) -> None:
+        """``sig`` to the ranks' process group while one of them still runs (its id is still theirs)."""
+        if any(p.poll() is None for p in self.procs):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.procs[0].pid, sig)
 
     def _kill(self) -> None:
         """SIGKILL to the ranks' process group while one of them still runs (its id is still theirs)."""
         running = [p for p in self.procs if p.poll() is None]
-        if running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.procs[0].pid, signal.SIGKILL)
-            for proc in running:
-                proc.wait()
+        self._signal_group(signal.SIGKILL)
+        for proc in running:
+            proc.wait()
 
     def _wait(self) -> None:
         while True:
