@@ -21,7 +21,8 @@ from conftest import planted_frame
 
 
 def _train(args: list[str], out, nproc: int | None = None) -> dict:
-    cmd = [sys.executable, "-m", "reelrec", "train", *args, "--out", str(out), "--json", "--threads", "1"]
+    cmd = [sys.executable, "-m", "reelrec", "train", *args, "--out", str(out), "--json"]
+    cmd += ["--threads", "1", "--device", "cpu"]
     if nproc:
         cmd += ["--nproc", str(nproc)]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
@@ -129,7 +130,7 @@ def _start_job(csv: Path, out: Path, tmp: Path) -> tuple[subprocess.Popen, set[i
     returns once rank 0 has started training, with the processes it started."""
     cmd = [sys.executable, "-m", "reelrec", "train", "--ratings", str(csv), "--out", str(out)]
     cmd += ["--epochs", "2000", "--patience", "0", "--no-refit", "--no-progress", "--threads", "1"]
-    cmd += ["--nproc", "2"]
+    cmd += ["--device", "cpu", "--nproc", "2"]
     with (out.parent / "launcher.err").open("wb") as err:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=err, env=_clean_env(tmp), start_new_session=True
@@ -225,7 +226,8 @@ def test_a_finished_job_leaves_no_temporary_folder(planted_csv, tmp_path) -> Non
     """A job that ends well removes the folders it made (no ``torchelastic_*`` in the temp folder)."""
     tmp = tmp_path / "tmp"
     cmd = [sys.executable, "-m", "reelrec", "train", "--ratings", str(planted_csv), "--epochs", "1"]
-    cmd += ["--no-refit", "--no-progress", "--threads", "1", "--nproc", "2", "--out", str(tmp_path / "run")]
+    cmd += ["--no-refit", "--no-progress", "--threads", "1", "--device", "cpu", "--nproc", "2"]
+    cmd += ["--out", str(tmp_path / "run")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(tmp), timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run" / "manifest.json").is_file()
@@ -280,7 +282,7 @@ def test_a_bad_option_is_refused_once_before_any_rank_starts(
     started = []
     monkeypatch.setattr(distributed, "launch_local", lambda *a, **k: started.append(a) or 0)
     args = ["train", "--ratings", str(planted_csv), "--out", str(tmp_path / "run"), "--nproc", "2"]
-    args += ["--epochs", "1", "--no-progress"]
+    args += ["--epochs", "1", "--no-progress", "--device", "cpu"]
     extra = _bad_options(tmp_path, planted_csv)[case]
     for flag, value in zip(extra[::2], extra[1::2], strict=True):  # replace, or add
         if flag in args:
@@ -298,7 +300,7 @@ def test_a_bad_option_is_refused_once_before_any_rank_starts(
 def test_a_bad_option_with_nproc_prints_one_line_and_no_traceback(planted_csv, tmp_path) -> None:
     """End to end: ``train --nproc 2 --param embedding_size=-3`` is one line, exit 1, at once."""
     cmd = [sys.executable, "-m", "reelrec", "train", "--ratings", str(planted_csv), "--nproc", "2"]
-    cmd += ["--param", "embedding_size=-3", "--out", str(tmp_path / "run")]
+    cmd += ["--param", "embedding_size=-3", "--out", str(tmp_path / "run"), "--device", "cpu"]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, env=_clean_env(tmp_path / "tmp"), timeout=300, check=False
     )
@@ -359,3 +361,23 @@ def test_a_stop_swallowed_inside_a_c_callback_is_raised_again() -> None:
         rank_work()
     assert stopped.value.code == 128 + signal.SIGTERM
     assert not went_on
+
+
+def test_nproc_is_bounded_by_the_memory_its_ranks_need(monkeypatch) -> None:
+    """Past the cores, N is bounded by memory: about 300 MB a rank plus its share of the data."""
+    from reelrec.errors import ConfigError
+    from reelrec.models import registry
+    from reelrec.training.launcher import check_nproc, max_ranks
+
+    monkeypatch.setattr("reelrec.threads.available_cores", lambda: 16)
+    monkeypatch.setattr(registry, "available_memory", lambda: 2**30)
+    assert max_ranks("cpu")[0] == 3
+    assert max_ranks("cpu", n_ratings=10_000_000)[0] == 1
+    check_nproc(3, "cpu")
+    with pytest.raises(ConfigError, match=r"--nproc 4 .*1.0 GiB of memory.*use --nproc 3 or fewer"):
+        check_nproc(4, "cpu")
+    with pytest.raises(ConfigError, match="this machine runs one process"):
+        check_nproc(2, "cpu", n_ratings=10_000_000)
+    monkeypatch.setattr(registry, "available_memory", lambda: 2**40)
+    with pytest.raises(ConfigError, match="16 CPU cores"):
+        check_nproc(17, "cpu")

@@ -105,10 +105,11 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _check_run(args: argparse.Namespace) -> None:
+def _check_run(args: argparse.Namespace) -> int:
     """Everything a rank of ``train --nproc`` would refuse, checked once before any starts:
     ``--out``, the model and its settings, the data (loaded: columns, values; this also writes its
-    array cache once for the ranks), the split and protocol, the training values."""
+    array cache once for the ranks), the split and protocol, the training values. Returns the
+    number of ratings each rank will load."""
     from reelrec.artifacts import check_target
     from reelrec.cli_args import data_source
     from reelrec.runs.source import load_dataset
@@ -124,6 +125,7 @@ def _check_run(args: argparse.Namespace) -> None:
         ds, options.split, seed=options.seed, valid_fraction=options.valid_fraction, protocol=options.protocol
     )
     recipe(options.model, options.params, split.train, overrides=options.train)
+    return len(ds)
 
 
 def _launch_ranks(args: argparse.Namespace) -> int:
@@ -134,7 +136,7 @@ def _launch_ranks(args: argparse.Namespace) -> int:
 
     resolve_device(args.device)  # a device this machine has, before counting its GPUs
     check_nproc(args.nproc, args.device)
-    _check_run(args)
+    check_nproc(args.nproc, args.device, n_ratings=_check_run(args))  # memory for its data too
     end = distributed.launch_local(args.argv, args.nproc, out=args.out, debug=args.debug)
     if end.message:
         print(f"reelrec: {end.message}", file=sys.stderr)

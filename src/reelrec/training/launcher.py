@@ -78,6 +78,8 @@ STOP_SIGNALS = (
 STOP_GRACE = 10.0
 #: memory one CPU rank takes besides its data (the interpreter, torch, the training buffers)
 RANK_MEMORY = 300 * 2**20
+#: and per rating it loads (the arrays, the split's parts, their tensors)
+RATING_MEMORY = 64
 #: seconds a stopped rank has to end by itself before it exits at once
 RANK_HARD_STOP = 8.0
 #: the hidden option that tells a rank the launcher's folder (where it reports how it ended)
@@ -107,10 +109,11 @@ class JobEnd:
 
 
 # ---------------------------------------------------------------------- the bound on N
-def max_ranks(device: str = "auto") -> tuple[int, str]:
+def max_ranks(device: str = "auto", n_ratings: int = 0) -> tuple[int, str]:
     """The most local ranks that make sense here, and what sets that bound (for the message):
     the GPUs when the job trains on CUDA, else the CPU cores this process may run on
-    (``os.sched_getaffinity``) and the memory available for ranks of :data:`RANK_MEMORY` each."""
+    (``os.sched_getaffinity``) and the memory available for ranks of :data:`RANK_MEMORY` and
+    :data:`RATING_MEMORY` per rating (``n_ratings``: the data each rank loads) each."""
     import torch
 
     from reelrec.models.registry import available_memory
@@ -120,19 +123,20 @@ def max_ranks(device: str = "auto") -> tuple[int, str]:
         gpus = torch.cuda.device_count()
         return gpus, f"{gpus} CUDA GPU{'s' if gpus != 1 else ''}"
     cores = available_cores()
-    by_memory = max(1, available_memory() // RANK_MEMORY)
-    if by_memory < cores:
-        gib = available_memory() / 2**30
-        return by_memory, f"{gib:.1f} GiB of memory available, about {RANK_MEMORY >> 20} MiB per rank"
+    per_rank = RANK_MEMORY + RATING_MEMORY * max(0, n_ratings)
+    free = available_memory()
+    if free // per_rank < cores:
+        gib, mib = free / 2**30, per_rank / 2**20
+        return max(1, free // per_rank), f"{gib:.1f} GiB of memory available, about {mib:,.0f} MiB per rank"
     return cores, f"{cores} CPU core{'s' if cores != 1 else ''} available to this process"
 
 
-def check_nproc(nproc: int, device: str = "auto") -> None:
+def check_nproc(nproc: int, device: str = "auto", n_ratings: int = 0) -> None:
     """Refuse, in one line, a rank count below 1 or above what this machine runs (:func:`max_ranks`;
     check ``device`` itself first: ``reelrec.training.trainer.resolve_device``)."""
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1 (got {nproc})")
-    limit, why = max_ranks(device)
+    limit, why = max_ranks(device, n_ratings)
     if nproc > limit:
         if limit < 2:
             raise ConfigError(f"--nproc {nproc}: this machine runs one process ({why}); leave --nproc out")
