@@ -321,7 +321,6 @@ def test_a_failed_job_removes_only_its_ranks_half_written_runs(tmp_path) -> None
     (ours / "weights.safetensors").write_bytes(b"half")
     kept = [
         tmp_path / ".run.4343.0a1b2c3d.tmp",  # another process's
-        tmp_path / ".run.4242.0a1b2c3d.old",  # a run set aside, not a copy being written
         tmp_path / ".other.4242.0a1b2c3d.tmp",  # another run's
         tmp_path / ".run.4242.notes.tmp",  # not a name reelrec makes
     ]
@@ -331,6 +330,20 @@ def test_a_failed_job_removes_only_its_ranks_half_written_runs(tmp_path) -> None
     assert not ours.exists()
     assert all(path.exists() for path in kept)
     assert out.is_dir()
+
+
+def test_a_run_set_aside_by_a_killed_save_is_put_back(tmp_path) -> None:
+    """``--overwrite`` renames the old run aside, then the new one in: a rank killed between the
+    two renames leaves no run at ``--out``; the launcher puts the old one back."""
+    from reelrec.training.launcher import remove_partial_writes
+
+    out = tmp_path / "run"
+    aside = tmp_path / ".run.4242.0a1b2c3d.old"
+    aside.mkdir()
+    (aside / "manifest.json").write_text("{}")
+    assert remove_partial_writes(out, [4242]) == [aside]
+    assert (out / "manifest.json").read_text() == "{}"
+    assert not aside.exists()
 
 
 def test_a_stop_swallowed_inside_a_c_callback_is_raised_again() -> None:

@@ -289,19 +289,25 @@ def launch_local(
 
 
 def remove_partial_writes(out: Path, pids: list[int]) -> list[Path]:
-    """Remove the temporary copies of run ``out`` (``.NAME.PID.RANDOM.tmp``, as the atomic save
-    names them) that the processes ``pids`` (the job's ranks, all ended) were writing when they
-    were killed; nothing else. Returns what was removed."""
-    removed = []
-    for entry in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+    """Undo what the processes ``pids`` (the job's ranks, all ended) left of an unfinished save of
+    run ``out``, by the names the atomic save gives (``.NAME.PID.RANDOM.KIND``), and nothing else:
+    a copy being written (``tmp``) is removed; a replaced run set aside (``old``) is put back when
+    the swap was cut before the new run took its place, else removed as the swap would have.
+    Returns what was removed or put back."""
+    done = []
+    for entry in sorted(out.parent.glob(f".{glob.escape(out.name)}.*")):
         pid, _, rest = entry.name[len(out.name) + 2 :].partition(".")
-        if pid.isdigit() and int(pid) in pids and re.fullmatch(r"[0-9a-f]{8}\.tmp", rest):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
+        kind = re.fullmatch(r"[0-9a-f]{8}\.(tmp|old)", rest)
+        if not (pid.isdigit() and int(pid) in pids and kind):
+            continue
+        if kind[1] == "old" and not out.exists() and not out.is_symlink():
+            os.replace(entry, out)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        done.append(entry)
+    return done
 
 
 def _die_with(parent: int) -> Callable[[], None]:
