@@ -106,17 +106,61 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _check_run(args: argparse.Namespace) -> int:
+    """Everything a rank of ``train --nproc`` would refuse, checked once before any starts:
+    ``--out``, the model and its settings, the data (loaded: columns, values; this also writes its
+    array cache once for the ranks), the split and protocol, the training values. Returns the
+    number of ratings each rank will load."""
     from reelrec.artifacts import check_target
+    from reelrec.cli_args import data_source
+    from reelrec.runs.source import load_dataset
+    from reelrec.runs.train import make_run_split, refuse_early
+    from reelrec.training.recipe import recipe
+
+    check_target(args.out, args.overwrite)
+    options = run_options(args, args.model, quiet=True)
+    recipe(options.model, options.params, overrides=options.train)  # before reading the data
+    ds = load_dataset(data_source(args), args.data_home, progress=False)
+    refuse_early(options.model, ds, options.params)
+    split, _, _ = make_run_split(
+        ds, options.split, seed=options.seed, valid_fraction=options.valid_fraction, protocol=options.protocol
+    )
+    recipe(options.model, options.params, split.train, overrides=options.train)
+    return len(ds)
+
+
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """``train --nproc N`` (N > 1): check once, then run N ranks until they have all ended."""
+    from reelrec.training import distributed  # launch_local looked up now, so a test may replace it
+    from reelrec.training.launcher import check_nproc
+    from reelrec.training.trainer import resolve_device
+
+    resolve_device(args.device)  # a device this machine has, before counting its GPUs
+    check_nproc(args.nproc, args.device)
+    check_nproc(args.nproc, args.device, n_ratings=_check_run(args))  # memory for its data too
+    end = distributed.launch_local(args.argv, args.nproc, out=args.out, debug=args.debug)
+    if end.message:
+        print(f"reelrec: {end.message}", file=sys.stderr)
+    return end.status
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from reelrec.training.distributed import current
+    from reelrec.training.launcher import rank_guard
 
-    if args.nproc is not None and args.nproc < 1:
-        raise ConfigError(f"--nproc must be at least 1 (got {args.nproc})")
-    if (args.nproc or 1) > 1 and current() is None:
-        from reelrec.training.distributed import launch_local
-
-        return launch_local(args.argv, args.nproc)
     ctx = current()
+    if args.nproc is not None and args.nproc != 1 and ctx is None:
+        return _launch_ranks(args)
+    if ctx is None:
+        return _train_here(args, None)
+    with rank_guard(ctx.rank, ctx.world, args.rank_dir, debug=args.debug):
+        return _train_here(args, ctx)
+
+
+def _train_here(args: argparse.Namespace, ctx: Any) -> int:
+    """Train in this process: alone, or as one rank of a job (``ctx``; rank 0 prints and saves)."""
+    from reelrec.artifacts import check_target
+
     main_rank = ctx is None or ctx.is_main
     check_target(args.out, args.overwrite)  # fail before a long training, not after
     ds = load_dataset_from_args(args)

@@ -343,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--nproc",
         type=int,
         metavar="N",
-        help="train data-parallel in N local processes (torchrun; see docs/scaling.md)",
+        help="train data-parallel in N local processes (at most one per core; see docs/scaling.md)",
     )
+    p.add_argument("--rank-dir", help=argparse.SUPPRESS)  # set by the --nproc launcher for its ranks
 
     p = sub.add_parser("tune", help="search hyperparameters on validation data (Optuna), then train the best")
     _add_source_options(p)

@@ -15,7 +15,8 @@ Each rank's gradient is pre-scaled by its share of the global batch (``n_rank / 
 sum over ranks is the global mean however the batch divides. As every rank applies the same update
 to the same parameters, the models stay identical; every rank scores the validation part and rank
 0's figure is broadcast, so early stopping agrees across ranks. Only rank 0 writes the run.
-Backends: gloo on CPU, NCCL on CUDA. A single process (no ``WORLD_SIZE`` in the environment,
+Backends: gloo on CPU, NCCL on CUDA. ``reelrec train --nproc N`` starts and stops the ranks of a
+local job: :mod:`reelrec.training.launcher`. A single process (no ``WORLD_SIZE`` in the environment,
 read once into :class:`reelrec.options.Options`) never touches torch.distributed. The Trainer
 takes the job's :class:`DistContext` once per fit (:func:`current`) and hands it to the epoch
 object, which shards and reduces each batch.
@@ -31,6 +32,7 @@ import torch.distributed as dist
 
 from reelrec.models.base import RowGrad, coalesce_rows
 from reelrec.options import get_options
+from reelrec.training.launcher import launch_local as launch_local  # ``train --nproc N``
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +129,3 @@ def init_from_env(device: str = "auto") -> DistContext | None:
 def local_world() -> int:
     """Processes of this job on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 alone)."""
     return get_options().local_world_size
-
-
-def launch_local(argv: list[str], nproc: int) -> int:
-    """``reelrec train --nproc N``: the same command line (``argv``, without ``--nproc``) as N
-    local ranks under torchrun; returns its exit status."""
-    import subprocess
-    import sys
-
-    argv = list(argv)
-    for i, token in enumerate(argv):  # drop --nproc N / --nproc=N
-        if token == "--nproc":
-            del argv[i : i + 2]
-            break
-        if token.startswith("--nproc="):
-            del argv[i]
-            break
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    cmd += ["-m", "reelrec", *argv]
-    logging.getLogger("reelrec").info("launching %s", " ".join(cmd))
-    return subprocess.run(cmd, check=False).returncode
