@@ -1,0 +1,256 @@
+"""SASRec: a causal self-attention model of what a user watches next.
+
+Each user's interactions, in time order (ties in file order), are a sequence; a causal
+transformer (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018) reads it and
+the hidden state at position ``t`` scores every item as the next one by its inner product with
+the item's embedding (tied between input and output). Trained as "SASRec+" (Klenitskiy &
+Vasilev, RecSys 2023): cross-entropy of the true next item against the *whole* catalogue at
+every position (:func:`reelrec.models.losses.full_softmax_ce`, chunked so memory stays bounded);
+on catalogues too large for that, sampled softmax or gBCE with many negatives.
+
+* Sequences are the latest ``max_len`` (+1 for training) interactions, left-padded with the
+  index ``n_items``; positions are learned and counted from the left of the padded window, so
+  the latest interaction always sits at position ``max_len - 1``.
+* Blocks are pre-LayerNorm (attention, then a GELU feed-forward), each with residual dropout;
+  a query attends to earlier real items and to itself, never to padding.
+* A saved run keeps each user's latest ``max_len`` training items (``history``), so a known
+  user's list needs only the run. A new user *is* their sequence: :meth:`fold_in` reads the
+  ratings in the order given (the service passes a profile's ratings in the order made); no
+  retraining. The retrieval vectors are the last position's hidden state and the item embeddings.
+* Scores rank items; they are not ratings (``predicts_ratings`` is False).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from reelrec.data.dataset import Dataset
+from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.losses import full_softmax_ce, gbce, sampled_ce
+from reelrec.models.ranking import ranking_validation_loss
+from reelrec.models.seqlinear import chronological
+
+#: catalogues up to this size train with the full softmax when ``loss="auto"``
+FULL_SOFTMAX_ITEMS = 100_000
+#: users per block when hidden states are computed for scoring
+SCORE_BLOCK = 256
+
+
+class SASRecConfig(ModelConfig):
+    """Hyperparameters of :class:`SASRec`."""
+
+    embedding_size: int = Field(64, ge=4, le=1024, description="width of item embeddings and hidden states")
+    max_len: int = Field(200, ge=2, le=2048, description="latest interactions a sequence keeps")
+    blocks: int = Field(2, ge=1, le=12, description="transformer blocks")
+    heads: int = Field(1, ge=1, le=16, description="attention heads (must divide embedding_size)")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings, attention and residuals")
+    loss: Literal["auto", "softmax", "sampled", "gbce"] = Field(
+        "auto",
+        description="full-catalogue softmax; sampled softmax or gBCE over `negatives` items; "
+        f"auto: softmax up to {FULL_SOFTMAX_ITEMS:,} items, sampled softmax beyond",
+    )
+    negatives: int = Field(256, ge=1, le=65536, description="negatives per position (sampled, gbce)")
+    gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration (0: plain BCE)")
+    chunk: int = Field(8192, ge=64, description="items per chunk of the full softmax")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> SASRecConfig:
+        if self.embedding_size % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide embedding_size ({self.embedding_size})")
+        return self
+
+
+class CausalBlock(nn.Module):
+    """Pre-LayerNorm self-attention + feed-forward block over ``(batch, length, d)``."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.p = dropout
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout), nn.Linear(d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        p = self.p if self.training else 0.0
+        a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask, dropout_p=p)
+        x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, n, d)))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+def left_padded(indptr: np.ndarray, items: np.ndarray, length: int, pad: int) -> np.ndarray:
+    """Each CSR row's latest ``length`` entries, right-aligned in a ``(rows, length)`` array filled
+    with ``pad`` (rows hold items oldest first)."""
+    counts = np.diff(indptr)
+    keep = np.minimum(counts, length)
+    out = np.full((counts.shape[0], length), pad, dtype=np.int64)
+    rows = np.repeat(np.arange(counts.shape[0]), keep)
+    start = np.repeat(indptr[1:] - keep, keep)  # first kept entry of each row
+    offset = np.arange(rows.shape[0]) - np.repeat(np.cumsum(keep) - keep, keep)
+    out[rows, length - keep[rows] + offset] = items[start + offset]
+    return out
+
+
+def user_sequences(train: Dataset, length: int, pad: int) -> np.ndarray:
+    """``(n_users, length)``: each user's latest ``length`` training items in time order
+    (ties in file order), left-padded with ``pad``."""
+    order = chronological(train)
+    users = train.user_index[order]
+    indptr = np.zeros(train.n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=train.n_users), out=indptr[1:])
+    return left_padded(indptr, train.item_index[order].astype(np.int64), length, pad)
+
+
+class SASRec(RatingModel):
+    """Causal self-attention next-item model; see the module docs."""
+
+    name: ClassVar[str] = "sasrec"
+    config_class: ClassVar[type[ModelConfig]] = SASRecConfig
+    config: SASRecConfig
+    default_train: ClassVar[dict[str, Any]] = {
+        "epochs": 200,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "patience": 10,
+        "refit": False,
+    }
+
+    def __init__(self, n_users: int, n_items: int, config: SASRecConfig | None = None) -> None:
+        config = config or SASRecConfig()
+        super().__init__(n_users, n_items, config)
+        d = config.embedding_size
+        self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=n_items)
+        self.position = nn.Embedding(config.max_len, d)
+        self.blocks = nn.ModuleList(
+            CausalBlock(d, config.heads, config.dropout) for _ in range(config.blocks)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(config.dropout)
+        nn.init.normal_(self.item_embedding.weight, std=d**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[n_items].zero_()
+        self.register_buffer("history", torch.full((n_users, config.max_len), n_items, dtype=torch.long))
+        self._train_seqs: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ network
+    @property
+    def predicts_ratings(self) -> bool:  # type: ignore[override]
+        return False
+
+    @property
+    def folds_in(self) -> bool:  # type: ignore[override]
+        return True  # a new user is their sequence
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(batch, length, d)`` of left-padded item sequences ``(batch, length)``."""
+        pad = self.n_items
+        n = seqs.shape[1]
+        d = self.config.embedding_size
+        real = seqs != pad
+        x = self.item_embedding(seqs) * math.sqrt(d)
+        x = x + self.position.weight[self.config.max_len - n :][None]
+        x = self.drop(x) * real[..., None]
+        causal = torch.ones(n, n, dtype=torch.bool, device=seqs.device).tril()
+        eye = torch.eye(n, dtype=torch.bool, device=seqs.device)
+        mask = (causal & (real[:, None, :] | eye))[:, None]  # (batch, 1, query, key)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+    def item_weights(self) -> torch.Tensor:
+        """The output (= input) embeddings of the real items, ``(n_items, d)``."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def last_hidden(self, seqs: torch.Tensor) -> torch.Tensor:
+        """The hidden state of the latest position of each sequence, in blocks of users."""
+        out = [self.encode(seqs[s : s + SCORE_BLOCK])[:, -1] for s in range(0, seqs.shape[0], SCORE_BLOCK)]
+        return torch.cat(out) if out else seqs.new_zeros((0, self.config.embedding_size), dtype=torch.float32)
+
+    # ------------------------------------------------------------------ training
+    def prepare(self, train: Dataset) -> None:
+        """Every user's latest ``max_len`` items (for scoring) and ``max_len + 1`` (for training)."""
+        super().prepare(train)
+        length = self.config.max_len
+        seqs = user_sequences(train, length + 1, self.n_items)
+        device = self.history.device
+        self.history.copy_(torch.from_numpy(seqs[:, 1:]).to(device))
+        keep = (seqs != self.n_items).sum(1) >= 2  # a user with one item has nothing to predict
+        self._train_seqs = torch.from_numpy(seqs[keep]).to(device)
+
+    def training_rows(self) -> int | None:
+        """The Trainer walks the training sequences (one per user with two items or more)."""
+        return None if self._train_seqs is None else int(self._train_seqs.shape[0])
+
+    def loss_kind(self) -> str:
+        """The objective this model trains with (``auto`` resolved by the catalogue's size)."""
+        kind = self.config.loss
+        if kind == "auto":
+            kind = "softmax" if self.n_items <= FULL_SOFTMAX_ITEMS else "sampled"
+        return kind
+
+    def rows_loss(self, rows: torch.Tensor) -> torch.Tensor:
+        """The next-item objective at every real position of a batch of training sequences."""
+        assert self._train_seqs is not None, "prepare() first"
+        seqs = self._train_seqs[rows.to(self._train_seqs.device)]
+        inputs, targets = seqs[:, :-1], seqs[:, 1:]
+        hidden = self.encode(inputs)
+        real = (inputs != self.n_items) & (targets != self.n_items)
+        h, t = hidden[real], targets[real]
+        weight = self.item_weights()
+        kind = self.loss_kind()
+        if kind == "softmax":
+            return full_softmax_ce(h, weight, t, self.config.chunk)
+        negatives = torch.randint(0, self.n_items, (t.shape[0], self.config.negatives), device=t.device)
+        if kind == "gbce":
+            return gbce(h, weight, t, negatives, self.config.gbce_t)
+        return sampled_ce(h, weight, t, negatives)
+
+    def validation_loss(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> float | None:
+        """``1 - Recall@20`` of the validation interactions (each user's training items masked)."""
+        keys = torch.unique(self._history_keys())
+        return ranking_validation_loss(self, users, items, keys)
+
+    def _history_keys(self) -> torch.Tensor:
+        users = torch.arange(self.n_users, device=self.history.device)[:, None].expand_as(self.history)
+        real = self.history != self.n_items
+        return users[real] * self.n_items + self.history[real]
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        return self.last_hidden(self.history[users.to(self.history.device)]) @ self.item_weights().T
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        unique, inverse = torch.unique(users, return_inverse=True)
+        hidden = self.last_hidden(self.history[unique.to(self.history.device)])
+        return (hidden[inverse] * self.item_weights()[items]).sum(1)
+
+    @torch.no_grad()
+    def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
+        """A new user's scores from their items in the order given (oldest first)."""
+        seq = items.long()[-self.config.max_len :].to(self.history.device)
+        padded = torch.full((1, self.config.max_len), self.n_items, dtype=torch.long, device=seq.device)
+        padded[0, self.config.max_len - seq.shape[0] :] = seq
+        return (self.last_hidden(padded) @ self.item_weights().T)[0]
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return self.item_weights().detach()
+
+    @torch.no_grad()
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        users = self.last_hidden(self.history).float().cpu().numpy()
+        return users, self.item_weights().float().cpu().numpy()
