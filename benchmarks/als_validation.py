@@ -35,18 +35,20 @@ def fit_and_score(params: dict[str, Any], train: Any, valid: Any, sweeps: int, s
 
     from reelrec.models.als import ALS, ALSConfig
     from reelrec.training import TrainConfig, Trainer
-    from reelrec.training.trainer import seed_everything
+    from reelrec.training.seeding import seeded
 
-    seed_everything(seed)
-    model = ALS(train.n_users, train.n_items, ALSConfig(**params))
-    users, items = torch.as_tensor(valid.user_index), torch.as_tensor(valid.item_index)
-    preds: list[np.ndarray] = []
+    with seeded(seed):  # ALS's random start
+        model = ALS(train.n_users, train.n_items, ALSConfig(**params))
+        users, items = torch.as_tensor(valid.user_index), torch.as_tensor(valid.item_index)
+        preds: list[np.ndarray] = []
 
-    def score(epoch: int, record: dict[str, float]) -> None:
-        with torch.no_grad():
-            preds.append(model(users, items).clamp(train.scale.low, train.scale.high).double().numpy())
+        def score(epoch: int, record: dict[str, float]) -> None:
+            with torch.no_grad():
+                preds.append(model(users, items).clamp(train.scale.low, train.scale.high).double().numpy())
 
-    Trainer(TrainConfig(epochs=sweeps, patience=0), seed=seed, device="cpu", on_epoch=score).fit(model, train)
+        Trainer(TrainConfig(epochs=sweeps, patience=0), seed=seed, device="cpu", on_epoch=score).fit(
+            model, train
+        )
     return preds
 
 

@@ -70,25 +70,25 @@ def reelrec_curve(
     from reelrec.models.registry import build_model
     from reelrec.recommender import Recommender
     from reelrec.training import TrainConfig, Trainer
-    from reelrec.training.trainer import seed_everything
+    from reelrec.training.seeding import seeded
 
-    seed_everything(seed)
-    model = build_model(name, train.n_users, train.n_items, params, train=train)
-    rec = Recommender.from_training(model, train)  # wraps the very model the Trainer updates in place
-    users, items = test.users.ids[test.user_index], test.items.ids[test.item_index]
-    points: list[tuple[float, np.ndarray]] = []
-    outside = 0.0  # seconds spent scoring inside the callback
+    with seeded(seed):  # the model's initialisation and its own draws while training
+        model = build_model(name, train.n_users, train.n_items, params, train=train)
+        rec = Recommender.from_training(model, train)  # wraps the very model the Trainer updates in place
+        users, items = test.users.ids[test.user_index], test.items.ids[test.item_index]
+        points: list[tuple[float, np.ndarray]] = []
+        outside = 0.0  # seconds spent scoring inside the callback
 
-    def score(epoch: int, record: dict[str, float]) -> None:
-        nonlocal outside
-        t0 = time.perf_counter()
-        points.append((t0 - start - outside, np.asarray(rec.predict(users, items), dtype=np.float64)))
-        model.train()
-        outside += time.perf_counter() - t0
+        def score(epoch: int, record: dict[str, float]) -> None:
+            nonlocal outside
+            t0 = time.perf_counter()
+            points.append((t0 - start - outside, np.asarray(rec.predict(users, items), dtype=np.float64)))
+            model.train()
+            outside += time.perf_counter() - t0
 
-    cfg = TrainConfig(**{**train_cfg, "epochs": epochs, "patience": 0, "refit": False, "refit_models": 1})
-    start = time.perf_counter()
-    Trainer(cfg, seed=seed, device="cpu", on_epoch=score).fit(model, train)
+        cfg = TrainConfig(**{**train_cfg, "epochs": epochs, "patience": 0, "refit": False, "refit_models": 1})
+        start = time.perf_counter()
+        Trainer(cfg, seed=seed, device="cpu", on_epoch=score).fit(model, train)
     return points
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from reelrec.data.dataset import Dataset
+from reelrec.data.split import make_split
 
 # the tests' tensors are tiny: one thread is faster, and on busy cores two OpenMP threads wait on
 # each other at every operation (reelrec.threads); subprocesses pick their own count
@@ -56,6 +58,86 @@ def planted_frame(
 def planted() -> tuple[Dataset, float]:
     frame, floor = planted_frame()
     return Dataset.from_frame(frame, name="planted"), floor
+
+
+def titled(n_items: int, ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Item metadata for synthetic data: ``Movie k`` titles and two genre patterns (models with
+    item features, e.g. hybrid, need a table; the genres carry no signal)."""
+    ids = np.arange(1, n_items + 1) if ids is None else ids
+    return pd.DataFrame(
+        {
+            "title": [f"Movie {k}" for k in ids],
+            "genres": ["Drama|Comedy" if k % 3 else "Action" for k in ids],
+        },
+        index=pd.Index(ids, name="item"),
+    )
+
+
+@dataclass(frozen=True)
+class Checkerboard:
+    """implicit's checkerboard: users in two groups, each group interacts only with its own half
+    of the items; one interaction per user (their latest) is withheld from ``train``."""
+
+    full: Dataset
+    train: Dataset
+    #: the withheld item of every user, by dense user index
+    withheld: np.ndarray
+    #: each user's group, by dense user index (0 or 1)
+    group: np.ndarray
+    #: each item's half, by dense item index (the group that interacts with it)
+    half: np.ndarray
+
+
+def checkerboard(n_users: int = 200, n_items: int = 100, density: float = 0.4, seed: int = 0) -> Checkerboard:
+    """A checkerboard of ``n_users x n_items``: user ``u`` (raw id) is in group ``u % 2`` and
+    interacts with a random ``density`` of the items ``i`` (raw ids) with ``i % 2 == u % 2``,
+    more often with items of higher appeal (so popularity has an order of its own). The rating
+    values (1..5, random) carry no signal: the structure is in which pairs exist."""
+    rng = np.random.default_rng(seed)
+    group, half = np.arange(n_users) % 2, np.arange(n_items) % 2
+    appeal = rng.uniform(0.3, 1.0, n_items)
+    chance = density * appeal / appeal.mean()
+    likes = (group[:, None] == half[None, :]) & (rng.random((n_users, n_items)) < chance[None, :])
+    u, i = np.nonzero(likes)
+    frame = pd.DataFrame({"user": u, "item": i, "rating": rng.integers(1, 6, u.shape[0]).astype(np.float32)})
+    frame["timestamp"] = rng.permutation(u.shape[0])
+    full = Dataset.from_frame(frame, name="checkerboard", item_info=titled(n_items, np.arange(n_items)))
+    assert (full.n_users, full.n_items) == (n_users, n_items)
+    # each user's latest interaction is withheld
+    order = np.lexsort((frame["timestamp"].to_numpy(), full.user_index))
+    last = order[np.r_[np.flatnonzero(np.diff(full.user_index[order])), len(order) - 1]]
+    withheld = np.empty(n_users, dtype=np.int64)
+    withheld[full.user_index[last]] = full.item_index[last]
+    keep = np.setdiff1d(np.arange(len(full)), last)
+    return Checkerboard(
+        full=full,
+        train=full.subset(keep),
+        withheld=withheld,
+        group=full.users.ids.astype(np.int64) % 2,
+        half=full.items.ids.astype(np.int64) % 2,
+    )
+
+
+@dataclass(frozen=True)
+class RatingSet:
+    """A planted low-rank rating set split for training, early stopping and testing."""
+
+    train: Dataset
+    valid: Dataset
+    test: Dataset
+    #: the RMSE of the true matrix against the noisy ratings
+    floor: float
+
+
+def planted_rating_set(seed: int = 0) -> RatingSet:
+    """:func:`planted_frame` at 200 users x 120 titled items ``m1``..``m120`` (30% dense, ~7,000
+    ratings), split 80/10/10 at random."""
+    frame, floor = planted_frame(n_users=200, n_items=120, density=0.3, seed=seed)
+    frame["item"] = np.char.add("m", frame["item"].to_numpy().astype(str))  # string ids, as IMDb's
+    info = titled(120).rename(index=lambda k: f"m{k}")
+    ds = Dataset.from_frame(frame, name="planted-ratings", item_info=info)
+    split = make_split(ds, "holdout80", seed=seed, valid_fraction=0.1)
+    return RatingSet(split.train, split.valid, split.test, floor)
 
 
 def small_frame(seed: int = 1, n_users: int = 40, n_items: int = 30, n: int = 500) -> pd.DataFrame:

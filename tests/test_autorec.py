@@ -10,7 +10,7 @@ from reelrec.data.split import make_split
 from reelrec.evaluation.protocols import evaluate_ratings
 from reelrec.models import build_model
 from reelrec.recommender import Recommender
-from reelrec.training import TrainConfig, Trainer, seed_everything
+from reelrec.training import TrainConfig, Trainer, seeded
 
 PARAMS = {"hidden": 32, "reg": 1.0, "input_dropout": 0.0}
 CFG = TrainConfig(epochs=60, batch_size=16, learning_rate=0.01, patience=5)
@@ -68,9 +68,9 @@ def test_codes_are_the_encoder_of_the_training_rows(autorec) -> None:
 
 def test_same_seed_same_model(small) -> None:
     def fit(seed: int):
-        seed_everything(seed)
-        model = build_model("autorec", small.n_users, small.n_items, {"hidden": 8})
-        Trainer(TrainConfig(epochs=3, batch_size=8), seed=seed, device="cpu").fit(model, small)
+        with seeded(seed):
+            model = build_model("autorec", small.n_users, small.n_items, {"hidden": 8})
+            Trainer(TrainConfig(epochs=3, batch_size=8), seed=seed, device="cpu").fit(model, small)
         return model
 
     a, b, c = fit(3), fit(3), fit(4)
@@ -80,10 +80,15 @@ def test_same_seed_same_model(small) -> None:
 
 
 def test_triple_models_are_untouched_by_the_row_hook(small) -> None:
+    """AutoRec's plan walks its item rows; MF's walks the rating triples."""
     mf = build_model("mf", small.n_users, small.n_items)
-    assert mf.training_rows() is None
-    with pytest.raises(NotImplementedError):
-        mf.rows_loss(torch.arange(2))
+    mf.prepare(small)
+    assert mf.fit_plan(small).rows is None
+    model = build_model("autorec", small.n_users, small.n_items, {"hidden": 8})
+    model.prepare(small)
+    plan = model.fit_plan(small)
+    assert plan.rows == small.n_items
+    assert plan.gradient is None  # autograd on rows_loss
 
 
 def test_fold_in_recovers_a_known_users_scores(autorec, planted_split) -> None:

@@ -144,9 +144,11 @@ def test_disabled_by_flag_and_environment(
     load_ratings(path, cache=False)
     assert _entries(tmp_path) == []
     monkeypatch.setenv(cache_mod.NO_CACHE_ENV, "1")
+    monkeypatch.setattr("reelrec.options._current", None)  # the environment is read again
     load_ratings(path)
     assert _entries(tmp_path) == []
     monkeypatch.setenv(cache_mod.NO_CACHE_ENV, "0")
+    monkeypatch.setattr("reelrec.options._current", None)  # the environment is read again
     load_ratings(path)
     assert len(_entries(tmp_path)) == 1
 
@@ -182,6 +184,7 @@ def test_location_inside_a_git_tree_or_unwritable(tmp_path: Path, monkeypatch: p
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, str(blocker))  # cannot be written: a warning only
+    monkeypatch.setattr("reelrec.options._current", None)  # the environment is read again
     ds = load_ratings(path)
     assert len(ds) == 2000
 

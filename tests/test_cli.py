@@ -182,6 +182,113 @@ def test_installed_console_script_fails_cleanly(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+#: what the light commands must not import (each costs seconds on a busy machine)
+HEAVY = ("torch", "pandas", "numba")
+
+
+def imported_packages(*argv: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``python -m reelrec ARGV`` run with ``-X importtime``: the process and the top-level
+    packages it imported (what ``sys.modules`` held at exit, read from the import log)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reelrec", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=120,
+    )
+    names = {
+        line.rpartition("|")[2].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return proc, names
+
+
+def test_the_import_log_is_read() -> None:
+    """The reader sees a heavy import where there is one (so the front-door tests can fail)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pandas"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {ln.rpartition("|")[2].strip().split(".")[0] for ln in proc.stderr.splitlines() if "|" in ln}
+    assert "pandas" in names
+    assert "numpy" in names
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["datasets", "--help"],
+        ["download", "--help"],
+        ["serve", "--help"],
+        ["demo", "--help"],
+        ["datasets", "--data-home", "{home}"],
+        ["datasets", "--data-home", "{home}", "--json"],
+        ["download", "ml-100k", "--data-home", "{home}", "--quiet"],  # present: no network
+    ],
+    ids=" ".join,
+)
+def test_light_commands_import_no_heavy_package(argv, tmp_path) -> None:
+    """``reelrec --help``, a command's help, ``datasets`` and ``download`` answer without torch,
+    pandas or numba (today's 2.5 s ``--help`` was a full torch import)."""
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    for name in ("u.data", "u.item", "u.user"):  # a complete copy: download has nothing to do
+        (folder / name).write_text("")
+    proc, names = imported_packages(*(a.format(home=tmp_path) for a in argv), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip()
+    assert not names & set(HEAVY), f"reelrec {' '.join(argv)} imported {sorted(names & set(HEAVY))}"
+    if "--help" in argv:
+        return
+    if argv[0] == "datasets":
+        assert "ml-100k" in proc.stdout
+        assert "present" in proc.stdout
+    if argv[0] == "download":
+        assert proc.stdout.strip() == f"ml-100k: {folder}"
+
+
+def test_a_command_that_trains_still_imports_torch(tmp_path) -> None:
+    """The other side of the light front door: ``train --help`` lists the registry's models."""
+    proc, names = imported_packages("train", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "torch" in names
+    assert "seqlinear" in proc.stdout
+    assert "mf (default)" in proc.stdout
+
+
+def test_import_reelrec_is_light_and_its_names_resolve() -> None:
+    code = (
+        "import sys, reelrec\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from reelrec import Recommender, TrainConfig, load_movielens\n"
+        "from reelrec.recommender import Recommender as R\n"
+        "assert Recommender is R and 'torch' in sys.modules\n"
+        "assert all(getattr(reelrec, n) is not None for n in reelrec.__all__)\n"
+        "assert set(reelrec.__all__) <= set(dir(reelrec))\n"
+        "try:\n    reelrec.nothing\nexcept AttributeError as exc:\n    assert 'nothing' in str(exc)\n"
+        "else:\n    raise SystemExit('no AttributeError')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_unknown_model_is_refused_by_the_parser(capsys) -> None:
+    """``--model`` choices come from the registry on demand: an unknown name is argparse's error."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "ml-100k", "--out", "x", "--model", "nope"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in err
+    assert "'seqlinear'" in err
+
+
 def test_datasets_lists_every_movielens_release(tmp_path, capsys) -> None:
     code, out, _ = run(capsys, "datasets", "--data-home", str(tmp_path), "--json")
     assert code == 0
@@ -202,12 +309,12 @@ def test_datasets_lists_every_movielens_release(tmp_path, capsys) -> None:
 def test_download_without_network_names_the_file_and_place(tmp_path, capsys, monkeypatch) -> None:
     import urllib.error
 
-    import reelrec.data.movielens as ml
+    from reelrec.data import grouplens
 
     def offline(url):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(ml, "_default_opener", offline)
+    monkeypatch.setattr(grouplens, "_default_opener", offline)
     code, _, err = run(capsys, "download", "ml-100k", "--data-home", str(tmp_path), "--quiet")
     assert code == 1
     assert err.count("\n") == 1
@@ -257,7 +364,7 @@ def test_hybrid_with_a_users_file(files, tmp_path, capsys) -> None:
     cfg = json.loads((run_dir / "config.json").read_text())
     names = {f["name"] for f in cfg["model"]["config"]["user_schema"]["features"]}
     assert {"age", "gender"} <= names
-    assert cfg["side_data"]["users"] == str(users)
+    assert cfg["data"]["side"]["users"] == str(users)
     code, out, err = run(capsys, "recommend", str(run_dir), "--user", str(ids[0]), "-n", "3", "--json")
     assert code == 0, err
     assert len(json.loads(out)["items"]) == 3

@@ -359,3 +359,12 @@ def test_ml_latest_small_tags(data_home: Path) -> None:
     start = schema.multihot_widths[0] + 1  # after the genres block and the tags' "none" column
     tagged = enc["multihot"][:, start:].sum(1) > 0
     assert 300 < tagged.sum() < 1600
+
+
+def test_the_schema_module_is_reexported_by_features() -> None:
+    """hybrid.py and runs/source.py import the schema from reelrec.data.features as before."""
+    from reelrec.data import feature_schema, features
+
+    for name in feature_schema.__all__:
+        assert getattr(features, name) is getattr(feature_schema, name), name
+    assert set(feature_schema.__all__) <= set(features.__all__)

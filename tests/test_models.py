@@ -1,4 +1,5 @@
-"""Conformance tests every model passes, plus each model's known answers."""
+"""Each model's known answers (what every model passes is the conformance suite,
+test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -7,105 +8,14 @@ import pytest
 import torch
 
 from reelrec.data.split import make_split
-from reelrec.errors import ConfigError, UnknownIdError
+from reelrec.errors import ConfigError
 from reelrec.evaluation.protocols import evaluate_ratings
-from reelrec.models import MODELS, build_model
+from reelrec.models import build_model
 from reelrec.models.baselines import fit_biases
 from reelrec.recommender import Recommender
 from reelrec.training import TrainConfig
 
 FAST = TrainConfig(epochs=5, batch_size=128, learning_rate=0.01)
-
-
-@pytest.fixture(params=sorted(MODELS))
-def fitted(request, small) -> Recommender:
-    split = make_split(small, "holdout80", seed=0, valid_fraction=0.1)
-    return Recommender.train(request.param, split.train, split.valid, train_config=FAST, seed=0)
-
-
-class TestConformance:
-    def test_predict_shape_finite_and_clipped(self, fitted: Recommender, small) -> None:
-        users = small.users.ids[small.user_index[:50]]
-        items = small.items.ids[small.item_index[:50]]
-        pred = fitted.predict(users, items)
-        assert pred.shape == (50,)
-        assert np.all(np.isfinite(pred))
-        if fitted.model.predicts_ratings:
-            assert pred.min() >= small.scale.low
-            assert pred.max() <= small.scale.high
-        else:  # a ranking score, never clipped to the rating scale; and no rating metrics
-            with pytest.raises(ConfigError, match="trained for ranking"):
-                evaluate_ratings(fitted, small)
-
-    def test_unknown_ids_follow_the_documented_fallback(self, fitted: Recommender, small) -> None:
-        fb = fitted.fallback
-        known_item = small.items.ids[0]
-        i = int(fitted.items.index(known_item)[0])
-        pred = fitted.predict(["nobody", "nobody"], [known_item, "no-such-movie"])
-        if not fitted.model.predicts_ratings:  # a ranking model has no rating to fall back on
-            assert np.all(np.isnan(pred))
-            with pytest.raises(UnknownIdError, match="unknown user id 'nobody'"):
-                fitted.predict(["nobody"], [known_item], unknown="error")
-            return
-        expected_item = fb.mean + (fb.item_bias[i] if fitted.item_counts[i] else 0.0)
-        assert pred[0] == pytest.approx(np.clip(expected_item, 1, 5), abs=1e-5)
-        assert pred[1] == pytest.approx(np.clip(fb.mean, 1, 5), abs=1e-5)
-        assert np.isnan(fitted.predict(["nobody"], [known_item], unknown="nan")[0])
-        with pytest.raises(UnknownIdError, match="unknown user id 'nobody'"):
-            fitted.predict(["nobody"], [known_item], unknown="error")
-
-    def test_recommend_excludes_seen_and_untrained_items(self, fitted: Recommender) -> None:
-        for u in fitted.users.ids[:10]:
-            uidx = int(fitted.users.index(u)[0])
-            if fitted.user_counts[uidx] == 0:
-                continue
-            recs = fitted.recommend(u, n=5)
-            got = fitted.items.index([r.item_id for r in recs])
-            assert not set(got) & set(fitted.seen_items(uidx).tolist())
-            assert np.all(fitted.item_counts[got] > 0)
-            scores = [r.score for r in recs]
-            assert scores == sorted(scores, reverse=True)
-            assert recs[0].title is not None
-            assert recs[0].title.startswith("Movie")
-        with pytest.raises(UnknownIdError):
-            fitted.recommend("nobody")
-
-    def test_save_load_round_trip_is_identical(self, fitted: Recommender, small, tmp_path) -> None:
-        fitted.save(tmp_path / "run")
-        again = Recommender.load(tmp_path / "run")
-        users = small.users.ids[small.user_index]
-        items = small.items.ids[small.item_index]
-        np.testing.assert_array_equal(fitted.predict(users, items), again.predict(users, items))
-        u = users[0]
-        assert [r.item_id for r in fitted.recommend(u, 5)] == [r.item_id for r in again.recommend(u, 5)]
-        assert again.recommend(u, 1)[0].genres == fitted.recommend(u, 1)[0].genres
-
-    def test_score_users_agrees_with_forward(self, fitted: Recommender) -> None:
-        model = fitted.model
-        users = torch.arange(min(4, model.n_users))
-        full = model.score_users(users)
-        u = users.repeat_interleave(model.n_items)
-        i = torch.arange(model.n_items).repeat(users.shape[0])
-        if model.name != "popularity":  # popularity ranks by count, predicts a damped mean
-            torch.testing.assert_close(full, model(u, i).reshape(users.shape[0], -1), rtol=1e-5, atol=1e-5)
-
-    def test_single_user_paths_agree_with_the_batch_paths(self, fitted: Recommender) -> None:
-        """score_user (numpy, the service's path) and top_n_for_user match the batched ones."""
-        for u in range(min(4, fitted.model.n_users)):
-            batch = fitted.model.score_users(torch.tensor([u]))[0].double().numpy()
-            np.testing.assert_allclose(fitted.model.score_user(u), batch, rtol=1e-5, atol=1e-5)
-            some = np.array([fitted.model.n_items - 1, 0, 2, 2], dtype=np.int64)  # any order, repeats
-            if fitted.model.name != "popularity":  # ranks by count, predicts a damped mean
-                np.testing.assert_allclose(
-                    fitted.model.score_items(u, some), batch[some], rtol=1e-5, atol=1e-5
-                )
-            if fitted.user_counts[u] == 0:
-                continue
-            idx, val = fitted.top_n_indices(np.array([u]), 5)
-            one, one_val = fitted.top_n_for_user(u, 5)
-            keep = idx[0] >= 0
-            np.testing.assert_allclose(one_val, val[0][keep], rtol=1e-5, atol=1e-5)
-            assert set(one.tolist()) == set(idx[0][keep].tolist()) or np.allclose(one_val, one_val[0])
 
 
 def test_mf_reaches_the_noise_floor_of_a_planted_low_rank_matrix(planted) -> None:
@@ -278,7 +188,7 @@ def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> No
     training part: exactly ``MatrixFactorization.average`` of the two fits done by hand."""
     from reelrec.models.mf import MatrixFactorization
     from reelrec.training import Trainer
-    from reelrec.training.trainer import seed_everything
+    from reelrec.training.seeding import seeded
 
     split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
     cfg = TrainConfig(epochs=6, batch_size=64, learning_rate=0.01, refit=True, patience=0)
@@ -294,9 +204,9 @@ def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> No
     assert both.model.config.members == 2
 
     def fit(part, check, epochs):
-        seed_everything(3)
-        model = build_model("mf", part.n_users, part.n_items, {}, train=part)
-        Trainer(cfg.model_copy(update={"epochs": epochs}), seed=3, device="cpu").fit(model, part, check)
+        with seeded(3):
+            model = build_model("mf", part.n_users, part.n_items, {}, train=part)
+            Trainer(cfg.model_copy(update={"epochs": epochs}), seed=3, device="cpu").fit(model, part, check)
         return model
 
     validated = fit(split.train, split.valid, 6)
@@ -311,6 +221,7 @@ def test_average_validated_adds_the_early_stopped_model_as_a_member(small) -> No
 
 
 def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
+    from reelrec.artifacts import load_state
     from reelrec.errors import ConfigError
     from reelrec.models.registry import make_config
     from reelrec.training import pretrained
@@ -320,7 +231,9 @@ def test_mlp_starts_from_a_trained_mf_run(small, tmp_path) -> None:
     params = {"embedding_size": 8, "hidden": [8], "pretrained_mf": str(tmp_path / "mf")}
 
     def started(values: dict) -> torch.nn.Module:
-        pre = pretrained.resolve("mlp", make_config("mlp", values), small, None, seed=0, device="cpu")
+        pre = pretrained.resolve(
+            "mlp", make_config("mlp", values), small, None, seed=0, device="cpu", load_run=load_state
+        )
         assert set(pre.sources) == {"mf"}
         assert pre.record == {"mf": {"run": values["pretrained_mf"]}}
         mlp = build_model("mlp", small.n_users, small.n_items, values, train=small)
@@ -349,6 +262,7 @@ def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) ->
     from reelrec.models import mf_kernel
 
     monkeypatch.setenv("REELREC_KERNELS", kernels)
+    monkeypatch.setattr("reelrec.options._current", None)  # the environment is read again
     monkeypatch.setattr(mf_kernel.compiled, "tried", False)
     monkeypatch.setattr(mf_kernel.compiled, "kernel", None)
     assert mf_kernel.available() is (kernels == "auto")  # numba is a dependency
@@ -390,17 +304,6 @@ def test_mf_closed_form_gradients_equal_autograd(small, kernels, monkeypatch) ->
     torch.testing.assert_close(no_bias.batch_gradients(users, items, ratings), loss.detach())
     torch.testing.assert_close(no_bias.user_factors.weight.grad, expected[0], rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(no_bias.item_factors.weight.grad, expected[1], rtol=1e-4, atol=1e-7)
-
-
-@pytest.mark.parametrize("name", ["mf", "bpr", "als", "gmf"])
-def test_retrieval_vectors_rank_as_the_model_scores(small, name) -> None:
-    """The inner product of the retrieval vectors is the model's score up to a per-user constant,
-    so ANN serving and the full ranking from factors order movies as the model does."""
-    rec = Recommender.train(name, small, train_config=FAST, seed=0)
-    users, items = rec.model.retrieval_vectors()
-    scores = rec.model.score_users(torch.arange(small.n_users)).numpy()
-    gap = scores - users @ items.T  # constant along each row
-    np.testing.assert_allclose(gap, gap[:, :1].repeat(gap.shape[1], axis=1), atol=1e-4)
 
 
 @pytest.mark.parametrize(

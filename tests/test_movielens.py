@@ -116,6 +116,16 @@ def test_registry_entries() -> None:
     assert ml.DATASETS["ml-latest"].checksum is None
 
 
+def test_the_registry_is_grouplens_and_movielens_reexports_it() -> None:
+    """The registry and download live in data/grouplens.py (no pandas); every name the
+    loaders' module exported before is still there, the same object."""
+    from reelrec.data import grouplens
+
+    for name in grouplens.__all__:
+        assert getattr(ml, name) is getattr(grouplens, name), name
+    assert set(grouplens.__all__) <= set(ml.__all__)
+
+
 def test_data_home_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("REELREC_DATA_HOME", str(tmp_path / "env"))
     assert ml.data_home(tmp_path / "arg") == tmp_path / "arg"

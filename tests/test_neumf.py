@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from reelrec.artifacts import load_state
 from reelrec.data.dataset import Dataset
 from reelrec.data.split import make_split
 from reelrec.errors import ConfigError
@@ -83,7 +84,9 @@ def test_pretraining_copies_gmf_and_mlp_into_neumf(small, tmp_path) -> None:
     }
 
     def started(values: dict) -> torch.nn.Module:
-        pre = pretrained.resolve("neumf", make_config("neumf", values), small, None, seed=0, device="cpu")
+        pre = pretrained.resolve(
+            "neumf", make_config("neumf", values), small, None, seed=0, device="cpu", load_run=load_state
+        )
         assert set(pre.sources) == {"gmf", "mlp"}  # saved runs replace the MF pre-training
         model = build_model("neumf", small.n_users, small.n_items, values, train=small)
         model.prepare(small)

@@ -135,3 +135,49 @@ def test_fine_tuning_that_improves_keeps_its_best_epoch(split, tmp_path) -> None
     result = rec.train_result
     assert result.best_epoch >= 1
     assert result.best_valid == pytest.approx(min(e["valid_rmse"] for e in result.history))
+
+
+def test_the_model_to_pretrain_is_what_the_config_declares(split) -> None:
+    """Pre-training trains the model a :class:`Pretrain` names with that model's own recipe (no
+    model is built in): an ALS here, as an MLP's start, which its init_from refuses."""
+    from reelrec.models.als import ALS
+    from reelrec.models.base import Pretrain
+
+    model, record = pretrained.pretrain(
+        Pretrain("als", {"embedding_size": 4}), split.train, split.valid, seed=0, device="cpu"
+    )
+    assert isinstance(model, ALS)
+    assert model.config.embedding_size == 4
+    assert record["model"] == "als"
+    assert record["embedding_size"] == 4
+    assert 1 <= record["epochs"] <= ALS.train_defaults(len(split.train))["epochs"]
+    declared = build_model("mlp", 3, 3).pretraining(make_config("mlp", {"embedding_size": 6}))
+    assert declared == {"mf": Pretrain("mf", {"embedding_size": 6})}
+
+
+def test_saved_runs_are_read_by_the_loader_handed_down(split, tmp_path) -> None:
+    """training/ does no I/O: a config naming a saved run needs the caller's loader, and the run
+    it reads must hold the training data's users and movies."""
+    from conftest import small_frame
+    from reelrec.artifacts import load_state
+    from reelrec.data.dataset import Dataset
+
+    mf = Recommender.train("mf", split.train, split.valid, train_config=FAST, seed=0)
+    mf.save(tmp_path / "mf")
+    values = {"embedding_size": 128, "pretrained_mf": str(tmp_path / "mf")}
+    config = make_config("mlp", values)
+    with pytest.raises(ConfigError, match="no loader was given"):
+        pretrained.resolve("mlp", config, split.train, split.valid, seed=0, device="cpu")
+    read: list[str] = []
+
+    def load(path: str):
+        read.append(path)
+        return load_state(path)
+
+    pre = pretrained.resolve("mlp", config, split.train, split.valid, seed=0, device="cpu", load_run=load)
+    assert read == [str(tmp_path / "mf")]
+    assert pre.record == {"mf": {"run": str(tmp_path / "mf")}}
+    torch.testing.assert_close(pre.sources["mf"].user_factors.weight, mf.model.user_factors.weight)
+    other = Dataset.from_frame(small_frame(n_users=30), name="other")  # other users
+    with pytest.raises(ConfigError, match="trained on different users or movies"):
+        pretrained.resolve("mlp", config, other, None, seed=0, device="cpu", load_run=load_state)

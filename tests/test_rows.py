@@ -11,7 +11,7 @@ from torch import nn
 from reelrec.data.split import make_split
 from reelrec.models import build_model
 from reelrec.models.base import coalesce_rows
-from reelrec.training import TrainConfig, Trainer, seed_everything
+from reelrec.training import TrainConfig, Trainer, seeded
 from reelrec.training.rows import RowAdam, RowSGD
 from reelrec.training.trainer import _as_tensors, validation_rmse
 
@@ -48,14 +48,23 @@ def test_row_sgd_moves_only_the_given_rows() -> None:
     assert p.detach().tolist() == [[1, 1], [0, 0], [1, 1], [-1, 1], [1, 1]]
 
 
-def test_mf_row_gradients_equal_its_dense_gradients(small) -> None:
-    seed_everything(0)
-    model = build_model("mf", small.n_users, small.n_items, {"embedding_size": 6}, train=small)
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_mf_row_gradients_equal_its_dense_gradients(small, backend: str) -> None:
+    """MF's one gradient interface: the compiled kernel and torch ops give the same dense
+    gradient, and its rows form is that gradient on the batch's rows (zero elsewhere)."""
+    from reelrec.models import mf_kernel
+
+    with seeded(0):
+        model = build_model("mf", small.n_users, small.n_items, {"embedding_size": 6}, train=small)
     model.prepare(small)
+    gradient = mf_kernel.MFGradient.for_model(model)
+    assert gradient.kernel is not None  # numba is a dependency: the CPU takes the kernel
+    if backend == "torch":
+        gradient = mf_kernel.MFGradient(model)
     u, i, r = _as_tensors(small, torch.device("cpu"))
-    dense_loss = model.batch_gradients(u, i, r)
+    dense_loss = gradient.dense(u, i, r)
     dense = {id(p): p.grad.clone() for p in model.parameters() if p.grad is not None}
-    loss, rows = model.row_gradients(u, i, r)
+    loss, rows = gradient.rows(u, i, r)
     assert float(loss) == pytest.approx(float(dense_loss))
     assert len(rows) == len(dense)
     for param, index, grad in rows:
@@ -79,7 +88,6 @@ def test_row_sparse_training_leaves_unseen_rows_alone_and_learns(planted, model_
         .numpy()
         .nonzero()[0]
     )
-    seed_everything(0)
     params: dict = {"mf": {"embedding_size": 8}, "neumf": {}}.get(model_name, {})
     if model_name == "mlp":  # a network from random weights (not the pre-trained default recipe)
         params = {
@@ -89,18 +97,19 @@ def test_row_sparse_training_leaves_unseen_rows_alone_and_learns(planted, model_
             "user_reg": 0.0,
             "item_reg": 0.0,
         }
-    model = build_model(model_name, train.n_users, train.n_items, params, train=train)
-    tables = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.Embedding) and m.num_embeddings == train.n_users and m.embedding_dim > 1
-    ]
-    assert tables
-    before = [t.weight.detach()[unseen].clone() for t in tables]
     # 6 epochs: at 4 the MLP from random weights had gained under 0.01 for some seeds (dropout's
     # draws), at 6 every seed tried (0-5, both dropout masks) had gained 0.069 or more
     cfg = TrainConfig(epochs=6, batch_size=512, learning_rate=1e-2, row_sparse="on", patience=0)
-    result = Trainer(cfg, seed=0, device="cpu").fit(model, train, split.valid)
+    with seeded(0):  # the initialisation and the dropout masks
+        model = build_model(model_name, train.n_users, train.n_items, params, train=train)
+        tables = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.Embedding) and m.num_embeddings == train.n_users and m.embedding_dim > 1
+        ]
+        assert tables
+        before = [t.weight.detach()[unseen].clone() for t in tables]
+        result = Trainer(cfg, seed=0, device="cpu").fit(model, train, split.valid)
     for table, old in zip(tables, before, strict=True):
         assert torch.equal(table.weight.detach()[unseen], old)  # never in a batch: never moved
         assert not table.sparse  # the saved model is an ordinary module
@@ -109,20 +118,31 @@ def test_row_sparse_training_leaves_unseen_rows_alone_and_learns(planted, model_
 
 
 def test_auto_steps_dense_for_small_tables_and_by_rows_for_large(planted, monkeypatch) -> None:
-    from reelrec.training import trainer
+    """The stepping mode follows from the config, the data's size and the model's declared plan
+    (its closed-form gradient or autograd), without calling the model."""
+    from reelrec.training import minibatch
 
     ds, _ = planted
     model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds)
+    model.prepare(ds)
+    plan = model.fit_plan(ds)
+
+    def mode(model, plan, **cfg) -> str:
+        return minibatch.row_mode(TrainConfig(**cfg), plan, model, ds)
+
     # small catalogues (ML-1M and below) keep the dense steps their figures were measured with
-    assert Trainer(TrainConfig(batch_size=8), device="cpu")._row_mode(model, ds) == "dense"
-    monkeypatch.setattr(trainer, "ROW_SPARSE_MIN_ROWS", 0)
-    small_batches = Trainer(TrainConfig(batch_size=ds.n_users + ds.n_items), device="cpu")
-    assert small_batches._row_mode(model, ds) == "dense"
-    tiny_batches = Trainer(TrainConfig(batch_size=8), device="cpu")
-    assert tiny_batches._row_mode(model, ds) == "model"
-    assert Trainer(TrainConfig(batch_size=8, row_sparse="off"), device="cpu")._row_mode(model, ds) == "dense"
+    assert mode(model, plan, batch_size=8) == "dense"
+    monkeypatch.setattr(minibatch, "ROW_SPARSE_MIN_ROWS", 0)
+    assert mode(model, plan, batch_size=ds.n_users + ds.n_items) == "dense"
+    assert mode(model, plan, batch_size=8) == "model"
+    assert mode(model, plan, batch_size=8, row_sparse="off") == "dense"
+    assert mode(model, plan, batch_size=8, optimizer="adamw") == "dense"
     mlp = build_model("mlp", ds.n_users, ds.n_items, {"embedding_size": 4}, train=ds)
-    assert tiny_batches._row_mode(mlp, ds) == "autograd"
+    mlp.prepare(ds)
+    assert mode(mlp, mlp.fit_plan(ds), batch_size=8) == "autograd"
+    autorec = build_model("autorec", ds.n_users, ds.n_items, {"hidden": 4}, train=ds)
+    autorec.prepare(ds)
+    assert mode(autorec, autorec.fit_plan(ds), batch_size=8) == "dense"  # its own rows: dense steps
 
 
 def test_row_sparse_mf_reaches_the_dense_accuracy(planted) -> None:
@@ -130,10 +150,10 @@ def test_row_sparse_mf_reaches_the_dense_accuracy(planted) -> None:
     split = make_split(ds, "holdout90", seed=0, valid_fraction=0.1)
     scores = {}
     for mode in ("off", "on"):
-        seed_everything(0)
-        model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 16}, train=split.train)
         cfg = TrainConfig(epochs=12, batch_size=1024, learning_rate=2e-2, row_sparse=mode)
-        Trainer(cfg, seed=0, device="cpu").fit(model, split.train, split.valid)
+        with seeded(0):
+            model = build_model("mf", ds.n_users, ds.n_items, {"embedding_size": 16}, train=split.train)
+            Trainer(cfg, seed=0, device="cpu").fit(model, split.train, split.valid)
         scores[mode] = validation_rmse(model, _as_tensors(split.test, torch.device("cpu")), ds.scale)
     assert scores["on"] == pytest.approx(scores["off"], abs=0.02)
 
@@ -279,10 +299,10 @@ def test_default_catalogue_scoring_works_in_bounded_pieces(planted, monkeypatch)
     from reelrec.models import base
 
     ds, _ = planted
-    seed_everything(0)
     # NeuMF with its MLP branch scores pairs through forward (the MLP splits its first layer)
     values = {"embedding_size": 4, "gmf_size": 4, "branches": "both"}
-    model = build_model("neumf", ds.n_users, ds.n_items, values, train=ds).eval()
+    with seeded(0):
+        model = build_model("neumf", ds.n_users, ds.n_items, values, train=ds).eval()
     users = torch.arange(7)
     whole = model.score_users(users)
     seen: list[int] = []

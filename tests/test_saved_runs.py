@@ -52,3 +52,43 @@ def test_old_runs_record_the_old_names() -> None:
     assert "item_bias" in configs["bpr"]
     autorec = json.loads((ROOT / "autorec" / "config.json").read_text())["model"]["config"]
     assert autorec["hidden"] == 6
+
+
+def test_a_record_written_before_the_data_spec_reloads_the_same_data(tmp_path) -> None:
+    """Runs saved before ``data`` was recorded kept their source in ``dataset.source`` and their
+    side tables in ``side_data``: they read as the same spec and reload the same data."""
+    import pandas as pd
+
+    from conftest import small_frame
+    from reelrec.runs.record import RunRecord, load_run_data
+    from reelrec.runs.source import DataSource, SideData, load_dataset
+
+    small_frame(n=300).to_csv(tmp_path / "r.csv", index=False)
+    pd.DataFrame({"uid": range(100, 140), "age": range(40)}).to_csv(tmp_path / "u.csv", index=False)
+    ds = load_dataset(DataSource(ratings=str(tmp_path / "r.csv"), duplicates="mean"), progress=False)
+    side = {"users": str(tmp_path / "u.csv"), "user_id_col": "uid"}
+    old = {
+        "dataset": {
+            "name": ds.name,
+            "source": ds.source,
+            "fingerprint": ds.fingerprint(),
+            "n_ratings": len(ds),
+        },
+        "split": {"name": "holdout90", "spec": "holdout90", "seed": 42, "valid_fraction": 0.05},
+        "seed": 42,
+        "protocol": None,
+        "side_data": side,
+        "model": {"name": "bias", "config": {}},
+        "train": None,
+    }
+    record = RunRecord.model_validate(old)
+    assert record.data == DataSource(origin=ds.source, duplicates="mean", side=SideData(**side))
+    assert record.side_data == side
+    again = load_run_data(record, side_data=True)
+    assert again.fingerprint() == ds.fingerprint()
+    assert list(again.user_info.columns) == ["age"]
+    # written again, the record holds the one spec instead, and reads back the same
+    meta = record.meta()
+    assert "side_data" not in meta
+    assert meta["data"] == {"origin": ds.source, "duplicates": "mean", "side": side}
+    assert RunRecord.model_validate(meta).data == record.data

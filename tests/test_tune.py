@@ -92,3 +92,42 @@ def test_on_epoch_hook_sees_every_epoch_and_can_stop_training(small) -> None:
     with pytest.raises(Stop):
         Trainer(TrainConfig(epochs=10, patience=0), on_epoch=hook).fit(model, small, small)
     assert seen == [(1, True), (2, True), (3, True)]
+
+
+def test_each_trial_trains_the_recipe_of_its_own_settings(small, monkeypatch) -> None:
+    """A trial's training defaults follow the trial's config (tuning used to take the default
+    config's recipe for every trial): an MLP without pre-training trains from random weights
+    with the model's default_train, not the fine-tuning recipe of the pre-trained default."""
+    import reelrec.training.refit as refit
+    from reelrec.data.split import make_split
+    from reelrec.models.mlp import MLP
+    from reelrec.tune import tune
+
+    seen: list[dict] = []
+    fit_model = refit.fit_model
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return fit_model(*args, **kwargs)
+
+    monkeypatch.setattr(refit, "fit_model", spy)
+    split = make_split(small, "holdout80", seed=0, valid_fraction=0.2)
+    space = {"model": {"pretrain": "none", "embedding_size": {"choices": [4]}}, "train": {}}
+    result = tune(
+        "mlp",
+        split.train,
+        split.valid,
+        space=space,
+        n_trials=1,
+        timeout=None,
+        max_epochs=2,
+        params={"hidden": [4], "embedding_size": 6},  # the command line's own: every trial keeps them
+        train_values={"batch_size": 64},
+    )
+    assert result.trials[0]["state"] == "complete"
+    assert result.trials[0]["params"] == {"pretrain": "none", "embedding_size": 4}  # the suggestions
+    assert seen[0]["model_params"] == {"pretrain": "none", "embedding_size": 6, "hidden": [4]}
+    cfg = seen[0]["train_config"]
+    assert cfg.learning_rate == MLP.default_train.get("learning_rate", TrainConfig().learning_rate)
+    assert cfg.learning_rate != MLP.finetune_train["learning_rate"]
+    assert (cfg.epochs, cfg.refit, cfg.batch_size) == (2, False, 64)  # the search's caps, the fixed values

@@ -1,5 +1,6 @@
-"""The pieces of ``reelrec serve --workers``: the known-user fast lane (identical answers to the
-FastAPI route, everything unusual passed through), the pid header and the run follower."""
+"""The pieces of ``reelrec serve --workers``: the known-user fast lane (part of every app
+``create_app`` builds: identical answers to the FastAPI route, everything unusual passed
+through, each request counted once), the pid header and the run follower."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def runs(tmp_path_factory) -> tuple[str, str]:
 def clients(runs, tmp_path):
     store = sqlite_url(tmp_path / "ratings.sqlite")
     fast = build_app(ServeConfig(runs[0], store), None)
-    plain = create_app(runs[0], store)
+    plain = create_app(runs[0], store, fast_lane=False)  # the route alone: the reference
     with TestClient(fast) as f, TestClient(plain) as p:
         yield f, p
 
@@ -101,6 +102,28 @@ def test_fast_lane_is_counted_and_names_the_worker(clients) -> None:
     assert r.headers["x-reelrec-worker"] == str(os.getpid())
     routes = fast.get("/metrics").json()["routes"]
     assert routes["GET /users/{user_id}/recommendations"]["requests"] == 2
+
+
+def test_the_app_tests_run_answers_plain_lists_in_the_fast_lane(runs, tmp_path) -> None:
+    # create_app's app is the one production runs: the fast lane answers the plain form (the
+    # FastAPI route, which resolves ids through Served.user, is not reached), FastAPI the rest
+    app = create_app(runs[0], sqlite_url(tmp_path / "ratings.sqlite"))
+    with TestClient(app) as c:
+        expected = c.get("/users/100/recommendations?n=%35")  # encoded: through FastAPI
+        served = app.state.served
+
+        def unreachable(user_id):
+            raise AssertionError(f"the route resolved {user_id!r}")
+
+        served.user = unreachable
+        fast = c.get("/users/100/recommendations?n=5")
+        assert (fast.status_code, fast.content) == (200, expected.content)
+        assert fast.headers["content-length"] == expected.headers["content-length"]
+        with pytest.raises(AssertionError, match="the route resolved '100'"):
+            c.get("/users/100/recommendations?n=%35")
+        del served.user
+        routes = c.get("/metrics").json()["routes"]
+    assert routes["GET /users/{user_id}/recommendations"]["requests"] == 3  # once each
 
 
 def test_run_follower_switches_to_a_newer_generation_only(runs, tmp_path) -> None:

@@ -7,13 +7,16 @@ From MovieLens (or any ratings file) to trained, evaluated, saved recommendation
     split = make_split(ds, "holdout90", seed=42)
     rec = Recommender.train("mf", split.train, split.valid, seed=42)
     rec.recommend(196, n=10)
+
+The public names are imported on first use (PEP 562), so ``import reelrec`` and the light
+commands (``reelrec --help``, ``datasets``, ``download``) do not import torch, pandas or numba.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from reelrec._version import __version__
-from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
-from reelrec.data.movielens import load_movielens
-from reelrec.data.split import Split, make_split
-from reelrec.data.tabular import load_ratings
 from reelrec.errors import (
     ArtifactError,
     ConfigError,
@@ -22,8 +25,14 @@ from reelrec.errors import (
     ReelrecError,
     UnknownIdError,
 )
-from reelrec.recommender import Recommender, ScoredItem
-from reelrec.training.trainer import TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from reelrec.data.dataset import Dataset, RatingScale, Vocabulary
+    from reelrec.data.movielens import load_movielens
+    from reelrec.data.split import Split, make_split
+    from reelrec.data.tabular import load_ratings
+    from reelrec.recommender import Recommender, ScoredItem
+    from reelrec.training.trainer import TrainConfig, Trainer
 
 __all__ = [
     "ArtifactError",
@@ -45,3 +54,28 @@ __all__ = [
     "load_ratings",
     "make_split",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The public name ``name``, imported from its module on first use."""
+    if name in ("Dataset", "RatingScale", "Vocabulary"):
+        from reelrec.data import dataset as home
+    elif name == "load_movielens":
+        from reelrec.data import movielens as home
+    elif name in ("Split", "make_split"):
+        from reelrec.data import split as home
+    elif name == "load_ratings":
+        from reelrec.data import tabular as home
+    elif name in ("Recommender", "ScoredItem"):
+        from reelrec import recommender as home
+    elif name in ("TrainConfig", "Trainer"):
+        from reelrec.training import trainer as home
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(home, name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

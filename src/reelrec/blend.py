@@ -57,8 +57,8 @@ def blend_runs(
 ) -> tuple[Any, dict[str, Any]]:
     """Fit blend weights of ``runs`` on their shared validation part; save the blend to ``out``."""
     from reelrec.evaluation.protocols import evaluate_ratings
-    from reelrec.models.registry import build_model
     from reelrec.recommender import Recommender
+    from reelrec.training.recipe import recipe
 
     if len(runs) < 2:
         raise ConfigError("give at least two runs to blend")
@@ -91,16 +91,17 @@ def blend_runs(
         "weights": weights.tolist(),
         "intercept": intercept,
     }
-    model = build_model("blend", ds.n_users, ds.n_items, config)
+    model = recipe("blend", config, split.train).build(split.train)  # validated, members built
     for k, m in enumerate(members):
         model.members[k].load_state_dict(m.model.state_dict())
     model.global_mean.fill_(float(members[0].model.global_mean))
-    meta = {
-        "dataset": first.dataset.model_dump(),
-        "split": first.split.model_dump(),
-        "seed": first.seed if first.seed is not None else first.split.seed,
-        "blend_of": [str(p.resolve()) for p in paths],
-    }
+    meta = RunRecord(
+        dataset=first.dataset,
+        data=first.data,  # the members' data spec: the blend reloads from it too
+        split=first.split,
+        seed=first.seed if first.seed is not None else first.split.seed,
+        blend_of=[str(p.resolve()) for p in paths],
+    ).meta()
     rec = Recommender.from_training(model, split.train, split.valid, meta=meta)
     metrics: dict[str, Any] = {
         "model": "blend",

@@ -45,7 +45,7 @@ def _fmt_items(items: list[Any], score_label: str) -> str:
 
 # ---------------------------------------------------------------------- commands
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from reelrec.data.movielens import data_home, list_datasets
+    from reelrec.data.grouplens import data_home, list_datasets
 
     rows = list_datasets(args.data_home)
     if args.json:
@@ -59,7 +59,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from reelrec.data.movielens import download
+    from reelrec.data.grouplens import download
 
     path = download(args.name, args.data_home, progress=not args.quiet, force=args.force)
     print(f"{args.name}: {path}")

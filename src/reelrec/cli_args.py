@@ -2,17 +2,19 @@
 options stand for (:class:`~reelrec.runs.source.DataSource`, :class:`~reelrec.runs.train.RunOptions`).
 
 What each command does and prints is :mod:`reelrec.cli`; nothing else imports either module.
+Building the parser imports nothing heavy (no torch, pandas or numba): the layers a command
+needs are imported inside the functions that build its values.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from reelrec._defaults import LIST_NOVELTY
+from reelrec._defaults import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, LIST_NOVELTY
 from reelrec._version import __version__
-from reelrec.data.dataset import DEFAULT_DUPLICATES, DUPLICATE_POLICIES
 from reelrec.errors import ConfigError
 
 
@@ -41,11 +43,12 @@ def side_data(args: argparse.Namespace) -> Any:
     )
 
 
-def load_dataset_from_args(args: argparse.Namespace) -> Any:
-    """The Dataset named by --dataset or --ratings/--items and the column options."""
-    from reelrec.runs.source import COLUMN_OPTIONS, DataSource, load_dataset
+def data_source(args: argparse.Namespace) -> Any:
+    """The :class:`~reelrec.runs.source.DataSource` that --dataset or --ratings/--items, the
+    column options and the side-table options name."""
+    from reelrec.runs.source import COLUMN_OPTIONS, DataSource
 
-    source = DataSource(
+    return DataSource(
         dataset=getattr(args, "dataset", None),
         ratings=getattr(args, "ratings", None),
         items=getattr(args, "items", None),
@@ -55,7 +58,13 @@ def load_dataset_from_args(args: argparse.Namespace) -> Any:
         duplicates=getattr(args, "duplicates", None) or DEFAULT_DUPLICATES,
         side=side_data(args),
     )
-    return load_dataset(source, args.data_home, progress=not getattr(args, "no_progress", False))
+
+
+def load_dataset_from_args(args: argparse.Namespace) -> Any:
+    """The Dataset the data options of ``args`` name (:func:`reelrec.runs.source.load_dataset`)."""
+    from reelrec.runs.source import load_dataset
+
+    return load_dataset(data_source(args), args.data_home, progress=not getattr(args, "no_progress", False))
 
 
 def run_options(
@@ -218,9 +227,35 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--item-features", help="hybrid: as --user-features; default: genres, year, tags")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from reelrec.models.registry import MODELS
+class ModelNames:
+    """The registry's model names as ``--model`` choices, read from :mod:`reelrec.models.registry`
+    when argparse first needs them (checking a given ``--model``, or ``train --help`` listing them),
+    so that building the parser does not import torch."""
 
+    def _names(self) -> list[str]:
+        from reelrec.models.registry import MODELS
+
+        return sorted(MODELS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    # a metavar, so argparse lists the choices only in the option's help (formatted on demand)
+    p.add_argument(
+        "--model",
+        default="mf",
+        choices=ModelNames(),
+        metavar="MODEL",
+        help="%(default)s (default), or one of: %(choices)s",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelrec", description="Neural-network movie recommender.")
     parser.add_argument("--version", action="version", version=f"reelrec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -239,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and save a run directory")
     _add_source_options(p)
-    p.add_argument("--model", default="mf", choices=sorted(MODELS))
+    _add_model_option(p)
     _add_train_options(p)
     _add_data_options(p)
     p.add_argument("--out", required=True, help="run directory to create")
@@ -254,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="search hyperparameters on validation data (Optuna), then train the best")
     _add_source_options(p)
-    p.add_argument("--model", default="mf", choices=sorted(MODELS))
+    _add_model_option(p)
     _add_train_options(p)
     _add_data_options(p)
     p.add_argument("--trials", type=int, default=100, help="at most this many trials (default 100)")

@@ -36,16 +36,19 @@ import time
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset, DuplicatePolicy
 from reelrec.errors import ConfigError, DataError
-from reelrec.models.registry import make_config, model_class
+from reelrec.models.registry import model_class
 from reelrec.safeio import atomic_write_text, prepare_output_dir
-from reelrec.training.trainer import TrainConfig
+from reelrec.training.recipe import recipe
+
+if TYPE_CHECKING:
+    from reelrec.runs.source import DataSource
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,23 @@ class DataSpec(BaseModel):
         if (self.dataset is None) == (self.ratings is None):
             raise ValueError("give exactly one of data.dataset and data.ratings")
         return self
+
+    def source(self, data_home: str | None = None) -> DataSource:
+        """Where the ratings come from, as the one spec every command loads
+        (:class:`reelrec.runs.source.DataSource`), its paths expanded."""
+        from reelrec.runs.source import DataSource, SideData
+
+        def path(value: str | None) -> str | None:
+            return None if value is None else _path(value, data_home)
+
+        return DataSource(
+            dataset=self.dataset,
+            ratings=path(self.ratings),
+            items=path(self.items),
+            columns=dict(self.columns),
+            duplicates=self.duplicates,
+            side=SideData(users=path(self.users)),
+        )
 
 
 class RunSpec(BaseModel):
@@ -140,12 +160,12 @@ def load_spec(path_or_preset: str | Path, *, preset: bool = False) -> Experiment
         spec = ExperimentSpec(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_first_error(exc)}") from None
-    for run in spec.runs:  # fail before loading data: model names and training configs must be valid
-        model_class(run.model)
-        try:
-            TrainConfig(**{**model_class(run.model).default_train, **run.train})
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: run {run.name}: train.{_first_error(exc)}") from None
+    for run in spec.runs:  # fail before loading data: model names and training values must be valid
+        model_class(run.model)  # an unknown model is named as such
+        try:  # the training values over the model's recipe (its settings are checked on the data)
+            recipe(run.model, overrides=run.train)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: run {run.name}: train.{exc}") from None
     return spec
 
 
@@ -160,24 +180,11 @@ def _path(value: str, data_home: str | None) -> str:
     return expanded
 
 
-def load_data(spec: DataSpec, data_home: str | None = None) -> Dataset:
+def load_data(spec: DataSpec, data_home: str | None = None, *, progress: bool = False) -> Dataset:
     """The dataset an experiment names (with its users file attached when given)."""
-    if spec.dataset is not None:
-        from reelrec.data.movielens import load_movielens
+    from reelrec.runs.source import load_dataset
 
-        ds = load_movielens(spec.dataset, data_home=data_home)
-    else:
-        from reelrec.data.tabular import load_ratings
-
-        kwargs: dict[str, Any] = dict(spec.columns)
-        if spec.items:
-            kwargs["items_path"] = _path(spec.items, data_home)
-        ds = load_ratings(_path(spec.ratings, data_home), **kwargs)
-    if spec.users:
-        from reelrec.data import features
-
-        ds = features.with_user_info(ds, features.load_user_info(_path(spec.users, data_home)))
-    return ds.deduplicate(spec.duplicates)
+    return load_dataset(spec.source(data_home), data_home, progress=progress)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -199,19 +206,19 @@ def run_experiment(
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``spec`` for every seed; write the table and plots to ``out``."""
     from reelrec.data.split import make_split
-    from reelrec.runs.record import DatasetRecord, RunRecord, SplitRecord
+    from reelrec.runs.record import RunRecord, SplitRecord
     from reelrec.runs.train import train_run
 
     out_dir = prepare_output_dir(out, command="experiment", owned=EXPERIMENT_NAMES)
-    ds = load_data(spec.data, data_home)
+    source = spec.data.source(data_home)
+    ds = load_data(spec.data, data_home, progress=progress)
     split = make_split(
         ds, spec.data.split, seed=spec.data.split_seed, valid_fraction=spec.data.valid_fraction or None
     )
     if split.test is None:
         raise DataError("an experiment needs a test split; data.split = 'none' has none")
-    for run in spec.runs:  # every model config must be valid before the first run trains
-        make_config(run.model, model_class(run.model).configure(dict(run.params), split.train))
-    dataset = DatasetRecord.of(ds)
+    # every run's recipe (model config and training values) must be valid before the first trains
+    plans = {run.name: recipe(run.model, run.params, split.train, overrides=run.train) for run in spec.runs}
     split_record = SplitRecord(
         name=split.name,
         spec=spec.data.split,
@@ -223,17 +230,14 @@ def run_experiment(
     for run in spec.runs:
         per_seed: list[dict[str, Any]] = []
         for seed in spec.data.seeds:
-            config = make_config(run.model, model_class(run.model).configure(dict(run.params), split.train))
-            defaults = model_class(run.model).train_defaults(len(split.train), config)
-            train_cfg = TrainConfig(**{**defaults, **run.train})
             log.info("experiment %s: run %s seed %d", spec.name, run.name, seed)
             start = time.perf_counter()
             rec, metrics = train_run(
                 run.model,
                 split,
-                RunRecord(dataset=dataset, split=split_record, seed=seed),
+                RunRecord.new(ds, source.side, split=split_record, seed=seed),
                 params=run.params,
-                config=train_cfg,
+                config=plans[run.name].train,
                 seed=seed,
                 device=device,
                 progress=progress,

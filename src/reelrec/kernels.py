@@ -2,20 +2,21 @@
 
 Each kernel module hands :class:`Kernel` a ``build(numba)`` function; the kernel is compiled on
 first use (numba's ``cache=True`` then loads it from ``__pycache__`` in later processes). Without
-numba, or with ``REELREC_KERNELS=torch``, every kernel is ``None`` and its caller takes the
-numpy/torch path.
+numba, or with ``kernels="torch"`` in the process's :class:`~reelrec.options.Options`
+(``REELREC_KERNELS=torch``), every kernel is ``None`` and its caller takes the numpy/torch path.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
+from reelrec.options import get_options
+
 
 def numba_or_none() -> Any:
-    """The numba module, or ``None`` without numba or with ``REELREC_KERNELS=torch``."""
-    if os.environ.get("REELREC_KERNELS", "auto").lower() == "torch":
+    """The numba module, or ``None`` without numba or with the ``torch`` kernels option."""
+    if get_options().kernels == "torch":
         return None
     try:
         import numba

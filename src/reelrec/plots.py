@@ -139,27 +139,11 @@ def _lower_is_better(metric: str) -> bool:
 _VALID_NAMES = {"valid_rmse": "validation RMSE", "valid_loss": "validation loss"}
 
 
-def plot_learning_curves(
+def _history_arrays(
     history: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-    out: Path | str,
-    title: str = "",
-    *,
-    dpi: int = DPI,
-) -> Path:
-    """Train loss and the validation score per epoch, with the best epoch marked; returns ``out``.
-
-    ``history`` is a run's ``history.json`` object (``{"history": [...], "best_epoch": ...,
-    "valid_metric": ...}``), a ``TrainResult.to_json()``, or just its list of epoch records
-    (``epoch``, ``train_loss``, optional ``valid_rmse`` or another ``valid_*`` score such as
-    ``valid_loss``; ``valid_metric`` names it when given). The validation panel shows that
-    early-stopping criterion: usually the validation RMSE. The train loss is what the optimiser
-    minimised (the mean squared error plus the model's regularisation penalty), so it is labelled
-    "train loss" and is not on the RMSE scale. With validation the figure has two panels;
-    without it, the train loss alone. The image is :data:`LEARNING_CURVES_SIZE` × ``dpi`` pixels.
-
-    Raises :class:`ReelrecError` when there are no epochs (closed-form models such as ``bias``
-    or ``popularity``) or the records are malformed.
-    """
+) -> tuple[Mapping[str, Any], np.ndarray, np.ndarray, np.ndarray, str]:
+    """``(meta, epochs, train loss, validation score, its key)`` of a history (see
+    :func:`plot_learning_curves`); a missing validation score is NaN."""
     meta: Mapping[str, Any] = {}
     if isinstance(history, Mapping):
         meta = history
@@ -181,17 +165,13 @@ def plot_learning_curves(
         valid = np.array([_float(r.get(vkey)) for r in records])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ReelrecError("malformed history: every epoch record needs 'epoch' and 'train_loss'") from None
-    has_valid = bool(np.isfinite(valid).any())
-    best = meta.get("best_epoch")
-    if best is None and has_valid:
-        best = int(epochs[np.nanargmin(valid)])
-    marker = "o" if len(epochs) <= 30 else None
+    return meta, epochs, train, valid, vkey
 
-    fig = _figure(LEARNING_CURVES_SIZE, dpi)
-    axes = fig.subplots(1, 2 if has_valid else 1, squeeze=False)[0]
-    ax = axes[0]
-    ax.plot(epochs, train, marker=marker, markersize=3, color="tab:blue", label="train loss")
-    finite = train[np.isfinite(train)]
+
+def _log_scale_if_wide(ax: Any, values: np.ndarray) -> bool:
+    """Put ``ax``'s y axis on a log scale when ``values`` span more than a factor of 10 (plain
+    numbers on the ticks, the 2s and 5s labelled between powers of ten); whether it did."""
+    finite = values[np.isfinite(values)]
     log_scale = bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10)
     if log_scale:
         from matplotlib.ticker import FuncFormatter
@@ -204,6 +184,42 @@ def plot_learning_curves(
             )
         )
         ax.tick_params(axis="y", which="minor", labelsize=7)
+    return log_scale
+
+
+def plot_learning_curves(
+    history: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    out: Path | str,
+    title: str = "",
+    *,
+    dpi: int = DPI,
+) -> Path:
+    """Train loss and the validation score per epoch, with the best epoch marked; returns ``out``.
+
+    ``history`` is a run's ``history.json`` object (``{"history": [...], "best_epoch": ...,
+    "valid_metric": ...}``), a ``TrainResult.to_json()``, or just its list of epoch records
+    (``epoch``, ``train_loss``, optional ``valid_rmse`` or another ``valid_*`` score such as
+    ``valid_loss``; ``valid_metric`` names it when given). The validation panel shows that
+    early-stopping criterion: usually the validation RMSE. The train loss is what the optimiser
+    minimised (the mean squared error plus the model's regularisation penalty), so it is labelled
+    "train loss" and is not on the RMSE scale. With validation the figure has two panels;
+    without it, the train loss alone. The image is :data:`LEARNING_CURVES_SIZE` × ``dpi`` pixels.
+
+    Raises :class:`ReelrecError` when there are no epochs (closed-form models such as ``bias``
+    or ``popularity``) or the records are malformed.
+    """
+    meta, epochs, train, valid, vkey = _history_arrays(history)
+    has_valid = bool(np.isfinite(valid).any())
+    best = meta.get("best_epoch")
+    if best is None and has_valid:
+        best = int(epochs[np.nanargmin(valid)])
+    marker = "o" if len(epochs) <= 30 else None
+
+    fig = _figure(LEARNING_CURVES_SIZE, dpi)
+    axes = fig.subplots(1, 2 if has_valid else 1, squeeze=False)[0]
+    ax = axes[0]
+    ax.plot(epochs, train, marker=marker, markersize=3, color="tab:blue", label="train loss")
+    log_scale = _log_scale_if_wide(ax, train)
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss (MSE + penalty)" + (", log scale" if log_scale else ""))
     ax.set_title("training objective")

@@ -24,9 +24,9 @@ from reelrec.items import Catalogue, popularity_z, shift_batch, shift_row
 from reelrec.models.base import RatingModel
 from reelrec.models.baselines import fit_biases
 from reelrec.models.decoding import apply_thresholds, fit_thresholds
-from reelrec.models.registry import make_config, model_class
 from reelrec.retrieval import QuantizedItems
 from reelrec.sparse import csr_from_pairs, expand_rows
+from reelrec.training.recipe import recipe
 from reelrec.training.refit import fit_model
 from reelrec.training.trainer import TrainConfig, TrainResult, predict_indices
 
@@ -178,10 +178,10 @@ class Recommender:
 
         The fit, with its refit on train + validation and the averaging of refitted models, is
         :func:`reelrec.training.refit.fit_model`."""
-        if train_config is None:
-            cls_ = model_class(model_name)
-            plan = make_config(model_name, cls_.configure(dict(model_params or {}), train))
-            train_config = TrainConfig(**cls_.train_defaults(len(train), plan))
+        from reelrec.artifacts import load_state
+
+        if train_config is None:  # the model's own recipe for this data
+            train_config = recipe(model_name, model_params, train).train
         if train_config.decode == "thresholds" and (valid is None or not len(valid)):
             raise ConfigError("decode='thresholds' fits its cut points on a validation part; there is none")
         thresholds: list[np.ndarray] = []
@@ -200,6 +200,7 @@ class Recommender:
             device=device,
             progress=progress,
             on_validated=validated if train_config.decode == "thresholds" else None,
+            load_run=load_state,  # the saved runs a config names (pretrained_mf, ...)
         )
         rec = cls.from_training(model, train, valid, train_config=train_config, meta=meta)
         rec.train_result = result

@@ -186,22 +186,28 @@ def tune(
     out: str | Path | None = None,
     device: str = "auto",
     max_epochs: int | None = None,
+    params: dict[str, Any] | None = None,
+    train_values: dict[str, Any] | None = None,
 ) -> TuneResult:
     """Search ``model_name``'s hyperparameters on ``valid`` (never on a test set).
 
+    Every trial trains with the model's recipe (:func:`reelrec.training.recipe.recipe`) for its
+    suggested settings, the suggested training values over it, without a refit.
+
     Args:
         space: the search space (default: the model's built-in one).
+        params, train_values: settings and training values every trial keeps, over its
+            suggestions (the command line's own, which the final run keeps too).
         n_trials, timeout: stop after this many trials or seconds, whichever comes first.
         out: a folder for ``trials.csv`` / ``trials.json`` / ``best.json`` (rewritten per trial).
-        max_epochs: cap on each trial's epochs (default: the model's ``default_train``).
+        max_epochs: cap on each trial's epochs (default: the model's recipe).
     """
     try:
         import optuna
     except ImportError:
         raise ConfigError("reelrec tune needs optuna: pip install 'reelrec[tune]'") from None
-    from reelrec.models.registry import build_model, make_config, model_class
-    from reelrec.training import pretrained
-    from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
+    from reelrec.models.registry import model_class
+    from reelrec.training.recipe import recipe
 
     if valid is None or not len(valid):
         raise ConfigError("tuning needs a validation part (a --valid-fraction above 0)")
@@ -212,71 +218,25 @@ def tune(
         if model_name not in SPACES:
             raise ConfigError(f"no built-in search space for {model_name!r}; give one with --space FILE.toml")
         space = SPACES[model_name]
-    base_train = cls.train_defaults(len(train))
-    if max_epochs is not None:
-        base_train["epochs"] = max_epochs
-    base_train["refit"] = False
+    caps: dict[str, Any] = {"refit": False} if max_epochs is None else {"epochs": max_epochs, "refit": False}
     folder = Path(out) if out is not None else None
     if folder is not None:
         folder = prepare_output_dir(folder, command="tune", owned=TUNE_NAMES)
-    records: list[dict[str, Any]] = []
-    starts: dict[str, Any] = {}  # pre-training plan -> what its trials start from
+    fixed = (dict(params or {}), dict(train_values or {}))
+    trials = _Trials(model_name, train, valid, space, fixed, caps, seed=seed, device=device, folder=folder)
     start = time.perf_counter()
-
-    def objective(trial: Any) -> float:
-        params = {k: _suggest(trial, "model", k, v) for k, v in space.get("model", {}).items()}
-        train_values = {k: _suggest(trial, "train", k, v) for k, v in space.get("train", {}).items()}
-        try:
-            cfg = TrainConfig(**{**base_train, **train_values})
-        except Exception as exc:  # pydantic: a space value the config refuses
-            raise ConfigError(f"trial {trial.number}: invalid training setting ({exc})") from None
-        trial.set_user_attr("params", params)
-        trial.set_user_attr("train", {k: v for k, v in cfg.model_dump().items() if k in train_values})
-
-        def report(epoch: int, record: dict[str, float]) -> None:
-            value = record.get("valid_rmse", record.get("valid_loss"))
-            if value is None:
-                return
-            trial.report(value, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
-        # what the trial's model starts from (pretrained runs, an MF trained first): once per plan
-        config = make_config(model_name, cls.configure(dict(params), train))
-        key = json.dumps([cls.pretrained_runs(config), cls.pretraining(config)], sort_keys=True)
-        if key not in starts:
-            starts[key] = pretrained.resolve(model_name, config, train, valid, seed=seed, device=device)
-        seed_everything(seed)
-        model = build_model(model_name, train.n_users, train.n_items, params, train=train)
-        trainer = Trainer(cfg, seed=seed, device=device, on_epoch=report)
-        result = trainer.fit(model, train, valid, init_from=starts[key].sources)
-        trial.set_user_attr("epochs", result.best_epoch)
-        if result.best_valid is None or not math.isfinite(result.best_valid):
-            raise ConfigError(f"trial {trial.number} produced no validation score")
-        return float(result.best_valid)
-
-    def record(study: Any, trial: Any) -> None:
-        records.append(
-            {
-                "number": trial.number,
-                "state": trial.state.name.lower(),
-                "value": trial.value,
-                "best_epoch": trial.user_attrs.get("epochs"),
-                "seconds": None if trial.duration is None else round(trial.duration.total_seconds(), 2),
-                "params": trial.user_attrs.get("params"),
-                "train": trial.user_attrs.get("train"),
-            }
-        )
-        if folder is not None:
-            _write(folder, records, study)
-
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-    study.enqueue_trial(_default_point(cls, space, base_train), skip_if_exists=True)
+    defaults = {**recipe(model_name, fixed[0], train).defaults, **caps, **fixed[1]}
+    study.enqueue_trial(_default_point(cls, space, defaults), skip_if_exists=True)
     study.optimize(
-        objective, n_trials=n_trials, timeout=timeout, callbacks=[record], catch=(ReelrecError, RuntimeError)
+        trials.objective,
+        n_trials=n_trials,
+        timeout=timeout,
+        callbacks=[trials.record],
+        catch=(ReelrecError, RuntimeError),
     )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
@@ -288,9 +248,104 @@ def tune(
         best_train=best.user_attrs["train"],
         best_value=float(best.value),
         default_value=float(default.value) if default.value is not None else None,
-        trials=records,
+        trials=trials.records,
         seconds=time.perf_counter() - start,
     )
+
+
+class _Trials:
+    """The search's objective and its record: each trial trains ``model_name`` with the recipe
+    of its suggested settings under the ``fixed`` ones (settings, training values); what a
+    trial starts from (pre-trained models or saved runs) is resolved once per plan and shared;
+    each is pruned on its validation score; every finished trial is
+    recorded (and written to ``folder``)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        train: Dataset,
+        valid: Dataset,
+        space: Space,
+        fixed: tuple[dict[str, Any], dict[str, Any]],
+        caps: dict[str, Any],
+        *,
+        seed: int,
+        device: str,
+        folder: Path | None,
+    ) -> None:
+        self.model_name, self.train, self.valid, self.space = model_name, train, valid, space
+        self.fixed, self.caps = fixed, caps
+        self.seed, self.device, self.folder = seed, device, folder
+        self.records: list[dict[str, Any]] = []
+        self.starts: dict[str, Any] = {}  # pre-training plan -> what its trials start from
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        from reelrec.artifacts import load_state
+        from reelrec.training import pretrained
+        from reelrec.training.recipe import recipe
+        from reelrec.training.refit import fit_model
+
+        params = {k: _suggest(trial, "model", k, v) for k, v in self.space.get("model", {}).items()}
+        values = {k: _suggest(trial, "train", k, v) for k, v in self.space.get("train", {}).items()}
+        settings, train_values = {**params, **self.fixed[0]}, {**self.caps, **values, **self.fixed[1]}
+        try:
+            plan = recipe(self.model_name, settings, self.train, overrides=train_values)
+        except ConfigError as exc:
+            raise ConfigError(f"trial {trial.number}: invalid setting ({exc})") from None
+        trial.set_user_attr("params", params)
+        trial.set_user_attr("train", {k: v for k, v in plan.train.model_dump().items() if k in values})
+
+        def report(epoch: int, record: dict[str, float]) -> None:
+            value = record.get("valid_rmse", record.get("valid_loss"))
+            if value is None:
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        key = pretrained.plan_key(self.model_name, plan.config)
+        if key not in self.starts:
+            self.starts[key] = pretrained.resolve(
+                self.model_name,
+                plan.config,
+                self.train,
+                self.valid,
+                seed=self.seed,
+                device=self.device,
+                load_run=load_state,
+            )
+        _, _, _, result = fit_model(
+            self.model_name,
+            self.train,
+            self.valid,
+            model_params=settings,
+            train_config=plan.train.model_copy(update={"refit": False}),  # trials never refit
+            seed=self.seed,
+            device=self.device,
+            on_epoch=report,
+            starts=self.starts[key],
+        )
+        trial.set_user_attr("epochs", result.best_epoch)
+        if result.best_valid is None or not math.isfinite(result.best_valid):
+            raise ConfigError(f"trial {trial.number} produced no validation score")
+        return float(result.best_valid)
+
+    def record(self, study: Any, trial: Any) -> None:
+        self.records.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name.lower(),
+                "value": trial.value,
+                "best_epoch": trial.user_attrs.get("epochs"),
+                "seconds": None if trial.duration is None else round(trial.duration.total_seconds(), 2),
+                "params": trial.user_attrs.get("params"),
+                "train": trial.user_attrs.get("train"),
+            }
+        )
+        if self.folder is not None:
+            _write(self.folder, self.records, study)
 
 
 def _default_point(cls: Any, space: Space, base_train: dict[str, Any]) -> dict[str, Any]:

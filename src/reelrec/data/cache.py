@@ -43,6 +43,7 @@ import platformdirs
 
 from reelrec.data.dataset import RatingScale
 from reelrec.data.fastio import RatingArrays
+from reelrec.options import CACHE_DIR_ENV, NO_CACHE_ENV, get_options
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ __all__ = [
     "cached_read",
 ]
 
-NO_CACHE_ENV = "REELREC_NO_CACHE"
-CACHE_DIR_ENV = "REELREC_CACHE_DIR"
 #: files smaller than this are not cached
 MIN_BYTES = 4 << 20
 VERSION = 2
@@ -66,10 +65,11 @@ T = TypeVar("T")
 
 
 def cache_enabled(cache: bool | None = None) -> bool:
-    """``cache`` when given, else whether ``$REELREC_NO_CACHE`` is unset (or ``0``/``false``/empty)."""
+    """``cache`` when given, else the process's cache option (off with ``$REELREC_NO_CACHE``,
+    read once: :mod:`reelrec.options`)."""
     if cache is not None:
         return cache
-    return os.environ.get(NO_CACHE_ENV, "").strip().lower() in ("", "0", "false", "no")
+    return get_options().cache
 
 
 def _in_git_tree(folder: Path) -> bool:
@@ -78,7 +78,7 @@ def _in_git_tree(folder: Path) -> bool:
 
 def cache_dir_for(path: Path) -> Path:
     """The folder that holds the cache entries of data file ``path`` (see the module docstring)."""
-    override = os.environ.get(CACHE_DIR_ENV)
+    override = get_options().cache_dir
     if override:
         return Path(override).expanduser()
     folder = path.resolve().parent

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from reelrec._defaults import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, DuplicatePolicy
 from reelrec.errors import DataError, UnknownIdError
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ logger = logging.getLogger(__name__)
 #: ratings must be finite numbers within +-RATING_LIMIT (ratings are float32, exact to ~7
 #: digits; no rating scale comes near it, so a value past it is a corrupt or misplaced field)
 RATING_LIMIT = 1e6
-#: what to do with a (user, item) pair rated more than once: see :meth:`Dataset.deduplicate`
-DUPLICATE_POLICIES = ("error", "last", "mean")
-DuplicatePolicy = Literal["error", "last", "mean"]
-DEFAULT_DUPLICATES: DuplicatePolicy = "last"
 #: a discrete scale has at most this many levels (``low, low+step, ..., high``); a wider one is
 #: treated as continuous, so nothing ever allocates in proportion to a rating value
 MAX_SCALE_LEVELS = 1000

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from reelrec._files import byte_progress
 from reelrec.data.dataset import RATING_LIMIT, RatingScale, _normalise_ids
 
 logger = logging.getLogger(__name__)
@@ -222,21 +223,6 @@ class _Tee(io.RawIOBase):
             self.digest.update(view)
             self.bar.update(n)
         return n or 0
-
-
-def byte_progress(total: int | None, desc: str, progress: bool) -> Any:
-    """A tqdm bar counting bytes (disabled unless ``progress``)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=desc,
-        disable=not progress,
-        leave=False,
-    )
 
 
 def _first_data_fields(path: Path, sep: str, header: bool, quoting: bool) -> list[str]:

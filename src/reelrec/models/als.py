@@ -35,9 +35,9 @@ on ML-1M holdout90 the default model passes cornac MF's test RMSE at its second 
 CPU the sparse products are scipy's (row blocks on plain threads) and the small batched ops run
 on one torch thread (see :func:`one_torch_thread`).
 
-:class:`reelrec.training.Trainer` runs one sweep per epoch (``--epochs`` counts sweeps) and
-keeps its history, validation RMSE, early stopping and refit (see
-:meth:`RatingModel.sweeper <reelrec.models.base.RatingModel.sweeper>`). The defaults'
+:class:`reelrec.training.Trainer` runs one sweep per epoch (``--epochs`` counts sweeps: the
+:class:`~reelrec.models.fitting.Sweeps` plan of :meth:`ALS.fit_plan`) in its one loop, with the
+history, validation RMSE, early stopping and refit of gradient training. The defaults'
 ``refit_models = 4`` merges four refits from different random starts exactly
 (:meth:`ALS.average`): the exact mean of four local optima is better than any one of them.
 """
@@ -60,6 +60,7 @@ from pydantic import Field
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.fitting import FitPlan, Sweeps
 from reelrec.models.mf import LARGE_DATA, LARGE_DATA_TRAIN, MatrixFactorization, MFConfig
 from reelrec.models.regularisation import REG_REFERENCE_COUNT
 from reelrec.sparse import indptr_of_rows
@@ -341,6 +342,10 @@ class ALS(MatrixFactorization):
             basis = torch.linalg.qr(by_user.product(by_item.product(basis, res_i), res_u)).Q
         left, sing, _ = torch.linalg.svd(by_item.product(basis, res_i), full_matrices=False)  # R^T basis
         self.item_factors.weight.copy_(left * sing.sqrt())
+
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """One sweep per epoch (:meth:`sweeper`) instead of MF's gradient steps."""
+        return Sweeps(self.sweeper(train))
 
     def sweeper(self, train: Dataset) -> Callable[[], float]:
         """One ALS sweep per call (users given items, then items given users); returns the

@@ -11,9 +11,10 @@ How it fits reelrec:
 
 * :meth:`AutoRec.prepare` builds the dense item × user training matrix as a non-persistent
   buffer (ML-1M: 3706 × 6040 float32, 90 MB); it is a training-time detail and is not saved.
-* Training walks item rows, not (user, item) triples: the model implements the Trainer's
-  :meth:`~reelrec.models.base.RatingModel.training_rows` / ``rows_loss`` hook, so early stopping,
-  refit, schedules, history and seeds are the shared Trainer's.
+* Training walks item rows, not (user, item) triples: the model's plan
+  (:meth:`AutoRec.fit_plan`: :class:`~reelrec.models.fitting.GradientSteps` with ``rows`` and
+  :meth:`rows_loss`) says so, and early stopping, refit, schedules, history and seeds are the
+  shared Trainer's.
 * The item codes ``H`` (n_items × code_size) are a saved buffer, recomputed from the training
   matrix whenever the model enters eval mode after weights changed. Prediction needs only
   ``H``, ``W`` and ``c``: :meth:`score_users` is one matrix product, like MF.
@@ -33,6 +34,7 @@ from torch import nn
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.fitting import FitPlan, GradientSteps
 from reelrec.models.regularisation import baseline_biases
 
 #: largest dense training matrix (users × items entries) AutoRec builds (2 GB of float32)
@@ -179,9 +181,9 @@ class AutoRec(RatingModel):
         self._codes_stale = True
         self.refresh_codes()
 
-    def training_rows(self) -> int | None:
-        """The Trainer walks the item rows of the training matrix (see ``rows_loss``)."""
-        return self.n_items if self.ratings_matrix.numel() else None
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """Gradient steps on the item rows of the training matrix (see :meth:`rows_loss`)."""
+        return GradientSteps(rows=self.n_items, rows_loss=self.rows_loss)
 
     def _encode(self, rows: torch.Tensor) -> torch.Tensor:
         return _ACTIVATIONS[self.config.activation](self.encoder(rows))

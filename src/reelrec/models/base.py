@@ -1,15 +1,17 @@
 """The protocol every reelrec model follows.
 
 A model is an ``nn.Module`` that maps batches of dense (user, item) indices to predicted
-ratings. It holds no training loop and does no I/O: neural models are fitted by
-:class:`reelrec.training.Trainer`; closed-form models (``trainable = False``) fit themselves in
-:meth:`RatingModel.fit_closed_form`. Everything a model needs at prediction time lives in its
-parameters and buffers, so ``state_dict`` + config is a complete, safetensors-friendly artifact.
+ratings. It holds no training loop and does no I/O: it declares how it is fitted by the plan
+:meth:`RatingModel.fit_plan` returns (:mod:`reelrec.models.fitting`: gradient steps, sweeps of
+its own solver, or a closed form), and :class:`reelrec.training.Trainer`'s one loop runs it.
+Everything a model needs at prediction time lives in its parameters and buffers, so
+``state_dict`` + config is a complete, safetensors-friendly artifact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,6 +22,7 @@ from torch.func import functional_call
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
+from reelrec.models.fitting import ClosedForm, FitPlan, GradientSteps, RowGrad
 
 
 def biased_retrieval_vectors(
@@ -37,8 +40,14 @@ def biased_retrieval_vectors(
 #: the most (user, item) pairs the default :meth:`RatingModel.score_users` feeds ``forward`` at once
 SCORE_PAIRS = 1 << 18
 
-#: a batch's gradient of one table by rows: (parameter, unique row indices, those rows' gradient)
-RowGrad = tuple[nn.Parameter, torch.Tensor, torch.Tensor]
+__all__ = [
+    "SCORE_PAIRS",
+    "ModelConfig",
+    "RatingModel",
+    "RowGrad",
+    "biased_retrieval_vectors",
+    "coalesce_rows",
+]
 
 
 def coalesce_rows(index: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,6 +56,16 @@ def coalesce_rows(index: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor
     summed = torch.zeros((rows.shape[0], *grad.shape[1:]), dtype=grad.dtype, device=grad.device)
     summed.index_add_(0, inverse, grad)
     return rows, summed
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """A model to train first, inside the same fit, for another to start from
+    (:meth:`RatingModel.pretraining`): its registry name and its settings (e.g. ``Pretrain("mf",
+    {"embedding_size": 128})``). It trains with its own recipe, early-stopped, without a refit."""
+
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelConfig(BaseModel):
@@ -78,6 +97,15 @@ class RatingModel(nn.Module):
     #: False when :meth:`score_users` ranks by something other than the predicted rating
     #: (popularity: the training counts), though :meth:`forward` predicts ratings
     scores_are_ratings: ClassVar[bool] = True
+    #: False for a reference model that ranks the catalogue alike for every user (global mean,
+    #: the bias baseline, popularity): the quality floors a model must pass (the conformance
+    #: suite, tests/test_conformance.py) are set so that such a model fails them
+    personalised: ClassVar[bool] = True
+    #: True when :meth:`fold_in` of a trained user's own training ratings gives back that user's
+    #: trained scores exactly (a closed form the training itself ends on, or a model without
+    #: per-user parameters); False when the fold-in approximates them (a fit of the user's own
+    #: parameters against frozen item parameters that training moved together with them)
+    fold_in_exact: ClassVar[bool] = False
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
@@ -136,10 +164,11 @@ class RatingModel(nn.Module):
         return {}
 
     @classmethod
-    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
-        """Models to pre-train inside the same fit, by role, with the width each needs (e.g.
-        ``{"mf": 128}``: an MF with 128 factors); :mod:`reelrec.training.pretrained` trains them
-        and hands them to :meth:`init_from`. None by default."""
+    def pretraining(cls, config: ModelConfig) -> dict[str, Pretrain]:
+        """Models to pre-train inside the same fit, by role, each a :class:`Pretrain` (e.g.
+        ``{"mf": Pretrain("mf", {"embedding_size": 128})}``: an MF with 128 factors);
+        :mod:`reelrec.training.pretrained` trains them and hands them to :meth:`init_from`.
+        None by default."""
         return {}
 
     def init_from(self, sources: dict[str, RatingModel]) -> None:
@@ -153,13 +182,16 @@ class RatingModel(nn.Module):
         """Fit without gradient descent (only for ``trainable = False`` models)."""
         raise NotImplementedError(f"{self.name} is trained by the Trainer")
 
-    def sweeper(self, train: Dataset) -> Callable[[], float] | None:
-        """For a model fitted by repeated passes of its own solver instead of gradient steps
-        (ALS): a function that runs one such pass (a sweep) over ``train`` and returns the
-        training objective. The Trainer calls it once per epoch, with the same history,
-        validation, early stopping and refit as gradient training. ``None`` (the default):
-        the Trainer takes gradient steps."""
-        return None
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """How the Trainer fits this model on ``train`` (called once per fit, after
+        :meth:`prepare` and :meth:`init_from`): :class:`~reelrec.models.fitting.ClosedForm`
+        (:meth:`fit_closed_form`) for ``trainable = False`` models, otherwise
+        :class:`~reelrec.models.fitting.GradientSteps` with autograd on :meth:`training_loss`.
+        Models that train on rows of their own (AutoRec), have a closed-form gradient (MF) or
+        their own solver (ALS: :class:`~reelrec.models.fitting.Sweeps`) return their plan."""
+        if not self.trainable:
+            return ClosedForm(partial(self.fit_closed_form, train))
+        return GradientSteps()
 
     @property
     def predicts_ratings(self) -> bool:
@@ -209,37 +241,6 @@ class RatingModel(nn.Module):
         """The objective the Trainer minimises: mean squared error plus :meth:`penalty`."""
         pred = self(users, items)
         return torch.mean((pred - ratings) ** 2) + self.penalty(users, items)
-
-    def batch_gradients(
-        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> torch.Tensor | None:
-        """Optionally, :meth:`training_loss` of the batch with its gradients written straight into
-        the parameters' ``.grad`` (overwriting them), for models whose gradient has a closed form
-        cheaper than autograd's tape. ``None`` (the default): the Trainer uses autograd."""
-        return None
-
-    def row_gradients(
-        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> tuple[torch.Tensor, list[RowGrad]] | None:
-        """Optionally, :meth:`training_loss` of the batch and the gradient of *every* trainable
-        parameter as rows ``(parameter, unique rows, rows' gradient)``, so the Trainer's row-sparse
-        optimisers (:mod:`reelrec.training.rows`) touch only the batch's rows and an epoch costs
-        ``ratings x row width`` instead of ``ratings x table size``. ``None`` (the default): the
-        model trains with the dense optimisers."""
-        return None
-
-    def training_rows(self) -> int | None:
-        """How the Trainer walks the data: ``None`` (default) for (user, item, rating) triples.
-
-        A model that trains on rows of its own (e.g. AutoRec's item rating vectors, built in
-        :meth:`prepare`) returns their number; the Trainer then permutes ``range(rows)`` each
-        epoch and minimises :meth:`rows_loss` on slices of ``batch_size`` rows.
-        """
-        return None
-
-    def rows_loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """The objective on a batch of the model's own training rows (see :meth:`training_rows`)."""
-        raise NotImplementedError(f"{self.name} trains on (user, item, rating) triples")
 
     @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,8 @@ class GlobalMean(RatingModel):
     trainable: ClassVar[bool] = False
     predicts_cold_items: ClassVar[bool] = True  # the mean needs no user or item data
     predicts_cold_users: ClassVar[bool] = True
+    personalised: ClassVar[bool] = False
+    fold_in_exact: ClassVar[bool] = True  # no per-user parameters: everyone scores alike
 
     def __init__(self, n_users: int, n_items: int, config: GlobalMeanConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or GlobalMeanConfig())
@@ -95,6 +97,9 @@ class BiasBaseline(RatingModel):
     name: ClassVar[str] = "bias"
     config_class: ClassVar[type[ModelConfig]] = BiasConfig
     trainable: ClassVar[bool] = False
+    personalised: ClassVar[bool] = False  # b_u shifts a user's scores, never their order
+    #: the fold-in is the last half-step of the training's alternating least squares
+    fold_in_exact: ClassVar[bool] = True
     config: BiasConfig
 
     def __init__(self, n_users: int, n_items: int, config: BiasConfig | None = None) -> None:
@@ -149,6 +154,8 @@ class Popularity(RatingModel):
     config_class: ClassVar[type[ModelConfig]] = PopularityConfig
     trainable: ClassVar[bool] = False
     scores_are_ratings: ClassVar[bool] = False  # its scores are the training counts
+    personalised: ClassVar[bool] = False
+    fold_in_exact: ClassVar[bool] = True  # no per-user parameters: everyone scores alike
     config: PopularityConfig
 
     def __init__(self, n_users: int, n_items: int, config: PopularityConfig | None = None) -> None:

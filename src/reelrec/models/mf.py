@@ -24,8 +24,8 @@ With the default ``refit_models = 4`` (:class:`reelrec.training.TrainConfig`; pa
 seeded MFs on train + validation and :meth:`MatrixFactorization.average` merges the mean of
 their predictions into one MF of the same size (the best ``embedding_size``-rank approximation
 of the averaged interaction term; ``members = 4``; lower variance than any one member).
-Training fills the gradients in closed form (:meth:`MatrixFactorization.batch_gradients`), a
-third faster than autograd.
+Training takes the gradient in closed form (:class:`~reelrec.models.mf_kernel.MFGradient`, MF's
+:meth:`~MatrixFactorization.fit_plan`), a third faster than autograd.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from pydantic import Field
 from torch import nn
 
 from reelrec.data.dataset import Dataset
-from reelrec.models import mf_kernel
-from reelrec.models.base import ModelConfig, RatingModel, RowGrad, biased_retrieval_vectors, coalesce_rows
+from reelrec.models.base import ModelConfig, RatingModel, biased_retrieval_vectors
+from reelrec.models.fitting import FitPlan, GradientSteps, RowGrad
 from reelrec.models.init import init_embedding
+from reelrec.models.mf_kernel import MFGradient
 from reelrec.models.regularisation import REG_REFERENCE_COUNT, baseline_biases, frequency_weights
 
 #: training ratings past which MF refits one model, not four, and averages it with the model
@@ -260,119 +261,29 @@ class MatrixFactorization(RatingModel):
             loss = loss + cfg.bias_reg * (bu * bu + bi * bi).mean()
         return loss
 
-    def _batch_terms(
-        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> tuple[torch.Tensor, list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]]] | None:
-        """:meth:`training_loss` and its exact gradient, one row per rating: with ``e = pred - r``
-        over a batch of ``B``, ``dL/dp_u`` gets ``2 e q_i / B + 2 reg w_u p_u / B`` from each of the
-        user's rows, and likewise for items and biases. ``None`` (autograd) for sparse embeddings
-        or a subclass with an objective of its own."""
-        tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
-        if any(t.sparse for t in tables) or type(self).training_loss is not MatrixFactorization.training_loss:
-            return None
-        cfg = self.config
-        n = users.shape[0]
-        p, q = (
-            self.user_factors.weight.index_select(0, users),
-            self.item_factors.weight.index_select(0, items),
-        )
-        bu = self.user_bias.weight.index_select(0, users)[:, 0]
-        bi = self.item_bias.weight.index_select(0, items)[:, 0]
-        # fused reductions and in-place updates: each (B, k) pass costs memory bandwidth
-        err = torch.einsum("bk,bk->b", p, q).add_(bu).add_(bi).add_(self.global_mean).sub_(ratings)
-        loss = (err * err).mean()
-        d_pred = err.mul_(2.0 / n)
-        if cfg.reg:
-            w_u = self.user_reg_weight.index_select(0, users)
-            w_i = self.item_reg_weight.index_select(0, items)
-            p_sq = torch.linalg.vector_norm(p, dim=-1).square_()
-            q_sq = torch.linalg.vector_norm(q, dim=-1).square_()
-            loss = loss + cfg.reg * (w_u * p_sq + cfg.item_reg_ratio * w_i * q_sq).mean()
-            g_p = torch.mul(p, (w_u * (2.0 * cfg.reg / n))[:, None]).addcmul_(q, d_pred[:, None])
-            g_q = torch.mul(q, (w_i * (2.0 * cfg.reg * cfg.item_reg_ratio / n))[:, None])
-            g_q.addcmul_(p, d_pred[:, None])
-        else:
-            g_p, g_q = q * d_pred[:, None], p * d_pred[:, None]
-        grads = [(self.user_factors.weight, users, g_p), (self.item_factors.weight, items, g_q)]
-        if cfg.use_bias:
-            g_bu, g_bi = d_pred, d_pred
-            if cfg.bias_reg:
-                loss = loss + cfg.bias_reg * (bu * bu + bi * bi).mean()
-                g_bu = d_pred + bu * (2.0 * cfg.bias_reg / n)
-                g_bi = d_pred + bi * (2.0 * cfg.bias_reg / n)
-            grads += [
-                (self.user_bias.weight, users, g_bu[:, None]),
-                (self.item_bias.weight, items, g_bi[:, None]),
-            ]
-        return loss, grads
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """Gradient steps with MF's closed-form gradient (:class:`~reelrec.models.mf_kernel.MFGradient`:
+        the compiled kernel or torch ops, dense or by rows), a third faster than autograd. A
+        subclass with another objective overrides this (ALS: its sweeps)."""
+        return GradientSteps(gradient=MFGradient.for_model(self))
 
-    @torch.no_grad()
     def batch_gradients(
         self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
     ) -> torch.Tensor | None:
-        """:meth:`training_loss` with its exact gradients written into the dense ``.grad`` of the
-        tables, without autograd (the dense optimisers' path); on the CPU by the compiled kernel
-        of :mod:`reelrec.models.mf_kernel` when numba is installed."""
-        if self._kernel_applies(users):
-            return self._kernel_gradients(users, items, ratings)
-        terms = self._batch_terms(users, items, ratings)
-        if terms is None:
+        """:meth:`training_loss` with its gradient written into the tables' ``.grad``
+        (:meth:`MFGradient.dense <reelrec.models.mf_kernel.MFGradient.dense>`); ``None`` while the
+        tables give sparse gradients. Kept for callers of the former Trainer hook."""
+        if any(t.sparse for t in (self.user_factors, self.item_factors, self.user_bias, self.item_bias)):
             return None
-        loss, grads = terms
-        for weight, index, grad in grads:
-            if weight.grad is None:
-                weight.grad = torch.zeros_like(weight)
-            else:
-                weight.grad.zero_()
-            weight.grad.index_add_(0, index, grad)
-        return loss
+        return MFGradient.for_model(self).dense(users, items, ratings)
 
-    def _kernel_applies(self, users: torch.Tensor) -> bool:
-        tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
-        return (
-            users.device.type == "cpu"
-            and all(not t.sparse and t.weight.dtype == torch.float32 for t in tables)
-            and type(self).training_loss is MatrixFactorization.training_loss
-            and mf_kernel.available()
-        )
-
-    def _kernel_gradients(
-        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> torch.Tensor:
-        cfg = self.config
-        tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
-        for t in tables:
-            if t.weight.grad is None:
-                t.weight.grad = torch.zeros_like(t.weight)
-            else:
-                t.weight.grad.zero_()
-        sq_err, penalty = mf_kernel.compiled()(
-            *(t.weight.detach().numpy() for t in tables),
-            users.numpy(),
-            items.numpy(),
-            ratings.numpy(),
-            self.user_reg_weight.numpy(),
-            self.item_reg_weight.numpy(),
-            float(self.global_mean),
-            cfg.reg,
-            cfg.item_reg_ratio,
-            cfg.bias_reg,
-            cfg.use_bias,
-            *(t.weight.grad.numpy() for t in tables),  # type: ignore[union-attr]
-        )
-        return torch.tensor(sq_err + penalty, dtype=torch.float32)
-
-    @torch.no_grad()
     def row_gradients(
         self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
-    ) -> tuple[torch.Tensor, list[RowGrad]] | None:
-        """:meth:`training_loss` and its gradient as ``(table, unique rows, rows' gradient)``: the
-        row-sparse optimisers then touch only the batch's users and items."""
-        terms = self._batch_terms(users, items, ratings)
-        if terms is None:
-            return None
-        loss, grads = terms
-        return loss, [(weight, *coalesce_rows(index, grad)) for weight, index, grad in grads]
+    ) -> tuple[torch.Tensor, list[RowGrad]]:
+        """:meth:`training_loss` and its gradient by rows
+        (:meth:`MFGradient.rows <reelrec.models.mf_kernel.MFGradient.rows>`). Kept for callers of
+        the former Trainer hook."""
+        return MFGradient(self).rows(users, items, ratings)
 
     @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:

@@ -1,26 +1,41 @@
-"""MF's batch gradient in one compiled pass (numba), the CPU hot loop of ``reelrec train --model mf``.
+"""MF's batch gradient: one interface (:class:`MFGradient`), a compiled kernel or torch ops behind it.
 
-:meth:`MatrixFactorization.batch_gradients <reelrec.models.mf.MatrixFactorization.batch_gradients>`
-written with torch ops makes about a dozen passes over ``(batch, embedding_size)`` arrays per
-batch (two gathers, the dot products, the penalty's norms, two scaled sums, two scatters): on
-ML-1M that is 0.25 s of a 0.33 s epoch on two threads, bound by memory traffic, not arithmetic.
-The kernel of :func:`compiled` does the same arithmetic rating by rating, each factor row read once and
-its gradient row accumulated in place, in one loop compiled by numba (``cache=True``: compiled
-once per machine, then loaded from ``__pycache__``).
+The Trainer takes MF's exact gradient of
+:meth:`~reelrec.models.mf.MatrixFactorization.training_loss` from :class:`MFGradient` (MF's
+:class:`~reelrec.models.fitting.BatchGradient`), in two forms: ``dense`` (written into the tables'
+``.grad``, for the dense optimisers) and ``rows`` (``(table, unique rows, their gradient)``, for
+the row-sparse optimisers of :mod:`reelrec.training.rows`). The backend is chosen once, when the
+object is built for a fit:
 
-The result equals the torch path's up to float32 rounding (the dot products are summed in
-another order; ``tests/test_models.py`` checks loss and gradients against autograd). It is used
-on the CPU when numba is installed; ``REELREC_KERNELS=torch`` turns it off.
+* the **compiled kernel** (:func:`_build`, numba, ``cache=True``: compiled once per machine, then
+  loaded from ``__pycache__``) for the dense form on the CPU with float32 tables. Written with
+  torch ops the gradient makes about a dozen passes over ``(batch, embedding_size)`` arrays per
+  batch (two gathers, the dot products, the penalty's norms, two scaled sums, two scatters): on
+  ML-1M that is 0.25 s of a 0.33 s epoch on two threads, bound by memory traffic, not
+  arithmetic; the kernel does the same arithmetic rating by rating, each factor row read once and
+  its gradient row accumulated in place;
+* **torch ops** (:func:`torch_terms`) everywhere else: the ``rows`` form, GPUs, and without the
+  kernel (numba missing, or ``kernels="torch"`` in :class:`reelrec.options.Options`:
+  ``REELREC_KERNELS=torch``).
+
+The two equal autograd's loss and gradients up to float32 rounding (the dot products are summed in
+another order; ``tests/test_models.py`` checks both against autograd).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from reelrec.kernels import Kernel
+from reelrec.models.base import coalesce_rows
+from reelrec.models.fitting import RowGrad
+
+if TYPE_CHECKING:
+    from reelrec.models.mf import MatrixFactorization
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +110,117 @@ def _build(numba: Any) -> Any:
     return kernel
 
 
-#: the numba kernel, or ``None`` without numba (or with ``REELREC_KERNELS=torch``); see :func:`_build`
+#: the numba kernel, or ``None`` without numba (or with the ``torch`` kernels option); see :func:`_build`
 compiled = Kernel(_build)
 
 
 def available() -> bool:
     """Whether the compiled kernel is in use (numba installed, not turned off)."""
     return compiled() is not None
+
+
+#: (table, the batch's row of each rating, one gradient row per rating)
+_Terms = list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]]
+
+
+def torch_terms(
+    model: MatrixFactorization, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+) -> tuple[torch.Tensor, _Terms]:
+    """``training_loss`` and its exact gradient with torch ops, one row per rating: with
+    ``e = pred - r`` over a batch of ``B``, ``dL/dp_u`` gets ``2 e q_i / B + 2 reg w_u p_u / B``
+    from each of the user's rows, and likewise for items and biases."""
+    cfg = model.config
+    n = users.shape[0]
+    p = model.user_factors.weight.index_select(0, users)
+    q = model.item_factors.weight.index_select(0, items)
+    bu = model.user_bias.weight.index_select(0, users)[:, 0]
+    bi = model.item_bias.weight.index_select(0, items)[:, 0]
+    # fused reductions and in-place updates: each (B, k) pass costs memory bandwidth
+    err = torch.einsum("bk,bk->b", p, q).add_(bu).add_(bi).add_(model.global_mean).sub_(ratings)
+    loss = (err * err).mean()
+    d_pred = err.mul_(2.0 / n)
+    if cfg.reg:
+        w_u = model.user_reg_weight.index_select(0, users)
+        w_i = model.item_reg_weight.index_select(0, items)
+        p_sq = torch.linalg.vector_norm(p, dim=-1).square_()
+        q_sq = torch.linalg.vector_norm(q, dim=-1).square_()
+        loss = loss + cfg.reg * (w_u * p_sq + cfg.item_reg_ratio * w_i * q_sq).mean()
+        g_p = torch.mul(p, (w_u * (2.0 * cfg.reg / n))[:, None]).addcmul_(q, d_pred[:, None])
+        g_q = torch.mul(q, (w_i * (2.0 * cfg.reg * cfg.item_reg_ratio / n))[:, None])
+        g_q.addcmul_(p, d_pred[:, None])
+    else:
+        g_p, g_q = q * d_pred[:, None], p * d_pred[:, None]
+    grads = [(model.user_factors.weight, users, g_p), (model.item_factors.weight, items, g_q)]
+    if cfg.use_bias:
+        g_bu, g_bi = d_pred, d_pred
+        if cfg.bias_reg:
+            loss = loss + cfg.bias_reg * (bu * bu + bi * bi).mean()
+            g_bu = d_pred + bu * (2.0 * cfg.bias_reg / n)
+            g_bi = d_pred + bi * (2.0 * cfg.bias_reg / n)
+        grads += [
+            (model.user_bias.weight, users, g_bu[:, None]),
+            (model.item_bias.weight, items, g_bi[:, None]),
+        ]
+    return loss, grads
+
+
+def _zeroed_grad(weight: torch.nn.Parameter) -> torch.Tensor:
+    if weight.grad is None:
+        weight.grad = torch.zeros_like(weight)
+    else:
+        weight.grad.zero_()
+    return weight.grad
+
+
+class MFGradient:
+    """MF's batch gradient (a :class:`~reelrec.models.fitting.BatchGradient`); see the module.
+    ``kernel``: the compiled kernel for the dense form, or ``None`` for torch ops
+    (:meth:`for_model` chooses)."""
+
+    def __init__(self, model: MatrixFactorization, kernel: Any = None) -> None:
+        self.model = model
+        self.kernel = kernel
+
+    @classmethod
+    def for_model(cls, model: MatrixFactorization) -> MFGradient:
+        """The gradient of ``model`` as its tables are now: the compiled kernel on the CPU with
+        float32 tables where it is available, else torch ops."""
+        tables = (model.user_factors, model.item_factors, model.user_bias, model.item_bias)
+        cpu32 = all(t.weight.device.type == "cpu" and t.weight.dtype == torch.float32 for t in tables)
+        return cls(model, compiled() if cpu32 else None)
+
+    @torch.no_grad()
+    def dense(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """The batch's loss, its gradient written into the four tables' ``.grad``."""
+        m = self.model
+        tables = (m.user_factors.weight, m.item_factors.weight, m.user_bias.weight, m.item_bias.weight)
+        if self.kernel is None:
+            loss, terms = torch_terms(m, users, items, ratings)
+            for weight, index, grad in terms:
+                _zeroed_grad(weight).index_add_(0, index, grad)
+            return loss
+        cfg = m.config
+        grads = [_zeroed_grad(t).numpy() for t in tables]
+        sq_err, penalty = self.kernel(
+            *(t.detach().numpy() for t in tables),
+            users.numpy(),
+            items.numpy(),
+            ratings.numpy(),
+            m.user_reg_weight.numpy(),
+            m.item_reg_weight.numpy(),
+            float(m.global_mean),
+            cfg.reg,
+            cfg.item_reg_ratio,
+            cfg.bias_reg,
+            cfg.use_bias,
+            *grads,
+        )
+        return torch.tensor(sq_err + penalty, dtype=torch.float32)
+
+    @torch.no_grad()
+    def rows(
+        self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
+    ) -> tuple[torch.Tensor, list[RowGrad]]:
+        """The batch's loss and its gradient by rows (torch ops, coalesced)."""
+        loss, terms = torch_terms(self.model, users, items, ratings)
+        return loss, [(weight, *coalesce_rows(index, grad)) for weight, index, grad in terms]

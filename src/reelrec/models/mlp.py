@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from reelrec.errors import ConfigError
-from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.base import ModelConfig, Pretrain, RatingModel
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import Dropout, init_linear, mlp_tower, pass_through
 from reelrec.models.neural import SCORE_BLOCK_FLOATS, NeuralConfig, NeuralRatingModel
@@ -93,11 +93,11 @@ class MLP(NeuralRatingModel):
         return {"mf": config.pretrained_mf} if config.pretrained_mf else {}
 
     @classmethod
-    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
+    def pretraining(cls, config: ModelConfig) -> dict[str, Pretrain]:
         assert isinstance(config, MLPConfig)
         if config.pretrain == "none" or config.pretrained_mf or not config.mf_compatible:
             return {}
-        return {"mf": config.embedding_size}
+        return {"mf": Pretrain("mf", {"embedding_size": config.embedding_size})}
 
     def init_from(self, sources: dict[str, RatingModel]) -> None:
         """Start from an MF (role ``mf``): its factors become the embeddings, its biases the biases,

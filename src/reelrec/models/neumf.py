@@ -32,7 +32,7 @@ from torch import nn
 
 from reelrec.data.dataset import Dataset
 from reelrec.errors import ConfigError
-from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.base import ModelConfig, Pretrain, RatingModel
 from reelrec.models.init import init_embedding
 from reelrec.models.layers import Dropout, init_linear, mlp_tower
 from reelrec.models.neural import NeuralConfig, NeuralRatingModel
@@ -134,7 +134,7 @@ class NeuMF(NeuralRatingModel):
         return {role: path for role, path in runs.items() if path}
 
     @classmethod
-    def pretraining(cls, config: ModelConfig) -> dict[str, int]:
+    def pretraining(cls, config: ModelConfig) -> dict[str, Pretrain]:
         """An MF for the GMF branch (``pretrain``), unless saved runs are named."""
         assert isinstance(config, NeuMFConfig)
         if (
@@ -145,7 +145,7 @@ class NeuMF(NeuralRatingModel):
             or not config.mf_compatible
         ):
             return {}
-        return {"mf": config.gmf_size}
+        return {"mf": Pretrain("mf", {"embedding_size": config.gmf_size})}
 
     def init_from(self, sources: dict[str, RatingModel]) -> None:
         """Start from pre-trained models: ``gmf`` / ``mlp`` runs (the paper's pre-training: each

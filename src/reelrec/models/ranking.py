@@ -111,6 +111,7 @@ class HistoryRankingModel(RatingModel):
     """
 
     trainable: ClassVar[bool] = False
+    fold_in_exact: ClassVar[bool] = True  # a new user is their history, as a trained one is
     config: HistoryConfig
 
     def __init__(self, n_users: int, n_items: int, config: HistoryConfig) -> None:

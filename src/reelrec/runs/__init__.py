@@ -1,10 +1,13 @@
 """Runs: the unit of work above the library (one trained, measured, saved model).
 
-* :mod:`reelrec.runs.source`: load a dataset (:class:`DataSource`), join side tables, reload a
-  run's recorded source;
-* :mod:`reelrec.runs.record`: the typed :class:`RunRecord` of a run's ``config.json`` and
-  :func:`rebuild_split` (one policy for data that changed: refuse);
-* :mod:`reelrec.runs.train`: :func:`train_run`, the one place a run is trained and saved.
+* :mod:`reelrec.runs.source`: the one spec of where the data comes from (:class:`DataSource`:
+  a MovieLens name, a ratings file or a run's recorded origin, with its side tables) and the one
+  loader, :func:`load_dataset`;
+* :mod:`reelrec.runs.record`: the typed :class:`RunRecord` of a run's ``config.json`` (its
+  ``data`` spec among it), :func:`load_run_data` and :func:`rebuild_split` (one policy for data
+  that changed: refuse);
+* :mod:`reelrec.runs.train`: :func:`train_run`, the one place a run is trained and saved, with
+  the model's recipe (:func:`reelrec.training.recipe.recipe`).
 
 The command line, the service's retrain, blends, experiments and tuning all come here; this
 package never imports the CLI.

@@ -7,6 +7,7 @@ from typing import Literal
 
 from reelrec.errors import DataError
 from reelrec.recommender import Recommender
+from reelrec.runs.record import RunRecord
 
 
 def predict_file(
@@ -32,7 +33,8 @@ def predict_file(
     # refuse a bad destination before any work: a folder, the pairs file, a file without --overwrite
     check_file_target(out, overwrite=overwrite, inputs=[path])
     rec = Recommender.load(str(run_dir))
-    source = (rec.meta.get("dataset") or {}).get("source") or {}
+    data = RunRecord.model_validate(rec.meta).data
+    source = (data.origin if data is not None else None) or {}
     inputs = [path, *(p for p in (source.get("path"), (source.get("items") or {}).get("path")) if p)]
     check_file_target(out, overwrite=overwrite, inputs=inputs)  # nor the run's own data
     try:

@@ -1,10 +1,14 @@
 """The typed record of a run (its ``config.json``) and the one way to rebuild its data and split.
 
-A saved run records where its ratings came from (``dataset``), how they were split (``split``,
-``seed``, ``protocol``), the side tables joined in (``side_data``), the model (``model``) and
-its training settings (``train``). Every command that goes back to a run's data (evaluate,
-retrain, blend) reads this record and calls :func:`rebuild_split`, so they all react the same
-way to data that changed since the run was trained: they refuse, saying so.
+A saved run records where its ratings came from (``data``: the :class:`DataSource` that reloads
+them, side tables included, and ``dataset``: their name and a fingerprint to know them again),
+how they were split (``split``, ``seed``, ``protocol``), the model (``model``) and its training
+settings (``train``). Every command that goes back to a run's data (evaluate, retrain, blend)
+reads this record and calls :func:`load_run_data` and :func:`rebuild_split`, so they all react
+the same way to data that changed since the run was trained: they refuse, saying so.
+
+Runs saved before ``data`` was recorded (their source in ``dataset.source``, their side tables
+in ``side_data``) load as the same record.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from reelrec.data.dataset import Dataset
+from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset
 from reelrec.data.split import Split
 from reelrec.errors import ConfigError, DataError
-from reelrec.runs.source import SideData, attach_side_data, load_source
+from reelrec.runs.source import DataSource, SideData, attach_side_data, load_dataset
 
 #: what ``artifacts.save_state`` writes into ``config.json`` itself (not part of the record a new
 #: run is given)
@@ -67,16 +71,46 @@ class RunRecord(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     dataset: DatasetRecord | None = None
+    #: where the data comes from (the spec that reloads it, side tables included)
+    data: DataSource | None = None
     split: SplitRecord | None = None
     seed: int | None = None
     protocol: str | None = None
-    side_data: dict[str, Any] = Field(default_factory=dict)
     model: ModelRecord | None = None
     train: dict[str, Any] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_layout(cls, values: Any) -> Any:
+        """A record written before ``data`` existed: its source was ``dataset.source`` and its
+        side tables ``side_data``; they become its ``data``."""
+        if not isinstance(values, dict) or "data" in values:
+            return values
+        values = dict(values)
+        side = values.pop("side_data", None) or {}
+        source = (
+            (values.get("dataset") or {}).get("source") if isinstance(values.get("dataset"), dict) else None
+        )
+        if source:
+            policy = source.get("duplicates") or DEFAULT_DUPLICATES
+            values["data"] = {"origin": source, "duplicates": policy, "side": SideData.from_json(side)}
+        elif side:
+            values["data"] = {"side": SideData.from_json(side)}
+        return values
+
+    @classmethod
+    def new(cls, ds: Dataset, side: SideData | None = None, **fields: Any) -> RunRecord:
+        """The record of a new run on ``ds`` (loaded with the side tables ``side``)."""
+        return cls(dataset=DatasetRecord.of(ds), data=DataSource.of(ds, side), **fields)
+
     @property
     def side(self) -> SideData:
-        return SideData.from_json(self.side_data)
+        return self.data.side if self.data is not None else SideData()
+
+    @property
+    def side_data(self) -> dict[str, Any]:
+        """The side tables as ``config.json`` recorded them before ``data`` (``side_data``)."""
+        return self.side.to_json()
 
     @property
     def split_seed(self) -> int:
@@ -87,7 +121,7 @@ class RunRecord(BaseModel):
 
     def meta(self) -> dict[str, Any]:
         """What a new run writes into ``config.json`` besides its model and training settings
-        (in the order ``reelrec train`` always wrote them)."""
+        (in the order ``reelrec train`` always wrote them, ``data`` where ``side_data`` was)."""
         out: dict[str, Any] = {}
         if self.dataset is not None:
             out["dataset"] = self.dataset.model_dump()
@@ -95,7 +129,8 @@ class RunRecord(BaseModel):
             out["split"] = self.split.model_dump()
         out["seed"] = self.seed
         out["protocol"] = self.protocol
-        out["side_data"] = dict(self.side_data)
+        if self.data is not None:
+            out["data"] = self.data.record()
         out.update({k: v for k, v in (self.model_extra or {}).items() if k not in SAVED_BY_ARTIFACTS})
         return out
 
@@ -114,18 +149,17 @@ def read_record(run_dir: str | Path) -> RunRecord:
 
 
 def load_run_data(record: RunRecord, data_home: str | None = None, *, side_data: bool = False) -> Dataset:
-    """The dataset ``record`` was trained on, reloaded from its source (with its side tables
-    when ``side_data``). Data that changed since the run was trained is refused: a
-    :class:`DataError` naming it."""
+    """The dataset ``record`` was trained on, reloaded from its recorded :class:`DataSource`
+    (with its side tables when ``side_data``). Data that changed since the run was trained is
+    refused: a :class:`DataError` naming it."""
     dataset = record.dataset or DatasetRecord()
-    ds = load_source(dataset.source, data_home)
+    source = record.data or DataSource(origin={})
+    ds = load_dataset(source.model_copy(update={"side": SideData()}), data_home, progress=False)
     if dataset.fingerprint and ds.fingerprint() != dataset.fingerprint:
         raise DataError(
             f"the data at {ds.source.get('path', ds.name)} differs from the data this run was trained on"
         )
-    if side_data:
-        ds = attach_side_data(ds, record.side, data_home)
-    return ds
+    return attach_side_data(ds, source.side, data_home) if side_data else ds
 
 
 def rebuild_split(record: RunRecord, ds: Dataset) -> Split:

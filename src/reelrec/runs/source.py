@@ -1,23 +1,28 @@
-"""Where a run's ratings come from: load them (a MovieLens name, any ratings file), join the side
-data of hybrid models, and reload the dataset a saved run recorded."""
+"""Where a run's ratings come from: one spec (:class:`DataSource`) and one loader
+(:func:`load_dataset`) for every way in: the command line's data options, an experiment file's
+``[data]`` table, and a saved run's record (its ``data``), from which evaluate, retrain and blend
+reload exactly what the run was trained on.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reelrec.data.dataset import DEFAULT_DUPLICATES, Dataset, DuplicatePolicy
 from reelrec.errors import DataError, ReelrecError
 
 #: the column options of a ratings file (``--user-col`` ...), as ``load_ratings`` names them
 COLUMN_OPTIONS = ("user_col", "item_col", "rating_col", "timestamp_col", "sep")
 
 
-@dataclass(frozen=True)
-class SideData:
+class SideData(BaseModel):
     """Side tables joined into the dataset for hybrid models (``--users``, ``--item-info``,
-    ``--tags``); recorded in a run's ``config.json`` as ``side_data``."""
+    ``--tags``); part of a run's recorded :class:`DataSource` (``data.side``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     users: str | None = None
     item_info: str | None = None
@@ -47,30 +52,61 @@ class SideData:
         )
 
 
-@dataclass(frozen=True)
-class DataSource:
-    """A dataset to load: a MovieLens name or folder, or a ratings file and its options."""
+class DataSource(BaseModel):
+    """A dataset to load: a MovieLens name or folder (``dataset``), a ratings file and its
+    options (``ratings``), or what a saved run recorded (``origin``); the policy for repeated
+    pairs and the side tables joined in apply to all three.
 
-    dataset: str | None = None
-    ratings: str | None = None
-    items: str | None = None
-    columns: dict[str, str] = field(default_factory=dict)
+    A run records the spec it was loaded from as ``DataSource.of(dataset, side)``: the ``origin``
+    the data layer wrote (resolved path, checksum, columns), so a reload reads the very same data.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str | None = Field(None, description="a MovieLens name or an extracted folder")
+    ratings: str | None = Field(None, description="a ratings file: CSV, TSV or Parquet")
+    items: str | None = Field(None, description="an item file with titles/genres (with ratings)")
+    columns: dict[str, str] = Field(default_factory=dict, description="user_col/item_col/rating_col/...")
     download: bool = False
-    cache: bool | None = None  # None: unless REELREC_NO_CACHE is set
-    duplicates: str = DEFAULT_DUPLICATES
-    side: SideData = field(default_factory=SideData)
+    cache: bool | None = Field(None, description="None: unless REELREC_NO_CACHE is set")
+    duplicates: DuplicatePolicy = DEFAULT_DUPLICATES
+    side: SideData = Field(default_factory=SideData)
+    origin: dict[str, Any] | None = Field(
+        None, description="a saved run's source, as the data layer described it (kind, path, sha256, ...)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        if sum(x is not None for x in (self.dataset, self.ratings, self.origin)) > 1:
+            raise ValueError("give one of dataset, ratings or a recorded origin")
+        return self
+
+    @classmethod
+    def of(cls, ds: Dataset, side: SideData | None = None) -> DataSource:
+        """The spec a run records for ``ds`` (loaded with ``side``): reloads it exactly."""
+        policy = ds.source.get("duplicates") or DEFAULT_DUPLICATES
+        return cls(origin=dict(ds.source), duplicates=policy, side=side or SideData())
+
+    def record(self) -> dict[str, Any]:
+        """The JSON a run's ``config.json`` holds (``data``): set fields only."""
+        out = self.model_dump(exclude_defaults=True, exclude={"side"})
+        out["duplicates"] = self.duplicates
+        out["side"] = self.side.to_json()
+        return out
 
 
 def load_dataset(source: DataSource, data_home: str | None = None, *, progress: bool = True) -> Dataset:
     """The dataset ``source`` names, repeated pairs merged by its policy, side data joined."""
-    if source.ratings:
+    if source.origin is not None:
+        ds = _load_origin(source.origin, data_home)
+    elif source.ratings:
         from reelrec.data.tabular import load_ratings
 
         kwargs: dict[str, Any] = {k: v for k, v in source.columns.items() if v is not None}
         if source.items is not None:
             kwargs["items_path"] = source.items
         ds = load_ratings(source.ratings, cache=source.cache, progress=progress, **kwargs)
-    else:
+    elif source.dataset:
         from reelrec.data.movielens import load_movielens
 
         ds = load_movielens(
@@ -80,6 +116,8 @@ def load_dataset(source: DataSource, data_home: str | None = None, *, progress: 
             progress=progress,
             cache=source.cache,
         )
+    else:
+        raise DataError("no data given: name a dataset or a ratings file")
     ds = ds.deduplicate(source.duplicates or DEFAULT_DUPLICATES)  # before any split
     return attach_side_data(ds, source.side, data_home)
 
@@ -106,13 +144,14 @@ def attach_side_data(ds: Dataset, side: SideData, data_home: str | None = None) 
 
 
 def load_source(source: dict[str, Any], data_home: str | None = None) -> Dataset:
-    """Reload the dataset a run was trained on, from the ``source`` recorded in its config
-    (repeated pairs merged again by the policy it records)."""
-    ds = _load_source(source, data_home)
-    return ds.deduplicate(source.get("duplicates") or DEFAULT_DUPLICATES)
+    """Reload the dataset a run was trained on from the ``source`` the data layer recorded
+    (repeated pairs merged again by the policy it records); ``load_dataset`` of
+    ``DataSource(origin=source)`` without side tables."""
+    policy = source.get("duplicates") or DEFAULT_DUPLICATES
+    return load_dataset(DataSource(origin=source, duplicates=policy), data_home, progress=False)
 
 
-def _load_source(source: dict[str, Any], data_home: str | None = None) -> Dataset:
+def _load_origin(source: dict[str, Any], data_home: str | None = None) -> Dataset:
     kind = source.get("kind")
     if kind == "movielens":
         from reelrec.data.movielens import load_movielens

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from reelrec.data.dataset import Dataset
 from reelrec.data.split import Split
-from reelrec.errors import ConfigError, ReelrecError
+from reelrec.errors import ReelrecError
 from reelrec.recommender import Recommender
-from reelrec.runs.record import DatasetRecord, RunRecord, SplitRecord
+from reelrec.runs.record import RunRecord, SplitRecord
 from reelrec.runs.source import SideData
+from reelrec.training.recipe import recipe
 from reelrec.training.trainer import TrainConfig
 
 log = logging.getLogger("reelrec")
@@ -84,15 +83,15 @@ def new_run(
     split, spec, protocol = make_run_split(
         ds, options.split, seed=options.seed, valid_fraction=options.valid_fraction, protocol=options.protocol
     )
-    config = train_config(options.model, len(split.train), options.train, options.params)
-    record = RunRecord(
-        dataset=DatasetRecord.of(ds),
+    plan = recipe(options.model, options.params, split.train, overrides=options.train)
+    record = RunRecord.new(
+        ds,
+        options.side,
         split=SplitRecord(
             name=split.name, spec=spec, seed=options.seed, valid_fraction=options.valid_fraction
         ),
         seed=options.seed,
         protocol=protocol,
-        side_data=options.side.to_json(),
         **(record_extra or {}),
     )
     if announce is not None:
@@ -102,7 +101,7 @@ def new_run(
         split,
         record,
         params=options.params,
-        config=config,
+        config=plan.train,
         seed=options.seed,
         device=options.device,
         progress=options.progress,
@@ -114,17 +113,10 @@ def new_run(
 def train_config(
     model: str, n_train: int, values: dict[str, Any] | None = None, params: dict[str, Any] | None = None
 ) -> TrainConfig:
-    """``model``'s training recipe for ``n_train`` training ratings with the settings ``params``
-    (a network that starts from pre-trained weights fine-tunes), ``values`` over it (an invalid
-    value is a one-line ``ConfigError``)."""
-    from reelrec.models.registry import make_config, model_class
-
-    defaults = model_class(model).train_defaults(n_train, make_config(model, params or {}))
-    try:
-        return TrainConfig(**{**defaults, **(values or {})})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'training'}: {err['msg']}") from None
+    """``model``'s training recipe for ``n_train`` training ratings with the settings ``params``,
+    ``values`` over it: :func:`reelrec.training.recipe.recipe` without the data (kept for
+    callers of the earlier API; give the training part to ``recipe`` to complete the config)."""
+    return recipe(model, params, n_ratings=n_train, overrides=values).train
 
 
 def refuse_early(model: str, ds: Dataset, params: dict[str, Any]) -> None:
@@ -187,7 +179,7 @@ def train_run(
     from reelrec.evaluation.protocols import evaluate_ratings
 
     if config is None:
-        config = train_config(model, len(split.train), params=params)
+        config = recipe(model, params, split.train).train
     rec = Recommender.train(
         model,
         split.train,

@@ -50,6 +50,8 @@ def tune_run(
         out=out,
         device=options.device,
         max_epochs=max_epochs,
+        params=options.params,  # the run's own settings: every trial keeps them, as the final run does
+        train_values=options.train,
     )
     states = [t["state"] for t in result.trials]
     best = replace(

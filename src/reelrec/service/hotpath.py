@@ -2,29 +2,31 @@
 
 ``GET /users/{id}/recommendations`` is what a site asks for on every page view. Through FastAPI
 the routing, query validation and dependency resolution of a 10-item list cost more CPU than
-its model work (a cProfile of the server). :class:`HotPath` is a pure-ASGI middleware that answers the
-plain, valid form of that request itself, with the same body the FastAPI route builds
-(:meth:`reelrec.service.state.Served.known_user_list`), and passes everything else through
-untouched: any other route or method, a query with any other parameter, a repeated one, an
-encoded character or a value outside the canonical valid forms (``n`` 1..100 in digits,
-``exclude_rated`` ``true``/``false``, ``novelty`` a plain decimal in -5..5), an unknown user,
-a request with a body. So every error answer, and every odd-but-valid spelling, still comes
-from FastAPI's validation; the fast lane only ever answers 200 with the route's own body. Its
-requests are counted in ``/metrics`` under the route's name like any other.
+its model work (a cProfile of the server). :class:`HotPath` is a pure-ASGI middleware, part of
+every app :func:`reelrec.service.app.create_app` builds, that answers the plain, valid form of
+that request itself, through the route's own handler and serialiser
+(:func:`reelrec.service.handlers.user_recommendations`, :func:`~reelrec.service.handlers.json_response`),
+so the bytes are the route's. It passes everything else through untouched: any other route or
+method, a query with any other parameter, a repeated one, an encoded character or a value
+outside the canonical valid forms (``n`` 1..100 in digits, ``exclude_rated`` ``true``/``false``,
+``novelty`` a plain decimal in -5..5), a user id that is not the exact spelling of a trained user,
+a request with a body. So every error answer, and every odd-but-valid spelling, still comes from
+FastAPI's validation; the fast lane only ever answers 200 with the route's own body.
+
+It sits inside :class:`reelrec.service.middleware.Guard`, and names the route it answered for in
+``scope["route"]``, so its requests are counted once in ``/metrics`` under the route's name.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelrec._defaults import LIST_NOVELTY
+from reelrec.service.handlers import json_response, user_recommendations
 
-ROUTE = "GET /users/{user_id}/recommendations"
 _PATH = re.compile(r"/users/([^/]{1,255})/recommendations")
 _N = re.compile(rb"[1-9][0-9]?|100")
 _NOVELTY = re.compile(rb"-?[0-9](\.[0-9]{1,6})?")
@@ -58,13 +60,17 @@ def parse_query(query: bytes) -> tuple[int, bool, float] | None:
 class HotPath:
     """Pure-ASGI middleware: known-user lists answered without the framework (see the module).
 
-    ``service`` is the FastAPI app whose ``state`` holds the served run and the telemetry."""
+    ``state`` is the app's state (its ``served`` run is read per request, so a reload is seen);
+    ``route`` is the FastAPI route of the same request, named in the scope of the answers given
+    here (for telemetry)."""
 
-    def __init__(self, app: ASGIApp, service: Any) -> None:
+    def __init__(self, app: ASGIApp, state: Any, route: Any) -> None:
         self.app = app
-        self.state = service.state
+        self.state = state
+        self.route = route
 
-    def _answer(self, scope: Scope) -> bytes | None:
+    def _params(self, scope: Scope) -> tuple[Any, int, tuple[int, bool, float]] | None:
+        """``(served run, user index, query)`` of a request this lane answers, else ``None``."""
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
             return None
         match = _PATH.fullmatch(scope["path"])
@@ -80,16 +86,13 @@ class HotPath:
         user = served.user_lookup.get(match.group(1))
         if user is None or served.rec.user_counts[user] == 0:
             return None  # FastAPI answers the 404
-        body = served.known_user_list(user, *params)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        return served, user, params
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        body = self._answer(scope)
-        if body is None:
+        found = self._params(scope)
+        if found is None:
             await self.app(scope, receive, send)
             return
-        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        self.state.telemetry.record(ROUTE, 200, time.perf_counter() - start)
+        served, user, params = found
+        scope["route"] = self.route
+        await json_response(user_recommendations(served, user, *params))(scope, receive, send)

@@ -87,7 +87,7 @@ def retrain(
 
     The data is reloaded and split as the run recorded (a dataset that changed since is refused),
     and the test metrics follow the run's protocol, so they compare with the old run's."""
-    from reelrec.training.trainer import TrainConfig
+    from reelrec.training.recipe import recipe
 
     run_dir, out = Path(run_dir), Path(out)
     record = read_record(run_dir)
@@ -128,19 +128,22 @@ def retrain(
     seed = record.seed if record.seed is not None else record.split_seed  # the run's training seed
     new_record = RunRecord(
         dataset=record.dataset,
+        data=record.data,  # the old run's data spec: the new run reloads from it too
         split=record.split,
         seed=seed,
         protocol=record.protocol,  # the old run's protocol: test figures that compare with its own
-        side_data=record.side_data,
         retrained_from=str(run_dir.resolve()),
         store={"url": _redact(store_url), "ratings": len(extra), "profiles": mapping, "skipped": dropped},
     )
+    params = dict(record.model.config)
+    # the run's recorded training settings as they were (none recorded: the model's recipe)
+    plan = recipe(record.model.name, params, train, recorded=record.train or None)
     return train_run(
         record.model.name,
         Split(name=split.name, train=train, valid=valid, test=test),
         new_record,
-        params=dict(record.model.config),
-        config=TrainConfig(**record.train) if record.train else None,
+        params=params,
+        config=plan.train,
         seed=seed,
         device=device,
         progress=progress,

@@ -46,7 +46,6 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelrec.errors import ReelrecError
-from reelrec.service.hotpath import HotPath
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +199,9 @@ class RunSync:
 
 
 def build_app(config: ServeConfig, admin_token: str | None) -> Any:
-    """The app of one worker: the run of the latest published generation (else ``run_dir``),
-    the known-user fast lane (:mod:`reelrec.service.hotpath`), the pid header and, with a
-    ``state_dir``, the run follower."""
+    """The app of one worker: :func:`reelrec.service.app.create_app` (the app the tests run, fast
+    lane included) over the run of the latest published generation (else ``run_dir``), with
+    the pid header and, with a ``state_dir``, the run follower."""
     from reelrec.service.app import create_app
 
     published = RunSync.read(config.state_dir) if config.state_dir else {}
@@ -210,7 +209,6 @@ def build_app(config: ServeConfig, admin_token: str | None) -> Any:
     limiter = limit_threads(config.threads)
     app = create_app(run_dir, config.store, admin_token=admin_token, ann=config.ann)
     app.state.thread_limits = limiter
-    app.add_middleware(HotPath, service=app)
     app.add_middleware(WorkerHeader)
     if config.state_dir:
         sync = RunSync(app, config.state_dir, config.ann, int(published.get("generation", 0)))

@@ -15,20 +15,22 @@ Each rank's gradient is pre-scaled by its share of the global batch (``n_rank / 
 sum over ranks is the global mean however the batch divides. As every rank applies the same update
 to the same parameters, the models stay identical; every rank scores the validation part and rank
 0's figure is broadcast, so early stopping agrees across ranks. Only rank 0 writes the run.
-Backends: gloo on CPU, NCCL on CUDA. A single process (no ``WORLD_SIZE`` in the environment)
-never touches torch.distributed.
+Backends: gloo on CPU, NCCL on CUDA. A single process (no ``WORLD_SIZE`` in the environment,
+read once into :class:`reelrec.options.Options`) never touches torch.distributed. The Trainer
+takes the job's :class:`DistContext` once per fit (:func:`current`) and hands it to the epoch
+object, which shards and reduces each batch.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from reelrec.models.base import RowGrad, coalesce_rows
+from reelrec.options import get_options
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +109,16 @@ def current() -> DistContext | None:
 
 def init_from_env(device: str = "auto") -> DistContext | None:
     """Join the job torchrun describes in the environment (``WORLD_SIZE`` > 1), once; ``None`` when
-    this is a single process. gloo on CPU, NCCL when the device is CUDA."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
+    this is a single process. gloo on CPU, NCCL when the device is CUDA. torch reads the rest of
+    torchrun's rendezvous (``MASTER_ADDR``, ``RANK`` ...) itself."""
+    options = get_options()
+    if options.world_size <= 1:
         return None
     if not dist.is_initialized():
         use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         backend = "nccl" if use_cuda and dist.is_nccl_available() else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(options.local_rank)
         dist.init_process_group(backend=backend)
         log.info("rank %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     return current()
@@ -123,7 +126,7 @@ def init_from_env(device: str = "auto") -> DistContext | None:
 
 def local_world() -> int:
     """Processes of this job on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 alone)."""
-    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return get_options().local_world_size
 
 
 def launch_local(argv: list[str], nproc: int) -> int:

@@ -1,11 +1,21 @@
-"""What every epoch loop shares (the Trainer's gradient loop and :mod:`.sweeps`): the result
-record, early stopping with best-parameter restore, and the validation score."""
+"""The training contract: the epoch object a fit runs, and what the one loop keeps around it.
+
+:class:`reelrec.training.Trainer` turns a model's plan (:mod:`reelrec.models.fitting`) into an
+object of the :class:`Epochs` shape (after lkpy's ``ModelTrainer``): :class:`.minibatch.GradientEpochs`
+(minibatch gradients: dense, closed-form or row-sparse), :class:`.sweeps.SweepEpochs` (a solver's
+sweeps) or :class:`.sweeps.ClosedFormEpoch` (one exact fit). Its one loop calls ``train_epoch``
+once per epoch and owns everything else: progress, the history record, validation, early
+stopping with a copy of the best weights (:class:`EarlyStopping`, restored at the end), the
+``on_epoch`` hook, and the data-parallel agreement on the validation score. This module also holds
+the result record (:class:`TrainResult`) and the validation score.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -15,6 +25,43 @@ from reelrec.models.base import RatingModel
 
 if TYPE_CHECKING:
     from reelrec.training.trainer import TrainConfig
+
+
+#: the loop's progress callback: ``tick(units done, the batch's loss or None)``
+Tick = Callable[[int, Any], None]
+
+
+class Epochs(Protocol):
+    """What the loop runs (see the module docs)."""
+
+    #: False for a one-shot fit (closed form): one call, no history, no early stopping
+    iterative: bool
+    #: whether the history records ``rows_per_s`` (units of :attr:`size` per second)
+    records_rate: bool
+    #: units of work per epoch (ratings, rows, sweeps) and their name, for progress
+    size: int
+    unit: str
+
+    def describe(self) -> str:
+        """One line for the log: how this fit trains."""
+        ...
+
+    def train_epoch(self, epoch: int, tick: Tick | None = None) -> dict[str, float]:
+        """Run epoch ``epoch`` (from 1); its ``train_loss`` first, then any other figures the
+        history records (the learning rate)."""
+        ...
+
+    def divergence(self, epoch: int, loss: float) -> str:
+        """The error message when an epoch's ``train_loss`` is not finite."""
+        ...
+
+    def end_epoch(self, record: dict[str, float]) -> None:
+        """After the epoch's record is complete (validation included): e.g. step the schedules."""
+        ...
+
+    def finalize(self) -> None:
+        """After the last epoch and the best weights' restore: drop training-time state."""
+        ...
 
 
 @dataclass
@@ -51,9 +98,9 @@ class TrainResult:
 
 
 class EarlyStopping:
-    """The validation bookkeeping of every epoch loop (the Trainer's and :mod:`.sweeps`): the best
-    score and epoch into ``result``, a copy of the best parameters, and whether ``patience`` epochs
-    have passed without an improvement of at least ``min_delta``."""
+    """The loop's validation bookkeeping: the best score and epoch into ``result``, a copy of the
+    best parameters (the checkpoint restored at the end), and whether ``patience`` epochs have
+    passed without an improvement of at least ``min_delta``."""
 
     def __init__(self, config: TrainConfig, result: TrainResult) -> None:
         self.config, self.result = config, result
@@ -81,12 +128,16 @@ class EarlyStopping:
             model.load_state_dict(self.best_state)
 
 
-def _as_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def as_tensors(ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A dataset's (users, items, ratings) as long, long and float32 tensors on ``device``."""
     return (
         torch.as_tensor(ds.user_index, dtype=torch.long, device=device),
         torch.as_tensor(ds.item_index, dtype=torch.long, device=device),
         torch.as_tensor(ds.rating, dtype=torch.float32, device=device),
     )
+
+
+_as_tensors = as_tensors  # the former name
 
 
 @torch.no_grad()

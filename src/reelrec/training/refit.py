@@ -14,10 +14,11 @@ from collections.abc import Callable
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import RatingModel
-from reelrec.models.registry import build_model, make_config, model_class
 from reelrec.training import pretrained
 from reelrec.training.epochs import TrainResult
-from reelrec.training.trainer import TrainConfig, Trainer, seed_everything
+from reelrec.training.recipe import recipe
+from reelrec.training.seeding import seeded
+from reelrec.training.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +34,48 @@ def fit_model(
     device: str = "auto",
     progress: bool = False,
     on_validated: Callable[[RatingModel, Dataset, Dataset], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    load_run: pretrained.RunLoader | None = None,
+    starts: pretrained.Pretraining | None = None,
 ) -> tuple[RatingModel, Dataset, Dataset | None, TrainResult]:
     """Build ``model_name`` and fit it on ``train`` (early stopping on ``valid``), refitting and
     averaging as ``train_config`` says. ``on_validated(model, train, valid)`` is called with the
-    early-stopped model before any refit sees ``valid`` (e.g. to fit class thresholds on it).
+    early-stopped model before any refit sees ``valid`` (e.g. to fit class thresholds on it);
+    ``on_epoch`` is the first fit's :class:`Trainer` callback (tuning prunes trials with it).
+    What the model starts from is ``starts`` when given (a search shares it between trials),
+    else resolved here (saved runs its config names are read by ``load_run``).
     Returns the model, the data it was finally fitted on (train + validation after a refit, with
     no validation part left), and the result."""
 
-    # what the model starts from (saved runs, or an MF trained first): resolved once, on the
+    # what the model starts from (saved runs, or models trained first): resolved once, on the
     # training part (early-stopped on the validation part), and shared by the refits
-    cls = model_class(model_name)
-    plan = make_config(model_name, cls.configure(dict(model_params or {}), train))
-    pre = pretrained.resolve(model_name, plan, train, valid, seed=seed, device=device, progress=progress)
+    plan = recipe(model_name, model_params, train, recorded=train_config)
+    pre = starts
+    if pre is None:
+        pre = pretrained.resolve(
+            model_name,
+            plan.config,
+            train,
+            valid,
+            seed=seed,
+            device=device,
+            progress=progress,
+            load_run=load_run,
+        )
 
     def fit(
-        part: Dataset, check: Dataset | None, config: TrainConfig, run_seed: int = seed
+        part: Dataset,
+        check: Dataset | None,
+        config: TrainConfig,
+        run_seed: int = seed,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> tuple[RatingModel, TrainResult]:
-        seed_everything(run_seed)
-        model = build_model(model_name, part.n_users, part.n_items, model_params, train=part)
-        trainer = Trainer(config, seed=run_seed, device=device, progress=progress)
-        return model, trainer.fit(model, part, check, init_from=pre.sources)
+        with seeded(run_seed, device):
+            model = plan.build(part)
+            trainer = Trainer(config, seed=run_seed, device=device, progress=progress, on_epoch=on_epoch)
+            return model, trainer.fit(model, part, check, init_from=pre.sources)
 
-    model, result = fit(train, valid, train_config)
+    model, result = fit(train, valid, train_config, on_epoch=on_epoch)
     result.seconds += pre.seconds
     result.pretraining = pre.record or None
     if on_validated is not None and valid is not None and len(valid):

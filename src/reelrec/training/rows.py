@@ -1,9 +1,10 @@
 """Row-sparse optimisers: a batch touches a few rows of an embedding table, so only those rows move.
 
 With dense optimisers every batch steps every row of every table (the moment decay of Adam
-alone touches all of them), so an epoch costs ``ratings x table size``. A model that can name
-its gradient by rows (:meth:`reelrec.models.base.RatingModel.row_gradients`) is trained instead
-by :class:`RowAdam` or :class:`RowSGD`, which read and write only the rows in the batch: an epoch
+alone touches all of them), so an epoch costs ``ratings x table size``. A model that can give
+its gradient by rows (a closed-form :class:`~reelrec.models.fitting.BatchGradient` in its plan:
+MF), or whose embedding tables give sparse gradients from autograd, is trained instead by
+:class:`RowAdam` or :class:`RowSGD`, which read and write only the rows in the batch: an epoch
 then costs ``ratings x embedding_size``, whatever the number of users and movies.
 
 :class:`RowAdam` is "lazy" Adam (the rule of ``torch.optim.SparseAdam`` and of the sparse Adam
