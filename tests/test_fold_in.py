@@ -59,7 +59,7 @@ def test_bias_fold_in_is_the_closed_form_user_bias(small) -> None:
     model = rec.model
     items = rec.items.index(["m1", "m2", "m3"])
     ratings = np.array([5.0, 5.0, 4.0])
-    scores = rec.fold_in_indices(items, ratings)
+    scores = rec.topn.fold_in_scores(items, ratings)
     mu, b_i = float(model.global_mean), model.item_bias.numpy().astype(np.float64)
     b_u = (ratings - mu - b_i[items]).sum() / (3 + model.config.user_reg)
     trained = (rec.item_counts > 0) & ~np.isin(np.arange(len(rec.items)), items)

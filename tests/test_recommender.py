@@ -89,7 +89,7 @@ def test_novelty_knob_trades_popularity_for_novelty(planted) -> None:
     ds, _ = planted
     rec = Recommender.train("mf", ds, model_params={"embedding_size": 8}, train_config=TrainConfig(epochs=5))
     users = np.arange(30)
-    z = rec.popularity_z()
+    z = rec.topn.popularity
     trained = rec.item_counts > 0
     assert abs(z[trained].mean()) < 1e-5
     assert abs(z[trained].std() - 1) < 1e-5

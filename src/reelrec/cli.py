@@ -261,8 +261,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         user_json = args.user
     _emit(
         args,
-        {"user_id": user_json, "model": rec.name, "items": [i.to_json() for i in items]},
-        f"top {len(items)} for {who} ({rec.name}):\n" + _fmt_items(items, label),
+        {
+            "user_id": user_json,
+            "model": rec.name,
+            "ranked_by": items.ranked_by,
+            "items": [i.to_json() for i in items],
+        },
+        f"top {len(items)} for {who} ({rec.name}), ranked by {items.ranked_by}:\n" + _fmt_items(items, label),
     )
     return 0
 
@@ -348,7 +353,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"matrix factorisation: {_metrics_text(mf)}")
     user = rec.users.ids[0].item() if args.user is None else args.user
     items = rec.recommend(user, n=10, novelty=LIST_NOVELTY)
-    print(f"\ntop 10 unwatched movies for user {user}:\n" + _fmt_items(items, "predicted"))
+    print(
+        f"\ntop 10 unwatched movies for user {user}, ranked by {items.ranked_by}:\n"
+        + _fmt_items(items, "predicted")
+    )
     print(
         f"\nsaved run: {out}   (try: reelrec recommend {out} --user {user}; reelrec similar {out} --movie 50;"
         f" reelrec serve {out})"

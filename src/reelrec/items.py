@@ -1,25 +1,52 @@
 """The catalogue side shared by the library and the service: item metadata as shown to people
-(raw id, title, year, genres) and the novelty re-ranking against popularity.
+(raw id, title, year, genres) and the lists built from it.
 
-:class:`~reelrec.recommender.Recommender` builds its :class:`Catalogue` and popularity once and
-re-ranks through :func:`shift_batch` / :func:`shift_row`; the service's exact path goes through
-the recommender, and its approximate (faiss) path re-ranks what it retrieved with
-:func:`shift_row` as well, so both give the same order.
+:class:`~reelrec.recommender.Recommender` builds its :class:`Catalogue` once and turns a
+ranked top-n (:class:`reelrec.topn.Ranked`) into a :class:`RankedItems` list of
+:class:`ScoredItem` that says how it was ranked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from reelrec.errors import ConfigError
+__all__ = ["Catalogue", "RankedItems", "ScoredItem"]
 
-#: the largest |novelty| accepted (5 already puts popularity far above any rating difference)
-MAX_NOVELTY = 100.0
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One entry of a recommendation or similarity list."""
+
+    item_id: Any
+    score: float
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        item_id = self.item_id.item() if isinstance(self.item_id, np.generic) else self.item_id
+        return {
+            "item_id": item_id,
+            "title": self.title,
+            "year": self.year,
+            "genres": self.genres,
+            "score": round(float(self.score), 6),
+        }
+
+
+class RankedItems(list):
+    """A list of :class:`ScoredItem`, best first, that says how it was ranked: ``ranked_by``
+    (e.g. ``"predicted rating + popularity prior (novelty -0.25)"``, where the order is not the
+    order of the scores shown) and whether it is ``personalised``."""
+
+    def __init__(self, items: list[ScoredItem], ranked_by: str, personalised: bool = True) -> None:
+        super().__init__(items)
+        self.ranked_by = ranked_by
+        self.personalised = personalised
 
 
 @dataclass(frozen=True)
@@ -56,42 +83,16 @@ class Catalogue:
         return self.raw, self.titles, self.years, self.genres
 
 
-def popularity_z(item_counts: np.ndarray) -> np.ndarray:
-    """Standardised ``log(1 + training count)`` of every item (mean 0, std 1 over trained items)."""
-    logc = np.log1p(item_counts.astype(np.float64))
-    trained = item_counts > 0
-    mean = logc[trained].mean() if trained.any() else 0.0
-    std = logc[trained].std() if trained.sum() > 1 else 1.0
-    return ((logc - mean) / max(std, 1e-12)).astype(np.float32)
-
-
-def shift_batch(scores: torch.Tensor, z: np.ndarray, novelty: float, ranks_by_rating: bool) -> torch.Tensor:
-    """``scores - novelty * unit * z_pop`` for a batch of score rows: the novelty knob. ``unit`` is
-    one rating for models that rank by predicted rating and each row's score spread otherwise, so
-    ``novelty=1`` moves a movie one popularity standard deviation above average down by one star
-    (or one spread)."""
-    if not abs(novelty) <= MAX_NOVELTY:  # NaN too: it would silently empty every list
-        raise ConfigError(f"novelty must lie in -{MAX_NOVELTY:g}..{MAX_NOVELTY:g}, got {novelty!r}")
-    zt = torch.as_tensor(z, device=scores.device)
-    if ranks_by_rating:
-        unit = torch.ones(scores.shape[0], 1, device=scores.device)
-    else:
-        finite = torch.where(torch.isfinite(scores), scores, torch.nan)
-        unit = torch.nan_to_num(
-            torch.sqrt(
-                torch.nanmean((finite - torch.nanmean(finite, 1, keepdim=True)) ** 2, 1, keepdim=True)
-            ),
-            nan=1.0,
-        )
-    return scores - novelty * unit * zt
-
-
-def shift_row(scores: np.ndarray, z: np.ndarray, novelty: float, ranks_by_rating: bool) -> np.ndarray:
-    """One score row (``z`` aligned with it) with the novelty knob applied; ``-inf`` entries stay
-    ``-inf``. For rating rankers the shift is one fixed vector (unit = one rating): numpy, no torch
-    round trip, the float32 product of :func:`shift_batch`, so both give the same bits."""
-    if not novelty:
-        return scores
-    if ranks_by_rating:
-        return scores - (np.float32(novelty) * z).astype(np.float64)
-    return shift_batch(torch.as_tensor(scores, dtype=torch.float64)[None, :], z, novelty, False)[0].numpy()
+def describe(
+    catalogue: tuple[list[Any], list[str | None], list[int | None], list[list[str]]],
+    idx: np.ndarray,
+    scores: np.ndarray,
+    ranked_by: str,
+    personalised: bool = True,
+) -> RankedItems:
+    """Dense indices and their scores as a :class:`RankedItems` list (``catalogue`` as
+    :meth:`Catalogue.astuple`)."""
+    raw, titles, years, genres = catalogue
+    pairs = zip(np.asarray(idx).tolist(), np.asarray(scores).tolist(), strict=True)
+    items = [ScoredItem(raw[i], float(s), titles[i], years[i], genres[i]) for i, s in pairs]
+    return RankedItems(items, ranked_by, personalised)

@@ -30,7 +30,7 @@ the exact float32 pass's time), and keeps every direction, unrotated, when that 
 a fifth.
 
 The caller then scores the candidates exactly with the model, so the list is the exact path's
-list (:meth:`reelrec.recommender.Recommender.top_n_for_user`; tests compare both). Without numba,
+list (the ``int8`` scorer of :mod:`reelrec.topn`; tests compare both). Without numba,
 or with ``REELREC_KERNELS=torch``, there is no compiled pass and the exact path is used.
 """
 

@@ -247,9 +247,8 @@ def evaluate_loo(
     if keys.size == 0:
         raise ValueError("no test interaction is left to rank (all unknown or seen in training)")
     tu, ti = keys // n_items, keys % n_items
-    seen_indptr, seen_items = rec.seen_indptr, rec.seen_indices
+    core = rec.topn  # scored and masked as every served list is
     test_indptr, test_items = csr_from_keys(test_keys, n_users, n_items)
-    cold = torch.as_tensor(rec.item_counts == 0, device=rec._device)
     if batch_users is None:
         batch_users = max(1, min(4096, (1 << 22) // n_items))
     rng = np.random.default_rng(seed) if negatives else None
@@ -258,19 +257,16 @@ def evaluate_loo(
     for s in range(0, keys.size, batch_users):
         ub, ib = tu[s : s + batch_users], ti[s : s + batch_users]
         b = ub.shape[0]
-        with torch.no_grad():
-            scores = rec.model.score_users(torch.as_tensor(ub, device=rec._device)).float().clone()
-        scores = torch.nan_to_num(scores, nan=-torch.inf)
-        if not rec.model.predicts_cold_items:
-            scores[:, cold] = -torch.inf
+        scores = torch.nan_to_num(core.score_batch(ub), nan=-torch.inf)
+        # untrained items -inf; training items are not candidates (NaN >= x is False)
+        core.mask(scores, ub, exclude_rated=negatives is None, fill=np.nan)
         scores = scores.cpu().numpy()
-        target = scores[np.arange(b), ib]
-        rows, cols = expand_rows(seen_indptr, seen_items, ub)
+        target = scores[np.arange(b), ib]  # never a training item (those keys were dropped)
         if negatives is None:
-            scores[rows, cols] = np.nan  # training items are not candidates (NaN >= x is False)
             ranks[s : s + b] = (scores >= target[:, None]).sum(axis=1)  # counts the test item itself
         else:
             assert rng is not None
+            rows, cols = core.seen_pairs(ub)
             trow, tcol = expand_rows(test_indptr, test_items, ub)  # every item the user rated in test too
             neg, allowed = sample_unrated(
                 rng, b, n_items, np.concatenate([rows, trow]), np.concatenate([cols, tcol]), negatives

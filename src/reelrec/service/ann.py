@@ -8,7 +8,9 @@ graph over the item vectors answers in time that grows with log(catalogue):
   ``[q_i ; b_i ; z_i]`` (the MF score minus the per-user constant ``mu + b_u``, with the novelty
   knob's popularity term ``-novelty * z_i`` riding along as one more dimension, so any knob
   value is served from the same index), over-fetching by the user's number of seen movies so
-  that filtering them out still leaves ``n``;
+  that filtering them out still leaves ``n``. The index only names the candidates
+  (:meth:`AnnIndex.candidates`): the top-n core (:class:`reelrec.topn.Ann`) scores those ``n``
+  exactly with the model and ranks them with the same novelty shift as every other list;
 * similar movies: inner product of L2-normalised item vectors (cosine).
 
 Only models that expose :meth:`~reelrec.models.base.RatingModel.retrieval_vectors` (MF, ALS, BPR) get the
@@ -23,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from reelrec.errors import ConfigError
-from reelrec.items import shift_row
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class AnnIndex:
         vectors = rec.model.retrieval_vectors()
         if vectors is not None:
             users, items = vectors
-            items = np.concatenate([items, rec.popularity_z()[:, None]], axis=1)
+            items = np.concatenate([items, rec.topn.popularity[:, None]], axis=1)
             self.user_vectors = np.ascontiguousarray(users, dtype=np.float32)
             self.user_index = faiss.IndexHNSWFlat(items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
             self.user_index.hnsw.efSearch = ef_search
@@ -62,24 +63,18 @@ class AnnIndex:
             self.item_index.add(np.ascontiguousarray(self.unit[self.keep], dtype=np.float32))
         log.info("ANN indexes built over %d movies", self.keep.shape[0])
 
-    def top_n_for_user(
-        self, user: int, n: int, exclude_rated: bool = True, novelty: float = 0.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-``n`` (dense indices, model scores) for a known user."""
+    def candidates(self, user: int, n: int, seen: np.ndarray, novelty: float = 0.0) -> np.ndarray:
+        """The ``n`` movies the index finds first for known user ``user`` (dense indices, in
+        the index's order), the movies in ``seen`` left out; needs the user index."""
         if self.user_index is None or self.user_vectors is None:
-            return self.rec.top_n_for_user(user, n, exclude_rated, novelty)
-        seen = self.rec.seen_items(user) if exclude_rated else np.zeros(0, dtype=np.int64)
+            raise ConfigError(f"model {self.rec.model.name!r} has no user vectors to search with")
         k = min(n + seen.shape[0], self.keep.shape[0])
         query = np.append(self.user_vectors[user], np.float32(-novelty))[None, :]
         _, found = self.user_index.search(query, k)
         idx = self.keep[found[0][found[0] >= 0]]
         if seen.size:
             idx = idx[~np.isin(idx, seen)]
-        idx = idx[:n]
-        scores = self.rec.model.score_user(user)[idx]  # exact scores of the retrieved movies
-        shifted = shift_row(scores, self.rec.popularity_z()[idx], novelty, self.rec.model.ranks_by_rating)
-        order = np.argsort(-shifted, kind="stable")
-        return idx[order], scores[order]
+        return idx[:n]
 
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Approximate ``n`` nearest movies by cosine (the movie itself excluded)."""

@@ -152,10 +152,4 @@ def _on_catalogue(s: Served, stored: dict[str, float]) -> dict[int, float]:
 def _for_new_user(s: Served, ratings: dict[int, float], n: int, novelty: float) -> dict[str, Any]:
     items = np.fromiter(ratings.keys(), dtype=np.int64, count=len(ratings))
     values = np.fromiter(ratings.values(), dtype=np.float64, count=len(ratings))
-    top, shown, personal = s.rec.new_user_top_n(items, values, n, novelty)
-    because = s.rec.explain(items, values, top) if personal else None
-    return {
-        "model": s.rec.model.name,
-        "personalised": personal,
-        "items": s.scored(top, shown, because, dict(zip(items.tolist(), values.tolist(), strict=True))),
-    }
+    return s.new_user_list(items, values, n, novelty)

@@ -166,6 +166,9 @@ class Scored(BaseModel):
 class Recommendations(BaseModel):
     model: str
     personalised: bool = Field(description="false when the list is the popularity fallback")
+    ranked_by: str = Field(
+        description='how the list is ordered, e.g. "predicted rating + popularity prior (novelty -0.25)"'
+    )
     items: list[Scored]
 
 

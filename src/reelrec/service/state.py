@@ -17,6 +17,7 @@ from reelrec.artifacts import SCHEMA_VERSION
 from reelrec.data.dataset import Vocabulary
 from reelrec.errors import UnknownIdError
 from reelrec.recommender import Recommender
+from reelrec.topn import Ann
 
 
 def _lookup(table: dict[str, int], vocab: Vocabulary, raw: Any) -> int | None:
@@ -61,12 +62,12 @@ class Served:
         cols = [i for i, gs in enumerate(genres) for _ in gs]
         genre_matrix[rows, cols] = True
         index = None
+        scorer = rec.topn.scorer  # chosen (an int8 copy built, its pass compiled) before any request
         if ann:
             from reelrec.service.ann import AnnIndex
 
             index = AnnIndex(rec)
-        else:
-            rec.quantized_items()  # built (and its pass compiled) before the first request
+            rec.topn.use(Ann(index, fallback=scorer))  # known users from the index, new users as before
         return cls(
             ann=index,
             rec=rec,
@@ -83,16 +84,16 @@ class Served:
     def top_n_for_user(
         self, user: int, n: int, exclude_rated: bool, novelty: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A known user's top-``n``: exact, or from the ANN index when there is one."""
-        if self.ann is not None:
-            return self.ann.top_n_for_user(user, n, exclude_rated, novelty)
+        """A known user's top-``n`` (dense indices, model scores) through the run's scorer
+        (exact, int8, or the ANN index when there is one)."""
         return self.rec.top_n_for_user(user, n, exclude_rated, novelty)
 
     def known_user_list(self, user: int, n: int, exclude_rated: bool, novelty: float) -> dict[str, Any]:
-        """The body of ``GET /users/{id}/recommendations``: top-``n`` with reasons."""
+        """The body of ``GET /users/{id}/recommendations``: top-``n`` with reasons and how the
+        list was ranked."""
         rec = self.rec
-        top, val = self.top_n_for_user(user, n, exclude_rated, novelty)
-        shown = rec._display_scores(val)
+        ranked = rec.topn.recommend(user, n, exclude_rated=exclude_rated, novelty=novelty)
+        top = ranked.items
         rated, ratings = rec.user_ratings(user)
         because = rec.explain(rated, ratings, top)
         given = None
@@ -100,8 +101,22 @@ class Served:
             cited = [b for b in because if b >= 0]
             pos = np.searchsorted(rated, cited)  # seen items are sorted per user
             given = dict(zip(cited, ratings[pos].tolist(), strict=True))
-        items = self.scored(top, shown, because, given)
-        return {"model": rec.model.name, "personalised": True, "items": items}
+        items = self.scored(top, rec.display_scores(ranked.scores), because, given)
+        return {"model": rec.model.name, "personalised": True, "ranked_by": ranked.ranked_by, "items": items}
+
+    def new_user_list(self, items: np.ndarray, values: np.ndarray, n: int, novelty: float) -> dict[str, Any]:
+        """The body of ``POST /recommendations`` (and a profile's list): a new user's top-``n``
+        from dense ``items`` and their ratings, with reasons and how the list was ranked."""
+        rec = self.rec
+        ranked = rec.new_user_ranked(items, values, n, novelty)
+        because = rec.explain(items, values, ranked.items) if ranked.personalised else None
+        rated = dict(zip(np.asarray(items).tolist(), np.asarray(values).tolist(), strict=True))
+        return {
+            "model": rec.model.name,
+            "personalised": ranked.personalised,
+            "ranked_by": ranked.ranked_by,
+            "items": self.scored(ranked.items, ranked.scores, because, rated),
+        }
 
     def similar(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` movies nearest to ``item`` by embedding cosine (exact, or the ANN index)."""
