@@ -33,14 +33,49 @@ from torch import nn
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
+from reelrec.models.fitting import FitPlan, GradientSteps
 from reelrec.models.losses import full_softmax_ce, gbce, sampled_ce
-from reelrec.models.ranking import ranking_validation_loss
 from reelrec.models.seqlinear import chronological
+from reelrec.sparse import expand_ranges
 
 #: catalogues up to this size train with the full softmax when ``loss="auto"``
 FULL_SOFTMAX_ITEMS = 100_000
 #: users per block when hidden states are computed for scoring
 SCORE_BLOCK = 256
+#: cut-off of the validation NDCG that early stopping reads
+VALIDATION_NDCG_K = 10
+
+
+@torch.no_grad()
+def next_item_ndcg(
+    model: RatingModel, users: torch.Tensor, items: torch.Tensor, seen_keys: torch.Tensor, k: int = 10
+) -> float:
+    """Mean NDCG@``k`` of one held-out item per user (the last pair of each user in ``users``,
+    ``items``), ranked over every item except the user's ``seen_keys`` (``user * n_items + item``)."""
+    n = model.n_items
+    users, items = users.long(), items.long()
+    order = torch.argsort(users, stable=True)
+    users, items = users[order], items[order]
+    last = torch.ones_like(users, dtype=torch.bool)
+    last[:-1] = users[1:] != users[:-1]
+    users, items = users[last], items[last]
+    if users.numel() == 0:
+        return 0.0
+    seen_keys = torch.unique(seen_keys)
+    gains = torch.zeros(users.shape[0])
+    for s in range(0, users.shape[0], SCORE_BLOCK):
+        ub, ib = users[s : s + SCORE_BLOCK], items[s : s + SCORE_BLOCK]
+        scores = model.score_users(ub).float()
+        if seen_keys.numel():
+            lo = torch.searchsorted(seen_keys, ub * n)
+            hi = torch.searchsorted(seen_keys, (ub + 1) * n)
+            rows, keys = expand_ranges(lo, hi, seen_keys)
+            scores[rows, keys % n] = -torch.inf
+        target = scores.gather(1, ib[:, None])
+        rank = (scores > target).sum(1)  # 0-based rank of the held-out item
+        hit = (rank < k) & torch.isfinite(target[:, 0])
+        gains[s : s + SCORE_BLOCK] = torch.where(hit, 1.0 / torch.log2(rank.float() + 2.0), 0.0).cpu()
+    return float(gains.mean())
 
 
 class SASRecConfig(ModelConfig):
@@ -119,6 +154,7 @@ class SASRec(RatingModel):
     name: ClassVar[str] = "sasrec"
     config_class: ClassVar[type[ModelConfig]] = SASRecConfig
     config: SASRecConfig
+    validation_split: ClassVar[str] = "last"
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "batch_size": 128,
@@ -143,6 +179,7 @@ class SASRec(RatingModel):
             self.item_embedding.weight[n_items].zero_()
         self.register_buffer("history", torch.full((n_users, config.max_len), n_items, dtype=torch.long))
         self._train_seqs: torch.Tensor | None = None
+        self._train_keys = torch.zeros(0, dtype=torch.long)
 
     # ------------------------------------------------------------------ network
     @property
@@ -188,10 +225,20 @@ class SASRec(RatingModel):
         self.history.copy_(torch.from_numpy(seqs[:, 1:]).to(device))
         keep = (seqs != self.n_items).sum(1) >= 2  # a user with one item has nothing to predict
         self._train_seqs = torch.from_numpy(seqs[keep]).to(device)
+        keys = np.unique(train.user_index.astype(np.int64) * self.n_items + train.item_index)
+        self._train_keys = torch.from_numpy(keys).to(device)
 
-    def training_rows(self) -> int | None:
-        """The Trainer walks the training sequences (one per user with two items or more)."""
-        return None if self._train_seqs is None else int(self._train_seqs.shape[0])
+    def observe(self, history: Dataset) -> None:
+        """Every user's input becomes their latest ``max_len`` items of ``history`` (training +
+        validation part): the next item is predicted from all that came before it."""
+        seqs = user_sequences(history, self.config.max_len, self.n_items)
+        self.history.copy_(torch.from_numpy(seqs).to(self.history.device))
+
+    def fit_plan(self, train: Dataset) -> FitPlan:
+        """Gradient steps on the training sequences (one per user with two items or more; see
+        :meth:`rows_loss`), after :meth:`prepare` built them."""
+        assert self._train_seqs is not None, "prepare() first"
+        return GradientSteps(rows=int(self._train_seqs.shape[0]), rows_loss=self.rows_loss)
 
     def loss_kind(self) -> str:
         """The objective this model trains with (``auto`` resolved by the catalogue's size)."""
@@ -217,17 +264,13 @@ class SASRec(RatingModel):
             return gbce(h, weight, t, negatives, self.config.gbce_t)
         return sampled_ce(h, weight, t, negatives)
 
+    @torch.no_grad()
     def validation_loss(
         self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
     ) -> float | None:
-        """``1 - Recall@20`` of the validation interactions (each user's training items masked)."""
-        keys = torch.unique(self._history_keys())
-        return ranking_validation_loss(self, users, items, keys)
-
-    def _history_keys(self) -> torch.Tensor:
-        users = torch.arange(self.n_users, device=self.history.device)[:, None].expand_as(self.history)
-        real = self.history != self.n_items
-        return users[real] * self.n_items + self.history[real]
+        """``1 - NDCG@10`` of each validation user's latest validation item, ranked over every item
+        but the user's training items (the early-stopping criterion: what comes next)."""
+        return 1.0 - next_item_ndcg(self, users, items, self._train_keys, k=VALIDATION_NDCG_K)
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
