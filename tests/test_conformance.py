@@ -349,7 +349,7 @@ def test_fold_in_recovers_the_trained_user(run: Run) -> None:
         assert not set(new.tolist()) & set(items.tolist())  # rated movies never come back
         own = model.score_user(int(u))
         if model.fold_in_exact:
-            folded = rec.fold_in_indices(items, values)
+            folded = rec.topn.fold_in_scores(items, values)
             learned = np.isfinite(folded)
             assert set(np.flatnonzero(~learned)) == set(items) | set(np.flatnonzero(rec.item_counts == 0))
             np.testing.assert_allclose(folded[learned], own[learned], rtol=1e-5, atol=1e-5)
