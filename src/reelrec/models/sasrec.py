@@ -285,10 +285,24 @@ class SASRec(RatingModel):
     @torch.no_grad()
     def fold_in(self, items: torch.Tensor, ratings: torch.Tensor, steps: int = 0) -> torch.Tensor:
         """A new user's scores from their items in the order given (oldest first)."""
+        return (self.last_hidden(self._padded(items)) @ self.item_weights().T)[0]
+
+    @torch.no_grad()
+    def fold_in_vector(self, items: torch.Tensor, ratings: torch.Tensor) -> tuple[np.ndarray, float] | None:
+        """A new user's retrieval vector: the last position's hidden state of their sequence."""
+        hidden = self.last_hidden(self._padded(items))[0]
+        return hidden.double().cpu().numpy(), 0.0
+
+    def score_items_for_vector(self, vector: np.ndarray, offset: float, items: np.ndarray) -> np.ndarray:
+        weights = self.item_weights().detach().double().cpu().numpy()
+        return weights[np.asarray(items, dtype=np.int64)] @ vector + offset
+
+    def _padded(self, items: torch.Tensor) -> torch.Tensor:
+        """``items`` (oldest first) as one left-padded sequence of the latest ``max_len``."""
         seq = items.long()[-self.config.max_len :].to(self.history.device)
         padded = torch.full((1, self.config.max_len), self.n_items, dtype=torch.long, device=seq.device)
         padded[0, self.config.max_len - seq.shape[0] :] = seq
-        return (self.last_hidden(padded) @ self.item_weights().T)[0]
+        return padded
 
     def item_vectors(self) -> torch.Tensor | None:
         return self.item_weights().detach()
