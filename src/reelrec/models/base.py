@@ -106,6 +106,9 @@ class RatingModel(nn.Module):
     #: per-user parameters); False when the fold-in approximates them (a fit of the user's own
     #: parameters against frozen item parameters that training moved together with them)
     fold_in_exact: ClassVar[bool] = False
+    #: ``reelrec tune``'s search space for this model (``{"model": {field: spec}, "train": {...}}``,
+    #: see :mod:`reelrec.tune`); empty: the table in :mod:`reelrec.tune`, if it has one
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
     #: how a run carves this model's validation part from its training part: ``random`` rows,
     #: or ``last``, each user's latest interaction (sequence models: validated on what comes next)
     validation_split: ClassVar[str] = "random"

@@ -155,6 +155,18 @@ class SASRec(RatingModel):
     config_class: ClassVar[type[ModelConfig]] = SASRecConfig
     config: SASRecConfig
     validation_split: ClassVar[str] = "last"
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "model": {
+            "embedding_size": {"choices": [64, 128, 256]},
+            "max_len": {"choices": [50, 100, 200]},
+            "blocks": {"choices": [1, 2, 3]},
+            "dropout": {"low": 0.1, "high": 0.6},
+        },
+        "train": {
+            "learning_rate": {"low": 5e-4, "high": 5e-3, "log": True},
+            "batch_size": {"choices": [16, 32, 64, 128]},
+        },
+    }
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 200,
         "batch_size": 128,
@@ -252,7 +264,9 @@ class SASRec(RatingModel):
         assert self._train_seqs is not None, "prepare() first"
         seqs = self._train_seqs[rows.to(self._train_seqs.device)]
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
-        hidden = self.encode(inputs)
+        # on a GPU the transformer runs in bf16 (the losses compute in float32 whatever it gets)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=inputs.is_cuda):
+            hidden = self.encode(inputs)
         real = (inputs != self.n_items) & (targets != self.n_items)
         h, t = hidden[real], targets[real]
         weight = self.item_weights()
