@@ -19,8 +19,9 @@ lkpy's ``ScorerTests`` and implicit's recommender tests:
 * **retrieval vectors**: their inner product is the model's score up to a per-user constant.
 
 Each model trains once per session on tiny synthetic data (conftest: ~7,000 planted ratings or a
-~4,000-interaction checkerboard) with one recipe, :data:`RECIPE`, the same for every model (batches of 64, so a model that
-steps once per user sequence, sasrec, gets a few steps per epoch too).
+~4,000-interaction checkerboard) with one recipe, :data:`RECIPE`, the same for every model
+(batches of 64, so a model that steps once per user sequence, sasrec, gets a few steps per
+epoch too).
 """
 
 from __future__ import annotations
