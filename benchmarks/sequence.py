@@ -45,7 +45,7 @@ REELREC = str(BIN / "reelrec")
 DATASETS = ("ml-100k", "ml-latest-small")
 PROTOCOLS = ("loo-full", "temporal-full")
 MODELS = ("sasrec", "seqlinear", "ease", "itemknn", "popularity")
-PEERS = ("implicit-als",)
+PEERS = ("implicit-als", "rectools-sasrec", "rectools-bert4rec")
 #: the list length fetched per protocol and the metrics reported
 K = {"loo-full": 10, "temporal-full": 20}
 SHOWN = {
@@ -144,8 +144,49 @@ def implicit_als(split: Any, users: np.ndarray, k: int) -> list[list[Any]] | str
     return [part.items.ids[row[row >= 0]].tolist() for row in ids]
 
 
+def rectools_model(
+    name: str, split: Any, users: np.ndarray, k: int, epochs: int | None
+) -> list[list[Any]] | str:
+    """RecTools' ``SASRecModel`` / ``BERT4RecModel`` at their defaults (``epochs`` overrides the
+    default 3), on the training part in reelrec's order (timestamp, then file order)."""
+    try:
+        import pandas as pd
+        from rectools import Columns
+        from rectools.dataset import Dataset as RTDataset
+        from rectools.models import BERT4RecModel, SASRecModel
+    except ImportError:
+        return "not installed (pip install 'rectools[torch]')"
+    from reelrec.models.seqlinear import chronological
+
+    part = split.train if split.valid is None else split.train.concat(split.valid)
+    order = chronological(part)
+    frame = pd.DataFrame(
+        {
+            Columns.User: part.user_index[order],
+            Columns.Item: part.item_index[order],
+            Columns.Weight: 1.0,
+            Columns.Datetime: pd.to_datetime(np.arange(len(order)), unit="s"),  # the order, kept exactly
+        }
+    )
+    cls = SASRecModel if name == "rectools-sasrec" else BERT4RecModel
+    kwargs = {"deterministic": True} | ({} if epochs is None else {"epochs": epochs})
+    model = cls(**kwargs)
+    dataset = RTDataset.construct(frame)
+    model.fit(dataset)
+    reco = model.recommend(users=users, dataset=dataset, k=k, filter_viewed=True)
+    reco = reco.sort_values([Columns.User, Columns.Rank])
+    by_user = reco.groupby(Columns.User)[Columns.Item].apply(list).to_dict()
+    return [part.items.ids[np.asarray(by_user.get(u, []), dtype=np.int64)].tolist() for u in users.tolist()]
+
+
 def run_group(
-    work: Path, dataset: str, protocol: str, models: list[str], peers: list[str], log
+    work: Path,
+    dataset: str,
+    protocol: str,
+    models: list[str],
+    peers: list[str],
+    log: Any,
+    peer_epochs: int | None = None,
 ) -> list[dict]:
     from reelrec.data.movielens import load_movielens
     from reelrec.evaluation.protocols import protocol_split
@@ -168,7 +209,12 @@ def run_group(
         log(row)
     for peer in peers:
         start = time.perf_counter()
-        lists = implicit_als(split, users, k) if peer == "implicit-als" else f"unknown peer {peer}"
+        if peer == "implicit-als":
+            lists = implicit_als(split, users, k)
+        elif peer.startswith("rectools-"):
+            lists = rectools_model(peer, split, users, k, peer_epochs)
+        else:
+            lists = f"unknown peer {peer}"
         if isinstance(lists, str):
             log({"dataset": dataset, "protocol": protocol, "system": peer, "skipped": lists})
             continue
@@ -179,6 +225,7 @@ def run_group(
             "served": score(split, lists, k, users, indptr, rel),
         }
         row["train_s"] = time.perf_counter() - start
+        row["epochs"] = peer_epochs
         rows.append(row)
         log(row)
     return rows
@@ -211,6 +258,7 @@ def main() -> int:
     p.add_argument("--protocols", default=",".join(PROTOCOLS))
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--peers", default=",".join(PEERS))
+    p.add_argument("--peer-epochs", type=int, help="epochs of the RecTools transformers (default: theirs, 3)")
     p.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = p.parse_args()
     if "REELREC_DATA_HOME" not in os.environ:
@@ -228,6 +276,7 @@ def main() -> int:
                 [m for m in args.models.split(",") if m],
                 [x for x in args.peers.split(",") if x],
                 lambda row: print(json.dumps(row, default=str), flush=True),
+                args.peer_epochs,
             )
     print(markdown(rows))
     if args.out:
