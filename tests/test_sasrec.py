@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from reelrec.data.dataset import Dataset
 from reelrec.models.losses import full_softmax_ce, gbce, gbce_beta, sampled_ce
-from reelrec.models.sasrec import SASRec, SASRecConfig, left_padded, user_sequences
+from reelrec.models.sasrec import SASRec, SASRecConfig, left_padded, training_windows, user_sequences
 
 
 def test_chunked_softmax_equals_autograd_full_softmax() -> None:
@@ -53,6 +53,18 @@ def test_left_padded_keeps_the_latest_items_right_aligned() -> None:
     items = np.array([1, 2, 3, 10, 11, 12, 13, 14])
     out = left_padded(indptr, items, 4, pad=-1)
     np.testing.assert_array_equal(out, [[-1, 1, 2, 3], [-1, -1, -1, -1], [11, 12, 13, 14]])
+
+
+def test_training_windows_make_every_interaction_but_the_first_a_target_once() -> None:
+    indptr = np.array([0, 1, 4, 11])  # users with 1, 3 and 7 items
+    items = np.arange(11)
+    out = training_windows(indptr, items, 3, pad=-1)  # windows of 4: 3 inputs -> 3 targets
+    assert out.shape == (3, 4)
+    targets = out[:, 1:][(out[:, 1:] >= 0) & (out[:, :-1] >= 0)]
+    assert sorted(targets.tolist()) == [2, 3, 5, 6, 7, 8, 9, 10]  # every item but each user's first
+    assert (out[0] == [-1, 1, 2, 3]).all()  # the 3-item user: one window
+    assert (out[1] == [7, 8, 9, 10]).all()  # the 7-item user: the latest window first
+    assert (out[2] == [4, 5, 6, 7]).all()  # ... and the one before, sharing item 7
 
 
 def _sequences_dataset() -> Dataset:

@@ -125,27 +125,51 @@ class CausalBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+def padded_ranges(
+    starts: np.ndarray, ends: np.ndarray, items: np.ndarray, length: int, pad: int
+) -> np.ndarray:
+    """``items[starts[r]:ends[r]]`` right-aligned in row ``r`` of a ``(rows, length)`` array filled
+    with ``pad`` (each range at most ``length`` long)."""
+    keep = ends - starts
+    out = np.full((keep.shape[0], length), pad, dtype=np.int64)
+    rows = np.repeat(np.arange(keep.shape[0]), keep)
+    offset = np.arange(rows.shape[0]) - np.repeat(np.cumsum(keep) - keep, keep)
+    out[rows, length - keep[rows] + offset] = items[np.repeat(starts, keep) + offset]
+    return out
+
+
 def left_padded(indptr: np.ndarray, items: np.ndarray, length: int, pad: int) -> np.ndarray:
     """Each CSR row's latest ``length`` entries, right-aligned in a ``(rows, length)`` array filled
     with ``pad`` (rows hold items oldest first)."""
+    ends = indptr[1:]
+    return padded_ranges(np.maximum(indptr[:-1], ends - length), ends, items, length, pad)
+
+
+def training_windows(indptr: np.ndarray, items: np.ndarray, length: int, pad: int) -> np.ndarray:
+    """Every row's history cut into windows of ``length + 1`` items from the latest backwards,
+    consecutive windows sharing one item, so every interaction but a user's first is a target
+    exactly once (a history longer than ``max_len`` is not cut short); left-padded."""
     counts = np.diff(indptr)
-    keep = np.minimum(counts, length)
-    out = np.full((counts.shape[0], length), pad, dtype=np.int64)
-    rows = np.repeat(np.arange(counts.shape[0]), keep)
-    start = np.repeat(indptr[1:] - keep, keep)  # first kept entry of each row
-    offset = np.arange(rows.shape[0]) - np.repeat(np.cumsum(keep) - keep, keep)
-    out[rows, length - keep[rows] + offset] = items[start + offset]
-    return out
+    n_win = np.where(counts >= 2, -(-(counts - 1) // length), 0)
+    row = np.repeat(np.arange(counts.shape[0]), n_win)
+    w = np.arange(row.shape[0]) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    ends = indptr[1:][row] - w * length
+    starts = np.maximum(indptr[:-1][row], ends - (length + 1))
+    return padded_ranges(starts, ends, items, length + 1, pad)
+
+
+def ordered_csr(train: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's training items in time order (ties in file order), as CSR."""
+    order = chronological(train)
+    indptr = np.zeros(train.n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(train.user_index, minlength=train.n_users), out=indptr[1:])
+    return indptr, train.item_index[order].astype(np.int64)
 
 
 def user_sequences(train: Dataset, length: int, pad: int) -> np.ndarray:
     """``(n_users, length)``: each user's latest ``length`` training items in time order
     (ties in file order), left-padded with ``pad``."""
-    order = chronological(train)
-    users = train.user_index[order]
-    indptr = np.zeros(train.n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=train.n_users), out=indptr[1:])
-    return left_padded(indptr, train.item_index[order].astype(np.int64), length, pad)
+    return left_padded(*ordered_csr(train), length, pad)
 
 
 class SASRec(RatingModel):
@@ -229,14 +253,15 @@ class SASRec(RatingModel):
 
     # ------------------------------------------------------------------ training
     def prepare(self, train: Dataset) -> None:
-        """Every user's latest ``max_len`` items (for scoring) and ``max_len + 1`` (for training)."""
+        """Every user's latest ``max_len`` items (for scoring) and their whole history in windows of
+        ``max_len + 1`` (for training)."""
         super().prepare(train)
         length = self.config.max_len
-        seqs = user_sequences(train, length + 1, self.n_items)
+        indptr, items = ordered_csr(train)
         device = self.history.device
-        self.history.copy_(torch.from_numpy(seqs[:, 1:]).to(device))
-        keep = (seqs != self.n_items).sum(1) >= 2  # a user with one item has nothing to predict
-        self._train_seqs = torch.from_numpy(seqs[keep]).to(device)
+        self.history.copy_(torch.from_numpy(left_padded(indptr, items, length, self.n_items)).to(device))
+        windows = training_windows(indptr, items, length, self.n_items)
+        self._train_seqs = torch.from_numpy(windows).to(device)
         keys = np.unique(train.user_index.astype(np.int64) * self.n_items + train.item_index)
         self._train_keys = torch.from_numpy(keys).to(device)
 
@@ -247,7 +272,7 @@ class SASRec(RatingModel):
         self.history.copy_(torch.from_numpy(seqs).to(self.history.device))
 
     def fit_plan(self, train: Dataset) -> FitPlan:
-        """Gradient steps on the training sequences (one per user with two items or more; see
+        """Gradient steps on the training windows (every user with two items or more; see
         :meth:`rows_loss`), after :meth:`prepare` built them."""
         assert self._train_seqs is not None, "prepare() first"
         return GradientSteps(rows=int(self._train_seqs.shape[0]), rows_loss=self.rows_loss)
