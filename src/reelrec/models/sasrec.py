@@ -83,7 +83,7 @@ class SASRecConfig(ModelConfig):
     what scored best on the validation part of ML-100K leave-last (each user's latest training
     interaction, NDCG@10) among the settings in docs/benchmarks.md; never on a test set."""
 
-    embedding_size: int = Field(128, ge=4, le=1024, description="width of item embeddings and hidden states")
+    embedding_size: int = Field(64, ge=4, le=1024, description="width of item embeddings and hidden states")
     max_len: int = Field(100, ge=2, le=2048, description="interactions a sequence window holds")
     blocks: int = Field(2, ge=1, le=12, description="transformer blocks")
     heads: int = Field(1, ge=1, le=16, description="attention heads (must divide embedding_size)")
@@ -197,7 +197,7 @@ class SASRec(RatingModel):
         "epochs": 200,
         "batch_size": 32,
         "learning_rate": 2e-3,
-        "patience": 15,
+        "patience": 20,
         "refit": False,
     }
 
