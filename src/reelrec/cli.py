@@ -294,7 +294,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         who = (
             f"a new user with {len(ratings)} ratings" if ratings else "a new user (no ratings: most popular)"
         )
-        label = "predicted" if ratings else "count"
+        label = ("predicted" if rec.model.ranks_by_rating else "score") if ratings else "count"
         user_json: Any = None
     else:
         items = rec.recommend(

@@ -136,7 +136,7 @@ def _lower_is_better(metric: str) -> bool:
 
 # ---------------------------------------------------------------------- learning curves
 #: axis names of the early-stopping criteria the trainer records
-_VALID_NAMES = {"valid_rmse": "validation RMSE", "valid_loss": "validation loss"}
+_VALID_NAMES = {"valid_rmse": "validation RMSE", "valid_loss": "validation loss (the model's criterion)"}
 
 
 def _history_arrays(
@@ -221,7 +221,8 @@ def plot_learning_curves(
     ax.plot(epochs, train, marker=marker, markersize=3, color="tab:blue", label="train loss")
     log_scale = _log_scale_if_wide(ax, train)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("train loss (MSE + penalty)" + (", log scale" if log_scale else ""))
+    objective = "MSE + penalty" if vkey in ("valid_rmse", None) else "the model's objective"
+    ax.set_ylabel(f"train loss ({objective})" + (", log scale" if log_scale else ""))
     ax.set_title("training objective")
     if has_valid:
         vax = axes[1]

@@ -215,9 +215,9 @@ def tune(
     if not cls.trainable:
         raise ConfigError(f"model {model_name!r} has no trainable hyperparameters to tune")
     if space is None:
-        if model_name not in SPACES:
+        space = cls.search_space or SPACES.get(model_name)  # the model's own, else the table's
+        if space is None:
             raise ConfigError(f"no built-in search space for {model_name!r}; give one with --space FILE.toml")
-        space = SPACES[model_name]
     caps: dict[str, Any] = {"refit": False} if max_epochs is None else {"epochs": max_epochs, "refit": False}
     folder = Path(out) if out is not None else None
     if folder is not None:

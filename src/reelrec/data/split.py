@@ -169,10 +169,33 @@ def carve_validation(train: Dataset, fraction: float = 0.05, seed: int = 42) -> 
     return train.subset(fit_rows), train.subset(valid_rows)
 
 
+def carve_last(train: Dataset) -> tuple[Dataset, Dataset]:
+    """Split ``train`` into (fit part, validation part): each user's latest training interaction
+    (by timestamp, ties by file order; users with two or more) is validation, the way
+    sequence models are validated (what comes next), never a random sample of a history."""
+    rank, count = _rank_within_user_by_time(train)
+    last = (rank == count - 1) & (count >= 2)
+    return train.subset(np.flatnonzero(~last)), train.subset(np.flatnonzero(last))
+
+
+#: how a validation part is carved from the training part: at random, or each user's latest
+VALIDATION_KINDS = ("random", "last")
+
+
 def make_split(
-    ds: Dataset, spec: str = "holdout90", *, seed: int = 42, valid_fraction: float | None = 0.05
+    ds: Dataset,
+    spec: str = "holdout90",
+    *,
+    seed: int = 42,
+    valid_fraction: float | None = 0.05,
+    validation: str = "random",
 ) -> Split:
-    """Parse a split name (see module docs) and apply it; carve a validation part if asked."""
+    """Parse a split name (see module docs) and apply it; carve a validation part if asked
+    (``validation``: ``random``, ``valid_fraction`` of the training rows; ``last``, each user's
+    latest training interaction)."""
+    if validation not in VALIDATION_KINDS:
+        kinds = ", ".join(VALIDATION_KINDS)
+        raise ConfigError(f"unknown validation kind {validation!r}; use one of: {kinds}")
     spec = spec.strip().lower()
     if spec == "none":
         split = Split("none", ds)
@@ -193,6 +216,9 @@ def make_split(
     else:
         raise ConfigError(f"unknown split {spec!r}; use one of: {SPLIT_HELP}")
     if valid_fraction:
-        fit, valid = carve_validation(split.train, valid_fraction, seed)
+        if validation == "last":
+            fit, valid = carve_last(split.train)
+        else:
+            fit, valid = carve_validation(split.train, valid_fraction, seed)
         split = replace(split, train=fit, valid=valid)
     return split

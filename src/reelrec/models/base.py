@@ -106,6 +106,12 @@ class RatingModel(nn.Module):
     #: per-user parameters); False when the fold-in approximates them (a fit of the user's own
     #: parameters against frozen item parameters that training moved together with them)
     fold_in_exact: ClassVar[bool] = False
+    #: ``reelrec tune``'s search space for this model (``{"model": {field: spec}, "train": {...}}``,
+    #: see :mod:`reelrec.tune`); empty: the table in :mod:`reelrec.tune`, if it has one
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: how a run carves this model's validation part from its training part: ``random`` rows,
+    #: or ``last``, each user's latest interaction (sequence models: validated on what comes next)
+    validation_split: ClassVar[str] = "random"
     #: TrainConfig values this model trains best with (chosen on validation data); a user's
     #: explicit settings override them
     default_train: ClassVar[dict[str, Any]] = {}
@@ -177,6 +183,12 @@ class RatingModel(nn.Module):
         no I/O. Raises ``ConfigError`` when a source does not fit."""
         if sources:
             raise ConfigError(f"{self.name} cannot start from pre-trained models ({', '.join(sources)})")
+
+    def observe(self, history: Dataset) -> None:
+        """Take ``history`` (a run's training part and its validation part) as every user's input
+        at scoring time, without changing a weight: for models that read a user's interactions
+        when they score (a sequence model's input is the sequence), so the validation part a run
+        held out for early stopping is part of what the model reads. The default does nothing."""
 
     def fit_closed_form(self, train: Dataset) -> None:
         """Fit without gradient descent (only for ``trainable = False`` models)."""

@@ -19,6 +19,7 @@ from reelrec.models.itemknn import ItemKNN
 from reelrec.models.mf import MatrixFactorization
 from reelrec.models.mlp import MLP
 from reelrec.models.neumf import GMF, NeuMF
+from reelrec.models.sasrec import SASRec
 from reelrec.models.seqlinear import SeqLinear
 
 MODELS: dict[str, type[RatingModel]] = {
@@ -38,6 +39,7 @@ MODELS: dict[str, type[RatingModel]] = {
         ItemKNN,
         BPR,
         SeqLinear,
+        SASRec,
     )
 }
 

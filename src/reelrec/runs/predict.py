@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from reelrec.errors import DataError
+from reelrec.errors import ConfigError, DataError
 from reelrec.recommender import Recommender
 from reelrec.runs.record import RunRecord
 
@@ -33,6 +33,11 @@ def predict_file(
     # refuse a bad destination before any work: a folder, the pairs file, a file without --overwrite
     check_file_target(out, overwrite=overwrite, inputs=[path])
     rec = Recommender.load(str(run_dir))
+    if not rec.model.predicts_ratings:
+        raise ConfigError(
+            f"model {rec.model.name!r} ranks movies; it does not predict ratings "
+            f"(use `reelrec recommend {run_dir}` for its lists)"
+        )
     data = RunRecord.model_validate(rec.meta).data
     source = (data.origin if data is not None else None) or {}
     inputs = [path, *(p for p in (source.get("path"), (source.get("items") or {}).get("path")) if p)]

@@ -53,6 +53,8 @@ class SplitRecord(BaseModel):
     spec: str = "none"
     seed: int = 42
     valid_fraction: float | None = None
+    #: how the validation part was carved (``random`` rows, or each user's ``last`` interaction)
+    validation: str = "random"
 
 
 class ModelRecord(BaseModel):
@@ -167,4 +169,10 @@ def rebuild_split(record: RunRecord, ds: Dataset) -> Split:
     from reelrec.data.split import make_split
 
     split = record.split or SplitRecord()
-    return make_split(ds, split.spec, seed=record.split_seed, valid_fraction=split.valid_fraction or None)
+    return make_split(
+        ds,
+        split.spec,
+        seed=record.split_seed,
+        valid_fraction=split.valid_fraction or None,
+        validation=split.validation,
+    )

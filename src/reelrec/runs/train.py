@@ -81,14 +81,23 @@ def new_run(
     the data and the split before the training starts."""
     refuse_early(options.model, ds, options.params)
     split, spec, protocol = make_run_split(
-        ds, options.split, seed=options.seed, valid_fraction=options.valid_fraction, protocol=options.protocol
+        ds,
+        options.split,
+        seed=options.seed,
+        valid_fraction=options.valid_fraction,
+        protocol=options.protocol,
+        model=options.model,
     )
     plan = recipe(options.model, options.params, split.train, overrides=options.train)
     record = RunRecord.new(
         ds,
         options.side,
         split=SplitRecord(
-            name=split.name, spec=spec, seed=options.seed, valid_fraction=options.valid_fraction
+            name=split.name,
+            spec=spec,
+            seed=options.seed,
+            valid_fraction=options.valid_fraction,
+            validation=validation_kind(options.model),
         ),
         seed=options.seed,
         protocol=protocol,
@@ -132,18 +141,34 @@ def refuse_early(model: str, ds: Dataset, params: dict[str, Any]) -> None:
     check_scale(model_class(model), ds.n_users, ds.n_items, len(ds), config)
 
 
+def validation_kind(model: str | None) -> str:
+    """How ``model`` is validated: ``random`` rows of the training part, or (sequence models,
+    ``validation_split = "last"``) each user's latest training interaction."""
+    from reelrec.models.registry import model_class
+
+    return "random" if model is None else model_class(model).validation_split
+
+
 def make_run_split(
-    ds: Dataset, spec: str | None, *, seed: int, valid_fraction: float | None, protocol: str | None
+    ds: Dataset,
+    spec: str | None,
+    *,
+    seed: int,
+    valid_fraction: float | None,
+    protocol: str | None,
+    model: str | None = None,
 ) -> tuple[Split, str, str | None]:
-    """The split a new run trains on: ``spec`` (default: the ``protocol``'s split, else
-    holdout90). Returns the split, the spec used and the protocol (the split's own by default),
-    checked against the split."""
+    """The split a new run of ``model`` trains on: ``spec`` (default: the ``protocol``'s split,
+    else holdout90), with the validation part the model is validated on. Returns the split, the
+    spec used and the protocol (the split's own by default), checked against the split."""
     from reelrec.data.split import make_split
     from reelrec.evaluation.protocols import PROTOCOL_SPLITS, check_protocol, protocol_for_split
 
     if spec is None:
         spec = PROTOCOL_SPLITS[check_protocol(protocol)] if protocol else "holdout90"
-    split = make_split(ds, spec, seed=seed, valid_fraction=valid_fraction or None)
+    split = make_split(
+        ds, spec, seed=seed, valid_fraction=valid_fraction or None, validation=validation_kind(model)
+    )
     protocol = protocol or protocol_for_split(split.name)
     if protocol:
         check_protocol(protocol, split.name)

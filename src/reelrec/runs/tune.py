@@ -33,7 +33,12 @@ def tune_run(
     part of ``options``' split, train the best (``options``' own settings still win) into
     ``out/run`` and write ``out/summary.json``. Returns the search result and the summary."""
     split, _, _ = make_run_split(
-        ds, options.split, seed=options.seed, valid_fraction=options.valid_fraction, protocol=options.protocol
+        ds,
+        options.split,
+        seed=options.seed,
+        valid_fraction=options.valid_fraction,
+        protocol=options.protocol,
+        model=options.model,
     )
     if split.valid is None:
         raise ConfigError("tuning needs a validation part: set --valid-fraction above 0")

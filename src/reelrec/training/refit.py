@@ -105,4 +105,6 @@ def fit_model(
             model = type(model).average(members + extra)
             result.refit_models = len(members)
             log.info("averaged %d refitted models%s", len(members), " and the validated one" if extra else "")
+    if valid is not None and len(valid):
+        model.observe(train.concat(valid))  # no refit: the model still reads the whole history
     return model, train, valid, result
