@@ -241,7 +241,7 @@ def _bad_options(tmp_path: Path, csv: Path) -> dict[str, list[str]]:
     return {
         "model setting": ["--param", "embedding_size=-3"],
         "unknown setting": ["--param", "no_such_setting=1"],
-        "training value": ["--epochs", "0"],
+        "training value": ["--learning-rate", "-1"],  # (--epochs 0 is refused by argparse itself)
         "missing file": ["--ratings", str(tmp_path / "missing.csv")],
         "missing column": ["--rating-col", "stars"],
         "split": ["--split", "bogus"],

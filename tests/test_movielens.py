@@ -493,8 +493,15 @@ def test_a_download_ended_by_a_signal_leaves_no_part_file(home: Path, sig: str) 
     import sys
     import time
 
+    def default_signals() -> None:  # as a terminal starts it, whatever ran the tests (nohup, &)
+        for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_DOWNLOAD, str(home)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SLOW_DOWNLOAD, str(home)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
     )
     try:
         assert proc.stdout.readline().strip() == "started"
