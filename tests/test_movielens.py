@@ -128,9 +128,11 @@ def test_the_registry_is_grouplens_and_movielens_reexports_it() -> None:
 
 def test_data_home_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("REELREC_DATA_HOME", str(tmp_path / "env"))
+    monkeypatch.setattr("reelrec.options._current", None)  # the environment is read once, at first use
     assert ml.data_home(tmp_path / "arg") == tmp_path / "arg"
     assert ml.data_home() == tmp_path / "env"
     monkeypatch.delenv("REELREC_DATA_HOME")
+    monkeypatch.setattr("reelrec.options._current", None)
     assert ml.data_home() == Path(platformdirs.user_cache_dir("reelrec"))
 
 

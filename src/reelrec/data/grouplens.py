@@ -43,6 +43,7 @@ import platformdirs
 
 from reelrec._files import byte_progress
 from reelrec.errors import DataError, DownloadError
+from reelrec.options import get_options
 from reelrec.safeio import clean_leftovers, temp_name
 
 logger = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def data_home(data_home: str | Path | None = None) -> Path:
     """The folder that holds the datasets: ``data_home``, else ``$REELREC_DATA_HOME``, else the
     user cache folder (``platformdirs.user_cache_dir("reelrec")``). Not created here."""
     if data_home is None:
-        data_home = os.environ.get(ENV_VAR) or platformdirs.user_cache_dir("reelrec")
+        data_home = get_options().data_home or platformdirs.user_cache_dir("reelrec")
     return Path(data_home).expanduser()
 
 
