@@ -3,7 +3,9 @@
 Every test is parametrised over the whole registry (``reelrec.models.MODELS``), so a model added
 there is tested without a test of its own; which checks apply is read from the model's
 capabilities (``predicts_ratings``, ``personalised``, ``folds_in``, ``fold_in_exact``,
-``scores_are_ratings``, ``retrieval_vectors()``, ``item_vectors()``), never from its name. After
+``scores_are_ratings``, ``retrieval_vectors()``, ``item_vectors()``), never from its name; the
+capability-specific checks are parametrised over the models that have the capability (read from
+each model's untrained default when the tests are collected), so nothing is skipped. After
 lkpy's ``ScorerTests`` and implicit's recommender tests:
 
 * **round trips**: the config through JSON, a trained run through ``save``/``load``;
@@ -102,10 +104,26 @@ def split_board(cb: Checkerboard) -> tuple[Dataset, Dataset]:
 
 
 @cache
-def predicts_ratings(name: str) -> bool:
-    """The capability of ``name``'s default config, read from a model built on the rating set."""
+def built(name: str) -> RatingModel:
+    """``name`` with its default config, built (untrained) on the rating set: its capabilities."""
     train = rating_set().train
-    return build_model(name, train.n_users, train.n_items, train=train).predicts_ratings
+    return build_model(name, train.n_users, train.n_items, train=train)
+
+
+def predicts_ratings(name: str) -> bool:
+    """The capability of ``name``'s default config."""
+    return built(name).predicts_ratings
+
+
+def has_retrieval_vectors(name: str) -> bool:
+    """Whether ``name``'s score is an inner product of user and item vectors (its default config)."""
+    return built(name).retrieval_vectors() is not None
+
+
+#: the models each capability-specific check applies to, chosen when the tests are collected
+RATING_FLOOR = [n for n in NAMES if predicts_ratings(n)]
+CHECKERBOARD_FLOOR = [n for n in NAMES if not (MODELS[n].personalised and predicts_ratings(n))]
+RETRIEVAL = [n for n in NAMES if has_retrieval_vectors(n)]
 
 
 def fit(name: str, train: Dataset, valid: Dataset) -> Recommender:
@@ -298,23 +316,21 @@ def test_the_registry_holds_a_negative_control() -> None:
     assert any(not cls.personalised for cls in MODELS.values())
 
 
+@pytest.mark.parametrize("run", RATING_FLOOR, indirect=True)
 def test_rating_floor_rmse_below_the_bias_baseline(run: Run) -> None:
     """Rating models: test RMSE on the planted low-rank set below RMSE_FLOOR x the bias
     baseline's. A reference model (``personalised = False``) must fail it."""
     model = model_of(run)
-    if not model.predicts_ratings:
-        pytest.skip("a ranking model: held to the checkerboard floor")
     passed, rmse = rating_floor_passed(run.rec, run.test)
     summary = f"rmse {rmse:.4f}, bias baseline {bias_rmse():.4f}, floor {RMSE_FLOOR} x"
     assert passed is model.personalised, summary
 
 
+@pytest.mark.parametrize("run", CHECKERBOARD_FLOOR, indirect=True)
 def test_checkerboard_floor_for_ranking_models(run: Run) -> None:
     """Ranking models: implicit's checkerboard (see :func:`checkerboard_floor_passed`). A
     reference model, trained on the same checkerboard, must fail it."""
     model = model_of(run)
-    if model.personalised and model.predicts_ratings:
-        pytest.skip("a rating model: held to the RMSE floor")
     passed, metrics = checkerboard_floor_passed(on_checkerboard(model.name))
     assert passed is model.personalised, metrics
 
@@ -367,15 +383,20 @@ def test_fold_in_recovers_the_trained_user(run: Run) -> None:
 
 
 # ---------------------------------------------------------------------------------- retrieval
+def test_retrieval_vectors_are_a_capability_of_the_config(run: Run) -> None:
+    """Whether a model has retrieval vectors is read from its untrained default (the lists
+    below); the trained model must agree, so no model slips out of the retrieval check."""
+    name = model_of(run).name
+    assert (model_of(run).retrieval_vectors() is not None) is (name in RETRIEVAL)
+
+
+@pytest.mark.parametrize("run", RETRIEVAL, indirect=True)
 def test_retrieval_vectors_rank_as_the_model_scores(run: Run) -> None:
     """Where the model has retrieval vectors, ``user . item`` is its score up to a per-user
     constant (so ANN serving and the int8 path rank as the model does), and a folded-in user's
     vector scores as the fold-in does."""
     model = model_of(run)
-    vectors = model.retrieval_vectors()
-    if vectors is None:
-        pytest.skip("the model's score is not an inner product")
-    users, items = vectors
+    users, items = model.retrieval_vectors()
     assert users.shape == (model.n_users, items.shape[1])
     assert items.shape[0] == model.n_items
     scores = model.score_users(torch.arange(model.n_users)).double().numpy()

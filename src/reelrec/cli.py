@@ -114,7 +114,7 @@ def _check_run(args: argparse.Namespace) -> int:
     from reelrec.artifacts import check_target
     from reelrec.cli_args import data_source
     from reelrec.runs.source import load_dataset
-    from reelrec.runs.train import make_run_split, refuse_early
+    from reelrec.runs.train import refuse_early, run_split
     from reelrec.training.recipe import recipe
 
     check_target(args.out, args.overwrite)
@@ -122,9 +122,7 @@ def _check_run(args: argparse.Namespace) -> int:
     recipe(options.model, options.params, overrides=options.train)  # before reading the data
     ds = load_dataset(data_source(args), args.data_home, progress=False)
     refuse_early(options.model, ds, options.params)
-    split, _, _ = make_run_split(
-        ds, options.split, seed=options.seed, valid_fraction=options.valid_fraction, protocol=options.protocol
-    )
+    split, _, _ = run_split(ds, options)  # as each rank will make it
     recipe(options.model, options.params, split.train, overrides=options.train)
     return len(ds)
 

@@ -54,6 +54,17 @@ def sample_negatives(
     return items
 
 
+def mask_keys(scores: torch.Tensor, users: torch.Tensor, keys: torch.Tensor, n_items: int) -> torch.Tensor:
+    """``scores`` (one row per user of ``users``) with each user's items among the sorted
+    ``user * n_items + item`` ``keys`` set to ``-inf``, in place."""
+    if keys.numel():
+        lo = torch.searchsorted(keys, users * n_items)  # each user's keys: keys[lo:hi]
+        hi = torch.searchsorted(keys, (users + 1) * n_items)
+        rows, found = expand_ranges(lo, hi, keys)
+        scores[rows, found % n_items] = -torch.inf
+    return scores
+
+
 @torch.no_grad()
 def ranking_validation_loss(
     model: RatingModel,
@@ -80,12 +91,7 @@ def ranking_validation_loss(
     hits = torch.zeros(vusers.shape[0], device=vkeys.device)
     for s in range(0, vusers.shape[0], batch):
         ub = vusers[s : s + batch]
-        scores = model.score_users(ub).float().clone()
-        if train_keys.numel():
-            lo = torch.searchsorted(train_keys, ub * n)  # each user's keys: train_keys[lo:hi]
-            hi = torch.searchsorted(train_keys, (ub + 1) * n)
-            rows, keys = expand_ranges(lo, hi, train_keys)
-            scores[rows, keys % n] = -torch.inf
+        scores = mask_keys(model.score_users(ub).float().clone(), ub, train_keys, n)
         top = torch.topk(scores, k, dim=1).indices
         query = ub[:, None] * n + top
         pos = torch.searchsorted(vkeys, query).clamp(max=vkeys.numel() - 1)

@@ -35,8 +35,8 @@ from reelrec.data.dataset import Dataset
 from reelrec.models.base import ModelConfig, RatingModel
 from reelrec.models.fitting import FitPlan, GradientSteps
 from reelrec.models.losses import full_softmax_ce, gbce, sampled_ce
+from reelrec.models.ranking import mask_keys
 from reelrec.models.seqlinear import chronological
-from reelrec.sparse import expand_ranges
 
 #: catalogues up to this size train with the full softmax when ``loss="auto"``
 FULL_SOFTMAX_ITEMS = 100_000
@@ -65,12 +65,7 @@ def next_item_ndcg(
     gains = torch.zeros(users.shape[0])
     for s in range(0, users.shape[0], SCORE_BLOCK):
         ub, ib = users[s : s + SCORE_BLOCK], items[s : s + SCORE_BLOCK]
-        scores = model.score_users(ub).float()
-        if seen_keys.numel():
-            lo = torch.searchsorted(seen_keys, ub * n)
-            hi = torch.searchsorted(seen_keys, (ub + 1) * n)
-            rows, keys = expand_ranges(lo, hi, seen_keys)
-            scores[rows, keys % n] = -torch.inf
+        scores = mask_keys(model.score_users(ub).float(), ub, seen_keys, n)
         target = scores.gather(1, ib[:, None])
         rank = (scores > target).sum(1)  # 0-based rank of the held-out item
         hit = (rank < k) & torch.isfinite(target[:, 0])

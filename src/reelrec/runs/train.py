@@ -80,14 +80,7 @@ def new_run(
     split, make the split, train, measure and (with ``out``) save; ``announce`` is called with
     the data and the split before the training starts."""
     refuse_early(options.model, ds, options.params)
-    split, spec, protocol = make_run_split(
-        ds,
-        options.split,
-        seed=options.seed,
-        valid_fraction=options.valid_fraction,
-        protocol=options.protocol,
-        model=options.model,
-    )
+    split, spec, protocol = run_split(ds, options)
     plan = recipe(options.model, options.params, split.train, overrides=options.train)
     record = RunRecord.new(
         ds,
@@ -147,6 +140,18 @@ def validation_kind(model: str | None) -> str:
     from reelrec.models.registry import model_class
 
     return "random" if model is None else model_class(model).validation_split
+
+
+def run_split(ds: Dataset, options: RunOptions) -> tuple[Split, str, str | None]:
+    """:func:`make_run_split` with everything ``options`` says about the split."""
+    return make_run_split(
+        ds,
+        options.split,
+        seed=options.seed,
+        valid_fraction=options.valid_fraction,
+        protocol=options.protocol,
+        model=options.model,
+    )
 
 
 def make_run_split(

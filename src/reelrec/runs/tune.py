@@ -12,7 +12,7 @@ from typing import Any
 from reelrec.data.dataset import Dataset
 from reelrec.data.split import Split
 from reelrec.errors import ConfigError
-from reelrec.runs.train import RunOptions, make_run_split, new_run
+from reelrec.runs.train import RunOptions, new_run, run_split
 from reelrec.safeio import atomic_write_text
 from reelrec.tune import Space, TuneResult, tune
 
@@ -32,14 +32,7 @@ def tune_run(
     """Search ``options.model``'s settings (Optuna, :func:`reelrec.tune.tune`) on the validation
     part of ``options``' split, train the best (``options``' own settings still win) into
     ``out/run`` and write ``out/summary.json``. Returns the search result and the summary."""
-    split, _, _ = make_run_split(
-        ds,
-        options.split,
-        seed=options.seed,
-        valid_fraction=options.valid_fraction,
-        protocol=options.protocol,
-        model=options.model,
-    )
+    split, _, _ = run_split(ds, options)
     if split.valid is None:
         raise ConfigError("tuning needs a validation part: set --valid-fraction above 0")
     if on_start is not None:
